@@ -1,0 +1,208 @@
+//! Typed, layered configuration: built-in defaults → an optional TOML file → `CRS_`-prefixed
+//! environment variables (`__` separates sections: `CRS_DATABASE__URL`).
+//!
+//! The environment is passed in as a map so tests never touch the process environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+/// Where the gRPC server listens and how long it drains on shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen_addr: SocketAddr,
+    /// Seconds in-flight calls get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The service's own database: `sqlite://path?mode=rwc` or `postgres://...`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    /// Run pending migrations at start-up (production runs them as a Helm hook instead).
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+/// Token verification. Every service holds the same key so any of them can verify any token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HMAC key for signing and verifying bearer tokens (at least 32 bytes).
+    pub signing_key: Option<SecretString>,
+    /// Read the key from this file when `signing_key` is not set.
+    pub signing_key_file: Option<String>,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `tracing` filter directives, e.g. `info,crs_intake=debug`.
+    pub log_filter: String,
+    /// OTLP gRPC endpoint; when empty, `OTEL_EXPORTER_OTLP_ENDPOINT` decides, else no export.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// How the outbox relay claims and retries hand-offs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    pub batch_size: u32,
+    /// Safety-net poll; commits wake the relay at once.
+    pub poll_interval_ms: u64,
+    /// A claimed row is re-claimable after this long (its relay is presumed dead).
+    pub lease_ms: u64,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Per-call deadline for the gRPC hand-off.
+    pub call_timeout_ms: u64,
+}
+
+/// Loads `T` from the layered sources.
+///
+/// `defaults` is the service's built-in TOML; `file` is read if given; `env` holds the
+/// environment (only `CRS_*` keys are used, `CRS_CONFIG` names the file and is skipped).
+pub fn load<T: DeserializeOwned>(
+    defaults: &str,
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<T> {
+    let mut merged: Table = toml::from_str(defaults).context("built-in defaults are not valid TOML")?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+        let table: Table = toml::from_str(&text)
+            .with_context(|| format!("configuration file {} is not valid TOML", path.display()))?;
+        merge(&mut merged, table);
+    }
+    let mut keys: Vec<_> = env.keys().filter(|k| k.starts_with("CRS_") && *k != "CRS_CONFIG").collect();
+    keys.sort();
+    for key in keys {
+        let path: Vec<String> = key["CRS_".len()..].split("__").map(str::to_lowercase).collect();
+        set_path(&mut merged, &path, &env[key]).with_context(|| format!("environment variable {key}"))?;
+    }
+    T::deserialize(Value::Table(merged)).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// The configuration file named by `--config` or `CRS_CONFIG`, if any.
+pub fn file_from_args_or_env(env: &HashMap<String, String>) -> Option<std::path::PathBuf> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(Into::into);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(path.into());
+        }
+    }
+    env.get("CRS_CONFIG").filter(|p| !p.is_empty()).map(Into::into)
+}
+
+fn merge(base: &mut Table, overlay: Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Sets `path` to `raw`, typed after the value it replaces (so `CRS_SERVER__SHUTDOWN_GRACE_SECS=5`
+/// becomes an integer while `CRS_AUTH__SIGNING_KEY=12345` stays a string).
+fn set_path(table: &mut Table, path: &[String], raw: &str) -> anyhow::Result<()> {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut current = table;
+    for part in parents {
+        let entry = current.entry(part.clone()).or_insert_with(|| Value::Table(Table::new()));
+        current = match entry {
+            Value::Table(t) => t,
+            _ => bail!("`{part}` is not a section"),
+        };
+    }
+    let value = match current.get(last) {
+        Some(Value::Integer(_)) => Value::Integer(raw.parse().context("expected an integer")?),
+        Some(Value::Float(_)) => Value::Float(raw.parse().context("expected a number")?),
+        Some(Value::Boolean(_)) => Value::Boolean(raw.parse().context("expected true or false")?),
+        Some(Value::Array(_)) => {
+            let wrapped: Table = toml::from_str(&format!("v = {raw}")).context("expected a TOML array")?;
+            wrapped["v"].clone()
+        }
+        _ => Value::String(raw.to_owned()),
+    };
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        server: ServerConfig,
+        name: String,
+        tags: Vec<String>,
+    }
+
+    const DEFAULTS: &str = r#"
+        name = "x"
+        tags = ["a"]
+        [server]
+        listen_addr = "127.0.0.1:1"
+        shutdown_grace_secs = 10
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("crs-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "name = \"from-file\"\n[server]\nshutdown_grace_secs = 3\n").unwrap();
+        let cfg: Sample = load(
+            DEFAULTS,
+            Some(&file),
+            &env(&[("CRS_SERVER__SHUTDOWN_GRACE_SECS", "7"), ("CRS_TAGS", "[\"b\", \"c\"]"), ("OTHER", "1")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.name, "from-file");
+        assert_eq!(cfg.server.shutdown_grace_secs, 7);
+        assert_eq!(cfg.server.listen_addr.port(), 1);
+        assert_eq!(cfg.tags, vec!["b", "c"]);
+    }
+
+    #[test]
+    fn numeric_looking_strings_stay_strings() {
+        let cfg: Sample = load(DEFAULTS, None, &env(&[("CRS_NAME", "12345")])).unwrap();
+        assert_eq!(cfg.name, "12345");
+    }
+
+    #[test]
+    fn misspelled_keys_and_bad_values_are_named() {
+        let err = load::<Sample>(DEFAULTS, None, &env(&[("CRS_SERVER__LISTEN_ADR", "x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("listen_adr"), "{err:#}");
+        let err = load::<Sample>(DEFAULTS, None, &env(&[("CRS_SERVER__SHUTDOWN_GRACE_SECS", "soon")])).unwrap_err();
+        assert!(format!("{err:#}").contains("CRS_SERVER__SHUTDOWN_GRACE_SECS"), "{err:#}");
+    }
+}

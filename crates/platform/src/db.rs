@@ -1,0 +1,65 @@
+//! The service's database through sea-orm: the same code on SQLite (the embedded default) and
+//! PostgreSQL (production).
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::DatabaseConfig;
+
+/// Connects and, when configured, applies the service's pending migrations.
+pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
+    let sqlite = cfg.url.starts_with("sqlite:");
+    if sqlite {
+        ensure_sqlite_parent_dir(&cfg.url)?;
+    }
+    let mut options = ConnectOptions::new(cfg.url.clone());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    // SQLite allows one writer at a time; a single pooled connection serialises writers in the
+    // pool instead of surfacing SQLITE_BUSY when a reading transaction upgrades to writing.
+    options.max_connections(if sqlite { 1 } else { cfg.max_connections });
+    let db = Database::connect(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database at {}: {e}", redact(&cfg.url)))?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .await?;
+    }
+    if cfg.migrate {
+        M::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    }
+    Ok(db)
+}
+
+/// Answers whether the database is reachable (for health).
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.ping().await.is_ok()
+}
+
+fn ensure_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create the database directory {}: {e}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

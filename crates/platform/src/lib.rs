@@ -1,0 +1,17 @@
+//! What every CRS service shares, so that each concern has one home:
+//! configuration, telemetry, server bootstrap, authentication, storage, errors,
+//! and the transactional outbox that carries every hand-off between services.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod outbox;
+pub mod peers;
+pub mod redis;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+
+pub use auth::{Principal, Role};
+pub use error::{FieldViolations, ServiceError};

@@ -1,0 +1,334 @@
+//! The transactional outbox, its relay, and the inbox: how every hand-off between services
+//! travels.
+//!
+//! A producer writes its state change and an outbox row in one transaction ([`Outbox::enqueue`]),
+//! then wakes the relay ([`Outbox::wake`]). The relay claims due rows with a lease (on PostgreSQL
+//! with `FOR UPDATE SKIP LOCKED`, so replicas never claim the same row), hands each to the
+//! handler registered for its topic (a gRPC call whose idempotency key is the row's id), deletes
+//! it on success, and on failure schedules a retry with capped exponential backoff and jitter.
+//! Rows are never dropped: a hand-off that keeps failing keeps retrying, and is visible as lag.
+//!
+//! Receivers record each event id in their inbox ([`inbox_first_time`]) in the same transaction
+//! as the effect, so at-least-once delivery has exactly-once effect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rand::Rng;
+use sea_orm::sea_query::{Alias, ColumnDef, Index, Table};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::OutboxConfig;
+use crate::time::now_millis;
+
+/// One claimed outbox row.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The event id: receivers use it as the idempotency key.
+    pub id: String,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub trace_context: Option<String>,
+    /// Delivery attempts so far, this one included.
+    pub attempts: i32,
+    pub created_at: i64,
+}
+
+impl Envelope {
+    pub fn decode<M: prost::Message + Default>(&self) -> anyhow::Result<M> {
+        M::decode(self.payload.as_slice()).map_err(|e| anyhow::anyhow!("undecodable {} payload: {e}", self.topic))
+    }
+}
+
+/// Delivers one envelope; an error means "try again later".
+pub type Handler = Arc<dyn Fn(Envelope) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// Wraps an async closure as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Envelope) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    Arc::new(move |e| Box::pin(f(e)))
+}
+
+/// The producer's side: enqueue inside a transaction, wake after commit.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Adds a hand-off to `topic` within the caller's transaction; returns its event id. The
+    /// current trace context is stored with it so the delivery continues the trace.
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        topic: &str,
+        message: &impl prost::Message,
+    ) -> Result<String, DbErr> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_millis();
+        let stmt = statement(
+            conn.get_database_backend(),
+            "INSERT INTO outbox (id, topic, payload, trace_context, created_at, available_at, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+            vec![
+                id.clone().into(),
+                topic.into(),
+                Value::Bytes(Some(message.encode_to_vec())),
+                crate::telemetry::current_traceparent().into(),
+                now.into(),
+                now.into(),
+            ],
+        );
+        conn.execute_raw(stmt).await?;
+        Ok(id)
+    }
+
+    /// Tells the relay that a commit added work, so it does not wait for its poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Rows not yet delivered, and the age in milliseconds of the oldest (outbox lag).
+    pub async fn backlog(&self) -> Result<(i64, i64), DbErr> {
+        let stmt = statement(
+            self.db.get_database_backend(),
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox",
+            vec![],
+        );
+        let row = self.db.query_one_raw(stmt).await?;
+        let (n, oldest) = match row {
+            Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<Option<i64>>("", "oldest")?),
+            None => (0, None),
+        };
+        Ok((n, oldest.map(|o| now_millis() - o).unwrap_or(0)))
+    }
+
+    /// The relay delivering this outbox's rows through `handlers` (keyed by topic).
+    pub fn relay(&self, cfg: OutboxConfig, handlers: HashMap<&'static str, Handler>) -> Relay {
+        Relay { db: self.db.clone(), wake: self.wake.clone(), cfg, handlers: Arc::new(handlers) }
+    }
+}
+
+/// Claims and delivers outbox rows until shut down.
+pub struct Relay {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+    cfg: OutboxConfig,
+    handlers: Arc<HashMap<&'static str, Handler>>,
+}
+
+impl Relay {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let poll = Duration::from_millis(self.cfg.poll_interval_ms);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let mut wait = poll;
+            match self.claim().await {
+                Ok(batch) => {
+                    let full = batch.len() as u32 >= self.cfg.batch_size;
+                    let next_retry = self.deliver_all(batch).await;
+                    if full {
+                        continue;
+                    }
+                    if let Some(at) = next_retry {
+                        wait = wait.min(Duration::from_millis((at - now_millis()).max(1) as u64));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "outbox claim failed; will retry"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {},
+                _ = tokio::time::sleep(wait) => {},
+            }
+        }
+    }
+
+    async fn claim(&self) -> Result<Vec<Envelope>, DbErr> {
+        let backend = self.db.get_database_backend();
+        let now = now_millis();
+        let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE available_at <= $2 \
+               AND (locked_until IS NULL OR locked_until < $2) ORDER BY available_at, id LIMIT $3 {lock}) \
+             RETURNING id, topic, payload, trace_context, attempts, created_at"
+        );
+        let values = vec![(now + self.cfg.lease_ms as i64).into(), now.into(), i64::from(self.cfg.batch_size).into()];
+        let rows = self.db.query_all_raw(statement(backend, &sql, values)).await?;
+        let mut batch = rows
+            .into_iter()
+            .map(|r| {
+                Ok(Envelope {
+                    id: r.try_get("", "id")?,
+                    topic: r.try_get("", "topic")?,
+                    payload: r.try_get("", "payload")?,
+                    trace_context: r.try_get("", "trace_context")?,
+                    attempts: r.try_get("", "attempts")?,
+                    created_at: r.try_get("", "created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        batch.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(batch)
+    }
+
+    /// Delivers a batch concurrently; returns when the earliest retry is due, if any failed.
+    async fn deliver_all(&self, batch: Vec<Envelope>) -> Option<i64> {
+        let results = futures::future::join_all(batch.into_iter().map(|e| self.deliver(e))).await;
+        results.into_iter().flatten().min()
+    }
+
+    async fn deliver(&self, envelope: Envelope) -> Option<i64> {
+        let span = tracing::info_span!(
+            "outbox deliver",
+            otel.name = %format!("{} process", envelope.topic),
+            otel.kind = "consumer",
+            messaging.system = "crs-outbox",
+            messaging.operation.type = "process",
+            messaging.destination.name = %envelope.topic,
+            messaging.message.id = %envelope.id,
+            messaging.delivery.attempt = envelope.attempts,
+        );
+        crate::telemetry::continue_stored_trace(&span, envelope.trace_context.as_deref());
+        let backend = self.db.get_database_backend();
+        let id = envelope.id.clone();
+        let attempts = envelope.attempts;
+        let topic = envelope.topic.clone();
+        async move {
+            let outcome = match self.handlers.get(topic.as_str()) {
+                Some(handler) => handler(envelope).await,
+                None => Err(anyhow::anyhow!("no handler for topic {topic}")),
+            };
+            match outcome {
+                Ok(()) => {
+                    let stmt = statement(backend, "DELETE FROM outbox WHERE id = $1", vec![id.clone().into()]);
+                    if let Err(e) = self.db.execute_raw(stmt).await {
+                        // The row will be re-delivered after its lease; the receiver's inbox absorbs it.
+                        tracing::warn!(error = %e, "delivered but could not remove outbox row");
+                    }
+                    None
+                }
+                Err(e) => {
+                    let retry_at = now_millis() + backoff_ms(&self.cfg, attempts);
+                    let error = crate::error::error_chain(e.as_ref());
+                    tracing::warn!(attempts, error = %error, "hand-off failed; will retry");
+                    let stmt = statement(
+                        backend,
+                        "UPDATE outbox SET locked_until = NULL, available_at = $1, last_error = $2 WHERE id = $3",
+                        vec![retry_at.into(), truncate(&error, 2000).into(), id.into()],
+                    );
+                    if let Err(e) = self.db.execute_raw(stmt).await {
+                        tracing::warn!(error = %e, "could not schedule retry; lease expiry will");
+                    }
+                    Some(retry_at)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Capped exponential backoff with ±20 % jitter, so retries from many rows do not line up.
+fn backoff_ms(cfg: &OutboxConfig, attempts: i32) -> i64 {
+    let exp = attempts.saturating_sub(1).clamp(0, 20) as u32;
+    let base = cfg.initial_backoff_ms.saturating_mul(1u64 << exp).min(cfg.max_backoff_ms) as f64;
+    let jitter = rand::rng().random_range(0.8..1.2);
+    (base * jitter) as i64
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Records `event_id` as applied. `true` the first time; `false` if it was applied before, in
+/// which case the caller must skip the effect and answer as it did then. Call it inside the
+/// transaction that applies the effect.
+pub async fn inbox_first_time<C: ConnectionTrait>(conn: &C, event_id: &str) -> Result<bool, DbErr> {
+    let stmt = statement(
+        conn.get_database_backend(),
+        "INSERT INTO inbox (event_id, applied_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
+        vec![event_id.into(), now_millis().into()],
+    );
+    Ok(conn.execute_raw(stmt).await?.rows_affected() == 1)
+}
+
+/// A statement written with `$n` placeholders, for either backend (SQLite reads them as `?n`).
+pub fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres { sql.to_owned() } else { sql.replace('$', "?") };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Creates the `outbox` and `inbox` tables; every service lists it first among its migrations.
+pub struct OutboxMigration;
+
+impl MigrationName for OutboxMigration {
+    fn name(&self) -> &str {
+        "m20261128_000001_outbox_inbox"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for OutboxMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("outbox"))
+                    .if_not_exists()
+                    .col(ColumnDef::new(Alias::new("id")).string_len(36).not_null().primary_key())
+                    .col(ColumnDef::new(Alias::new("topic")).string_len(64).not_null())
+                    .col(ColumnDef::new(Alias::new("payload")).blob().not_null())
+                    .col(ColumnDef::new(Alias::new("trace_context")).string_len(256).null())
+                    .col(ColumnDef::new(Alias::new("created_at")).big_integer().not_null())
+                    .col(ColumnDef::new(Alias::new("available_at")).big_integer().not_null())
+                    .col(ColumnDef::new(Alias::new("locked_until")).big_integer().null())
+                    .col(ColumnDef::new(Alias::new("attempts")).integer().not_null().default(0))
+                    .col(ColumnDef::new(Alias::new("last_error")).text().null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_available_at")
+                    .table(Alias::new("outbox"))
+                    .col(Alias::new("available_at"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("inbox"))
+                    .if_not_exists()
+                    .col(ColumnDef::new(Alias::new("event_id")).string_len(64).not_null().primary_key())
+                    .col(ColumnDef::new(Alias::new("applied_at")).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(Alias::new("inbox")).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Alias::new("outbox")).to_owned()).await
+    }
+}

@@ -1,0 +1,208 @@
+//! Server bootstrap shared by every service: health (`grpc.health.v1`), reflection, a span per
+//! RPC, and graceful shutdown on SIGTERM/SIGINT.
+//!
+//! Health starts NOT_SERVING and turns SERVING once the database and Redis both answer; it goes
+//! back to NOT_SERVING when draining starts, so load balancers stop sending work first.
+
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tracing::Instrument;
+
+use crate::redis::RedisHandle;
+
+/// Binds the gRPC listener (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+}
+
+/// What the server needs to decide readiness.
+#[derive(Clone, Debug)]
+pub struct Dependencies {
+    pub db: DatabaseConnection,
+    pub redis: RedisHandle,
+}
+
+/// Serves `routes` plus health and reflection on `listener` until `shutdown` is cancelled, then
+/// drains for at most `grace`.
+pub async fn serve(
+    routes: Routes,
+    service_names: &[&'static str],
+    listener: TcpListener,
+    deps: Dependencies,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let mut names: Vec<&str> = vec![""];
+    names.extend_from_slice(service_names);
+    for name in &names {
+        reporter.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crs_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crs_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let readiness = tokio::spawn(track_readiness(reporter.clone(), names.clone(), deps, shutdown.clone()));
+
+    let drain_started = {
+        let reporter = reporter.clone();
+        let names = names.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            for name in &names {
+                reporter.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+            tracing::info!("draining");
+        }
+    };
+
+    let server = tonic::transport::Server::builder()
+        .layer(RpcTraceLayer)
+        .add_routes(routes)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
+
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining calls"),
+    }
+    readiness.abort();
+    Ok(())
+}
+
+async fn track_readiness(
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    deps: Dependencies,
+    shutdown: CancellationToken,
+) {
+    let mut serving = false;
+    loop {
+        let ready = crate::db::ping(&deps.db).await && deps.redis.ping().await;
+        if ready != serving && !shutdown.is_cancelled() {
+            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            for name in &names {
+                reporter.set_service_status(*name, status).await;
+            }
+            if ready {
+                tracing::info!("dependencies ready; serving");
+            } else {
+                tracing::warn!("a dependency stopped answering; not serving");
+            }
+            serving = ready;
+        }
+        let pause = if serving { Duration::from_secs(2) } else { Duration::from_millis(200) };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {},
+        }
+    }
+}
+
+/// Wraps every RPC in a server span that continues the caller's trace.
+#[derive(Clone, Copy, Debug)]
+pub struct RpcTraceLayer;
+
+impl<S> tower::Layer<S> for RpcTraceLayer {
+    type Service = RpcTrace<S>;
+    fn layer(&self, inner: S) -> RpcTrace<S> {
+        RpcTrace { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RpcTrace<S> {
+    inner: S,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RpcTrace<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %path,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        crate::telemetry::continue_trace(&span, &tonic::metadata::MetadataMap::from_headers(request.headers().clone()));
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(
+            async move {
+                let result = future.await;
+                if let Ok(response) = &result {
+                    // Unary errors come back "trailers-only": the status is in the headers.
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or(0);
+                    tracing::Span::current().record("rpc.grpc.status_code", code);
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
