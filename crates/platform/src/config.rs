@@ -73,16 +73,48 @@ pub struct OutboxConfig {
     pub call_timeout_ms: u64,
 }
 
+/// Defaults shared by every service; each service adds its own sections and listen address.
+pub const PLATFORM_DEFAULTS: &str = r#"
+[server]
+shutdown_grace_secs = 10
+
+[database]
+max_connections = 10
+migrate = true
+
+[redis]
+url = "redis://127.0.0.1:6379"
+
+[auth]
+signing_key_file = "data/signing.key"
+issuer = "crs"
+
+[telemetry]
+log_filter = "info"
+
+[outbox]
+batch_size = 64
+poll_interval_ms = 500
+lease_ms = 30000
+initial_backoff_ms = 200
+max_backoff_ms = 30000
+call_timeout_ms = 5000
+"#;
+
 /// Loads `T` from the layered sources.
 ///
-/// `defaults` is the service's built-in TOML; `file` is read if given; `env` holds the
+/// `defaults` are built-in TOML layers (the platform's, then the service's); `file` is read if given; `env` holds the
 /// environment (only `CRS_*` keys are used, `CRS_CONFIG` names the file and is skipped).
 pub fn load<T: DeserializeOwned>(
-    defaults: &str,
+    defaults: &[&str],
     file: Option<&Path>,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<T> {
-    let mut merged: Table = toml::from_str(defaults).context("built-in defaults are not valid TOML")?;
+    let mut merged = Table::new();
+    for layer in defaults {
+        let table: Table = toml::from_str(layer).context("built-in defaults are not valid TOML")?;
+        merge(&mut merged, table);
+    }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read configuration file {}", path.display()))?;
@@ -181,7 +213,7 @@ mod tests {
         let file = dir.join("c.toml");
         std::fs::write(&file, "name = \"from-file\"\n[server]\nshutdown_grace_secs = 3\n").unwrap();
         let cfg: Sample = load(
-            DEFAULTS,
+            &[DEFAULTS],
             Some(&file),
             &env(&[("CRS_SERVER__SHUTDOWN_GRACE_SECS", "7"), ("CRS_TAGS", "[\"b\", \"c\"]"), ("OTHER", "1")]),
         )
@@ -194,15 +226,15 @@ mod tests {
 
     #[test]
     fn numeric_looking_strings_stay_strings() {
-        let cfg: Sample = load(DEFAULTS, None, &env(&[("CRS_NAME", "12345")])).unwrap();
+        let cfg: Sample = load(&[DEFAULTS], None, &env(&[("CRS_NAME", "12345")])).unwrap();
         assert_eq!(cfg.name, "12345");
     }
 
     #[test]
     fn misspelled_keys_and_bad_values_are_named() {
-        let err = load::<Sample>(DEFAULTS, None, &env(&[("CRS_SERVER__LISTEN_ADR", "x")])).unwrap_err();
+        let err = load::<Sample>(&[DEFAULTS], None, &env(&[("CRS_SERVER__LISTEN_ADR", "x")])).unwrap_err();
         assert!(format!("{err:#}").contains("listen_adr"), "{err:#}");
-        let err = load::<Sample>(DEFAULTS, None, &env(&[("CRS_SERVER__SHUTDOWN_GRACE_SECS", "soon")])).unwrap_err();
+        let err = load::<Sample>(&[DEFAULTS], None, &env(&[("CRS_SERVER__SHUTDOWN_GRACE_SECS", "soon")])).unwrap_err();
         assert!(format!("{err:#}").contains("CRS_SERVER__SHUTDOWN_GRACE_SECS"), "{err:#}");
     }
 }

@@ -2,6 +2,7 @@
 //! configuration, telemetry, server bootstrap, authentication, storage, errors,
 //! and the transactional outbox that carries every hand-off between services.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;

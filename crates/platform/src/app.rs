@@ -1,0 +1,145 @@
+//! The parts every service assembles at start-up, so each service's `Application::build` only
+//! adds what is its own, and each `main` stays a few lines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenAuthority;
+use crate::config::{AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use crate::outbox::Outbox;
+use crate::redis::RedisHandle;
+use crate::server::Dependencies;
+
+/// What a service's configuration shares with every other service.
+pub trait ServiceConfig: DeserializeOwned {
+    fn server(&self) -> &ServerConfig;
+    fn database(&self) -> &DatabaseConfig;
+    fn redis(&self) -> &RedisConfig;
+    fn auth(&self) -> &AuthConfig;
+    fn telemetry(&self) -> &TelemetryConfig;
+    fn outbox(&self) -> &OutboxConfig;
+}
+
+/// Connected platform parts: listener bound, database migrated, Redis handle, token authority.
+pub struct Platform {
+    pub listener: TcpListener,
+    pub local_addr: SocketAddr,
+    pub db: DatabaseConnection,
+    pub redis: RedisHandle,
+    pub authority: TokenAuthority,
+    pub outbox: Outbox,
+    pub grace: Duration,
+}
+
+impl Platform {
+    /// Binds, connects and migrates (with the service's migrator `M`).
+    pub async fn start<M: MigratorTrait>(cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
+        let listener = crate::server::bind(cfg.server().listen_addr).await?;
+        let local_addr = listener.local_addr()?;
+        let db = crate::db::connect::<M>(cfg.database()).await?;
+        let redis = RedisHandle::new(&cfg.redis().url)?;
+        let authority = TokenAuthority::from_config(cfg.auth())?;
+        let outbox = Outbox::new(db.clone());
+        Ok(Platform {
+            listener,
+            local_addr,
+            db,
+            redis,
+            authority,
+            outbox,
+            grace: Duration::from_secs(cfg.server().shutdown_grace_secs),
+        })
+    }
+
+    pub fn dependencies(&self) -> Dependencies {
+        Dependencies { db: self.db.clone(), redis: self.redis.clone() }
+    }
+}
+
+/// Runs a service binary: loads configuration (defaults → `--config`/`CRS_CONFIG` file →
+/// `CRS_*` environment), sets up telemetry, runs `serve` until SIGTERM/SIGINT, flushes telemetry.
+/// Bad configuration exits with status 2 and a message naming what is wrong.
+pub fn run_service<C, F, Fut>(service_name: &str, defaults: &str, serve: F) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let file = crate::config::file_from_args_or_env(&env);
+    let cfg: C = match crate::config::load(&[crate::config::PLATFORM_DEFAULTS, defaults], file.as_deref(), &env) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("crs-{service_name}: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crs-{service_name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let telemetry = match crate::telemetry::init(&format!("crs-{service_name}"), cfg.telemetry(), &env) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("crs-{service_name}: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        let shutdown = CancellationToken::new();
+        crate::server::cancel_on_signals(shutdown.clone());
+        let result = serve(cfg, shutdown).await;
+        let code = match result {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "service failed");
+                eprintln!("crs-{service_name}: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+        telemetry.shutdown();
+        code
+    })
+}
+
+/// Implements [`ServiceConfig`] for a struct with the six shared sections as fields.
+#[macro_export]
+macro_rules! impl_service_config {
+    ($ty:ty) => {
+        impl $crate::app::ServiceConfig for $ty {
+            fn server(&self) -> &$crate::config::ServerConfig {
+                &self.server
+            }
+            fn database(&self) -> &$crate::config::DatabaseConfig {
+                &self.database
+            }
+            fn redis(&self) -> &$crate::config::RedisConfig {
+                &self.redis
+            }
+            fn auth(&self) -> &$crate::config::AuthConfig {
+                &self.auth
+            }
+            fn telemetry(&self) -> &$crate::config::TelemetryConfig {
+                &self.telemetry
+            }
+            fn outbox(&self) -> &$crate::config::OutboxConfig {
+                &self.outbox
+            }
+        }
+    };
+}

@@ -1,0 +1,122 @@
+//! Intake's tables. Times are Unix milliseconds, so comparisons read the same on every backend.
+
+pub mod agency {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agencies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub jurisdiction: String,
+        pub contact_email: String,
+        pub callback_url: String,
+        pub callback_secret: String,
+        /// JSON array of `LegalInstrument` numbers; empty means all.
+        pub allowed_instruments: String,
+        /// JSON array of `Category` numbers; empty means all.
+        pub allowed_categories: String,
+        pub status: i32,
+        pub rate_limit_tier: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod request {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        #[sea_orm(indexed)]
+        pub agency_id: String,
+        pub idempotency_key: String,
+        /// SHA-256 of the submitted body, to tell a retry from a reuse of the key.
+        pub body_hash: String,
+        pub jurisdiction: String,
+        pub legal_instrument: i32,
+        pub category: i32,
+        /// JSON array of `Keyword` numbers.
+        pub keywords: String,
+        pub requested_action: i32,
+        #[sea_orm(column_type = "Text")]
+        pub legal_basis: String,
+        #[sea_orm(column_type = "Text")]
+        pub justification: String,
+        pub reference: String,
+        pub issuing_authority: String,
+        pub status: i32,
+        /// When the current status took effect (at the service that reported it).
+        pub status_at: i64,
+        pub status_note: String,
+        pub pending_question: String,
+        /// Encoded `SlaDeadline`, once triage has set one.
+        pub deadline: Option<Vec<u8>>,
+        pub received_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod request_item {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "request_items")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub item_index: i32,
+        pub url: String,
+        pub content_id: String,
+        pub description: String,
+        /// The normalised identity of the content (same content, same key).
+        pub content_key: String,
+        pub outcome: i32,
+        pub no_action_reason: i32,
+        #[sea_orm(column_type = "Text")]
+        pub explanation: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod status_event {
+    use sea_orm::entity::prelude::*;
+
+    /// The agency-visible history of its requests; `seq` is the resumable stream cursor.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "status_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        #[sea_orm(indexed)]
+        pub agency_id: String,
+        pub request_id: String,
+        pub status: i32,
+        pub note: String,
+        pub occurred_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

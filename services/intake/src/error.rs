@@ -1,0 +1,70 @@
+//! Intake's errors, mapped once to gRPC status codes.
+
+use crs_platform::auth::AuthError;
+use crs_platform::error::{FieldViolations, ServiceError};
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("invalid request")]
+    InvalidArgument(FieldViolations),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("agency {0} is suspended")]
+    AgencySuspended(String),
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("idempotency key {0:?} was already used with a different request body")]
+    IdempotencyKeyReused(String),
+    #[error("request {id} is {status}; cannot {action}")]
+    WrongState { id: String, status: String, action: &'static str },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for IntakeError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        IntakeError::Internal(e.into())
+    }
+}
+
+impl From<FieldViolations> for IntakeError {
+    fn from(v: FieldViolations) -> Self {
+        IntakeError::InvalidArgument(v)
+    }
+}
+
+impl IntakeError {
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        let mut v = FieldViolations::new();
+        v.add(field, description);
+        IntakeError::InvalidArgument(v)
+    }
+}
+
+impl ServiceError for IntakeError {
+    fn code(&self) -> Code {
+        match self {
+            IntakeError::InvalidArgument(_) => Code::InvalidArgument,
+            IntakeError::Auth(e) => e.code(),
+            IntakeError::AgencySuspended(_) => Code::PermissionDenied,
+            IntakeError::NotFound { .. } => Code::NotFound,
+            IntakeError::IdempotencyKeyReused(_) => Code::AlreadyExists,
+            IntakeError::WrongState { .. } => Code::FailedPrecondition,
+            IntakeError::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn violations(&self) -> Option<&FieldViolations> {
+        match self {
+            IntakeError::InvalidArgument(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl From<IntakeError> for Status {
+    fn from(e: IntakeError) -> Status {
+        crs_platform::error::to_status(&e)
+    }
+}
