@@ -1,0 +1,508 @@
+//! Legal review's RPC handlers.
+
+use crs_platform::auth::{self, Principal, Role};
+use crs_platform::error::FieldViolations;
+use crs_platform::outbox::{Outbox, inbox_first_time};
+use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
+use crs_proto::common::{
+    Assessment, DecisionGround, ItemDecision, ItemOutcome, NoActionReason, RequestStatus, SlaDeadline, Submission,
+};
+use crs_proto::intake::UpdateStatusRequest;
+use crs_proto::notification::{NotificationKind, NotifyRequest};
+use crs_proto::review::legal_review_service_server::LegalReviewService;
+use crs_proto::review::*;
+use prost::Message;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+use tonic::{Request, Response, Status};
+
+use crate::ReviewConfig;
+use crate::entities::{case, decision};
+use crate::error::ReviewError;
+use crate::relay;
+
+type Result<T> = std::result::Result<T, ReviewError>;
+
+const REVIEWERS: &[Role] = &[Role::Reviewer, Role::SeniorReviewer, Role::Admin];
+const DEFAULT_PAGE_SIZE: u64 = 50;
+const MAX_PAGE_SIZE: u64 = 500;
+const MAX_LEGAL_GROUND: usize = 500;
+const MAX_EXPLANATION: usize = 2000;
+
+#[derive(Clone)]
+pub struct LegalReview {
+    db: DatabaseConnection,
+    outbox: Outbox,
+    cfg: std::sync::Arc<ReviewConfig>,
+}
+
+impl LegalReview {
+    pub fn new(db: DatabaseConnection, outbox: Outbox, cfg: ReviewConfig) -> Self {
+        Self { db, outbox, cfg: std::sync::Arc::new(cfg) }
+    }
+
+    async fn enqueue(&self, principal: Principal, req: EnqueueCaseRequest) -> Result<EnqueueCaseResponse> {
+        auth::require_service(&principal)?;
+        if req.event_id.is_empty() {
+            return Err(ReviewError::invalid("event_id", "is required"));
+        }
+        let submission = req.submission.ok_or_else(|| ReviewError::invalid("submission", "is required"))?;
+        let assessment = req.assessment.ok_or_else(|| ReviewError::invalid("assessment", "is required"))?;
+        let policy = assessment.policy.clone().ok_or_else(|| ReviewError::invalid("assessment.policy", "is required"))?;
+        let due_at = assessment
+            .due_at
+            .as_ref()
+            .map(millis_from_timestamp)
+            .ok_or_else(|| ReviewError::invalid("assessment.due_at", "is required"))?;
+        let txn = self.db.begin().await?;
+        if !inbox_first_time(&txn, &req.event_id).await? {
+            return Ok(EnqueueCaseResponse { case_id: submission.request_id, replayed: true });
+        }
+        let deadline = SlaDeadline {
+            policy_id: policy.id.clone(),
+            legal_reference: policy.legal_reference.clone(),
+            budget: policy.budget,
+            due_at: assessment.due_at,
+            paused: false,
+            remaining_when_paused: None,
+        };
+        let now = now_millis();
+        case::ActiveModel::from(case::Model {
+            id: submission.request_id.clone(),
+            status: RequestStatus::Triaged as i32,
+            queue: assessment.queue.clone(),
+            priority: assessment.priority as i32,
+            due_at,
+            submission: submission.encode_to_vec(),
+            assessment: assessment.encode_to_vec(),
+            deadline: deadline.encode_to_vec(),
+            assigned_reviewer: String::new(),
+            claim_expires_at: 0,
+            decision_summary: String::new(),
+            decided_by: String::new(),
+            decided_at: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        tracing::info!(case_id = %submission.request_id, queue = %assessment.queue, "case enqueued");
+        Ok(EnqueueCaseResponse { case_id: submission.request_id, replayed: false })
+    }
+
+    async fn find(&self, id: &str) -> Result<case::Model> {
+        case::Entity::find_by_id(id.to_owned()).one(&self.db).await?.ok_or_else(|| ReviewError::NotFound(id.to_owned()))
+    }
+
+    async fn to_case(&self, row: &case::Model) -> Result<Case> {
+        let decisions = decision::Entity::find()
+            .filter(decision::Column::CaseId.eq(row.id.clone()))
+            .order_by_asc(decision::Column::ItemIndex)
+            .all(&self.db)
+            .await?;
+        Ok(to_case(row, &decisions))
+    }
+
+    async fn list(&self, principal: Principal, req: ListCasesRequest) -> Result<ListCasesResponse> {
+        auth::require_role(&principal, REVIEWERS)?;
+        let offset: u64 = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token.parse().map_err(|_| ReviewError::invalid("page_token", "is not a token this service issued"))?
+        };
+        let size = match u64::from(req.page_size) {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let mut cond = Condition::all();
+        if !req.queue.is_empty() {
+            cond = cond.add(case::Column::Queue.eq(req.queue.clone()));
+        }
+        if req.status != 0 {
+            cond = cond.add(case::Column::Status.eq(req.status));
+        }
+        if req.only_mine {
+            cond = cond.add(case::Column::AssignedReviewer.eq(principal.subject()));
+        }
+        // Most urgent first: highest priority, then the nearest deadline.
+        let rows = case::Entity::find()
+            .filter(cond)
+            .order_by_desc(case::Column::Priority)
+            .order_by_asc(case::Column::DueAt)
+            .order_by_asc(case::Column::Id)
+            .offset(offset)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let more = rows.len() as u64 > size;
+        let mut cases = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(size as usize) {
+            cases.push(self.to_case(row).await?);
+        }
+        Ok(ListCasesResponse {
+            cases,
+            next_page_token: if more { (offset + size).to_string() } else { String::new() },
+        })
+    }
+
+    async fn claim(&self, principal: Principal, req: ClaimCaseRequest) -> Result<Case> {
+        auth::require_role(&principal, REVIEWERS)?;
+        let lease = match req.lease.as_ref().map(|d| d.seconds) {
+            None | Some(0) => self.cfg.claim_lease_secs,
+            Some(s) if s < 0 => return Err(ReviewError::invalid("lease", "must be positive")),
+            Some(s) => s.min(self.cfg.max_claim_lease_secs),
+        };
+        let txn = self.db.begin().await?;
+        let row = case::Entity::find_by_id(req.case_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        let status = status_of(&row);
+        if !matches!(status, RequestStatus::Triaged | RequestStatus::InReview | RequestStatus::Escalated) {
+            return Err(wrong_state(&row, "claim it"));
+        }
+        let now = now_millis();
+        let me = principal.subject();
+        if !row.assigned_reviewer.is_empty() && row.assigned_reviewer != me && row.claim_expires_at > now {
+            return Err(ReviewError::ClaimedByOther { id: row.id, holder: row.assigned_reviewer });
+        }
+        let mut active: case::ActiveModel = row.clone().into();
+        active.assigned_reviewer = Set(me.clone());
+        active.claim_expires_at = Set(now + lease * 1000);
+        active.updated_at = Set(now);
+        if status == RequestStatus::Triaged {
+            active.status = Set(RequestStatus::InReview as i32);
+            self.outbox
+                .enqueue(
+                    &txn,
+                    relay::STATUS,
+                    &UpdateStatusRequest {
+                        request_id: row.id.clone(),
+                        status: RequestStatus::InReview as i32,
+                        note: "under legal review".into(),
+                        occurred_at: Some(timestamp_from_millis(now)),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        self.outbox.wake();
+        tracing::info!(case_id = %updated.id, reviewer = %me, "case claimed");
+        self.to_case(&updated).await
+    }
+
+    async fn decide(&self, principal: Principal, req: SubmitDecisionRequest) -> Result<Case> {
+        auth::require_role(&principal, REVIEWERS)?;
+        let txn = self.db.begin().await?;
+        let row = case::Entity::find_by_id(req.case_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        if !matches!(status_of(&row), RequestStatus::InReview | RequestStatus::Escalated) {
+            return Err(wrong_state(&row, "decide it"));
+        }
+        let me = principal.subject();
+        let now = now_millis();
+        if row.assigned_reviewer != me || row.claim_expires_at <= now {
+            return Err(wrong_state(&row, "decide it without holding its claim (ClaimCase first)"));
+        }
+        let submission = Submission::decode(row.submission.as_slice()).map_err(|e| ReviewError::Internal(e.into()))?;
+        let decisions = validate_decisions(&submission, req.decisions)?;
+        let mut v = FieldViolations::new();
+        if req.summary.chars().count() > MAX_EXPLANATION * 2 {
+            v.add("summary", format!("longer than {} characters", MAX_EXPLANATION * 2));
+        }
+        v.into_result()?;
+
+        for d in &decisions {
+            decision::ActiveModel::from(decision::Model {
+                case_id: row.id.clone(),
+                item_index: d.item_index as i32,
+                outcome: d.outcome,
+                no_action_reason: d.no_action_reason,
+                ground: d.ground,
+                legal_ground: d.legal_ground.clone(),
+                explanation: d.explanation.clone(),
+                territorial_scope: serde_json::to_string(&d.territorial_scope).expect("strings serialise"),
+                decided_by: me.clone(),
+                decided_at: now,
+            })
+            .insert(&txn)
+            .await?;
+        }
+        let deadline = SlaDeadline::decode(row.deadline.as_slice()).ok();
+        let mut active: case::ActiveModel = row.clone().into();
+        active.status = Set(RequestStatus::Decided as i32);
+        active.decision_summary = Set(req.summary.clone());
+        active.decided_by = Set(me.clone());
+        active.decided_at = Set(Some(now));
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
+        self.outbox
+            .enqueue(
+                &txn,
+                relay::NOTIFY,
+                &NotifyRequest {
+                    kind: NotificationKind::Decided as i32,
+                    submission: Some(submission),
+                    decisions: decisions.clone(),
+                    deadline: deadline.clone(),
+                    message: req.summary.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        self.outbox
+            .enqueue(
+                &txn,
+                relay::STATUS,
+                &UpdateStatusRequest {
+                    request_id: row.id.clone(),
+                    status: RequestStatus::Decided as i32,
+                    item_decisions: decisions,
+                    deadline,
+                    note: req.summary,
+                    occurred_at: Some(timestamp_from_millis(now)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        txn.commit().await?;
+        self.outbox.wake();
+        tracing::info!(case_id = %updated.id, reviewer = %me, "case decided");
+        self.to_case(&updated).await
+    }
+}
+
+/// Every item decided exactly once, each decision complete for its outcome.
+fn validate_decisions(submission: &Submission, decisions: Vec<ItemDecision>) -> Result<Vec<ItemDecision>> {
+    let mut v = FieldViolations::new();
+    let items = submission.items.len();
+    let mut seen = vec![false; items];
+    let mut out = Vec::with_capacity(decisions.len());
+    for (i, mut d) in decisions.into_iter().enumerate() {
+        let f = |name: &str| format!("decisions[{i}].{name}");
+        let index = d.item_index as usize;
+        if index >= items {
+            v.add(f("item_index"), format!("the case has items 0 to {}", items.saturating_sub(1)));
+            continue;
+        }
+        if std::mem::replace(&mut seen[index], true) {
+            v.add(f("item_index"), format!("item {index} is decided twice"));
+            continue;
+        }
+        let outcome = ItemOutcome::try_from(d.outcome).unwrap_or(ItemOutcome::Unspecified);
+        match outcome {
+            ItemOutcome::Unspecified | ItemOutcome::Pending => v.add(f("outcome"), "must be a final outcome"),
+            ItemOutcome::NoAction => {
+                if !matches!(NoActionReason::try_from(d.no_action_reason), Ok(r) if r != NoActionReason::Unspecified) {
+                    v.add(f("no_action_reason"), "is required when no action is taken");
+                }
+                d.territorial_scope.clear();
+            }
+            ItemOutcome::AlreadyUnavailable => d.territorial_scope.clear(),
+            ItemOutcome::RemovedGlobally | ItemOutcome::RestrictedInJurisdiction => {
+                if !matches!(DecisionGround::try_from(d.ground), Ok(g) if g != DecisionGround::Unspecified) {
+                    v.add(f("ground"), "is required for a restriction (statement of reasons)");
+                }
+                if d.legal_ground.trim().is_empty() {
+                    v.add(f("legal_ground"), "is required for a restriction");
+                } else if d.legal_ground.chars().count() > MAX_LEGAL_GROUND {
+                    v.add(f("legal_ground"), format!("longer than {MAX_LEGAL_GROUND} characters"));
+                }
+                if d.explanation.trim().is_empty() {
+                    v.add(f("explanation"), "is required for a restriction");
+                }
+                if outcome == ItemOutcome::RemovedGlobally {
+                    d.territorial_scope.clear();
+                } else if d.territorial_scope.is_empty() {
+                    d.territorial_scope.push(submission.jurisdiction.clone());
+                }
+                for (j, c) in d.territorial_scope.iter().enumerate() {
+                    if !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())) {
+                        v.add(format!("decisions[{i}].territorial_scope[{j}]"), "must be an ISO 3166-1 alpha-2 code");
+                    }
+                }
+            }
+        }
+        if d.explanation.chars().count() > MAX_EXPLANATION {
+            v.add(f("explanation"), format!("longer than {MAX_EXPLANATION} characters"));
+        }
+        out.push(d);
+    }
+    for (index, done) in seen.iter().enumerate() {
+        if !done {
+            v.add("decisions", format!("item {index} has no decision"));
+        }
+    }
+    v.into_result()?;
+    out.sort_by_key(|d| d.item_index);
+    Ok(out)
+}
+
+fn status_of(row: &case::Model) -> RequestStatus {
+    RequestStatus::try_from(row.status).unwrap_or(RequestStatus::Unspecified)
+}
+
+fn wrong_state(row: &case::Model, action: &'static str) -> ReviewError {
+    ReviewError::WrongState { id: row.id.clone(), status: status_of(row).as_str_name().to_owned(), action }
+}
+
+fn to_case(row: &case::Model, decisions: &[decision::Model]) -> Case {
+    Case {
+        id: row.id.clone(),
+        submission: Submission::decode(row.submission.as_slice()).ok(),
+        assessment: Assessment::decode(row.assessment.as_slice()).ok(),
+        status: row.status,
+        assigned_reviewer: row.assigned_reviewer.clone(),
+        claim_expires_at: (row.claim_expires_at > 0).then(|| timestamp_from_millis(row.claim_expires_at)),
+        decisions: decisions
+            .iter()
+            .map(|d| ItemDecision {
+                item_index: d.item_index as u32,
+                outcome: d.outcome,
+                no_action_reason: d.no_action_reason,
+                ground: d.ground,
+                legal_ground: d.legal_ground.clone(),
+                explanation: d.explanation.clone(),
+                territorial_scope: serde_json::from_str(&d.territorial_scope).unwrap_or_default(),
+            })
+            .collect(),
+        deadline: SlaDeadline::decode(row.deadline.as_slice()).ok(),
+        decision_summary: row.decision_summary.clone(),
+        decided_by: row.decided_by.clone(),
+        approved_by: String::new(),
+        pending_question: String::new(),
+        created_at: Some(timestamp_from_millis(row.created_at)),
+        updated_at: Some(timestamp_from_millis(row.updated_at)),
+        decided_at: row.decided_at.map(timestamp_from_millis),
+    }
+}
+
+fn not_yet(method: &str) -> Status {
+    Status::unimplemented(format!("{method} is not available in this version"))
+}
+
+#[tonic::async_trait]
+impl LegalReviewService for LegalReview {
+    async fn enqueue_case(
+        &self,
+        request: Request<EnqueueCaseRequest>,
+    ) -> std::result::Result<Response<EnqueueCaseResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.enqueue(principal, request.into_inner()).await?))
+    }
+
+    async fn list_cases(&self, request: Request<ListCasesRequest>) -> std::result::Result<Response<ListCasesResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.list(principal, request.into_inner()).await?))
+    }
+
+    async fn get_case(&self, request: Request<GetCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        let principal = auth::principal(&request)?;
+        if !matches!(principal, Principal::Service { .. }) {
+            auth::require_role(&principal, REVIEWERS).map_err(ReviewError::from)?;
+        }
+        let row = self.find(&request.get_ref().case_id).await?;
+        Ok(Response::new(self.to_case(&row).await?))
+    }
+
+    async fn claim_case(&self, request: Request<ClaimCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.claim(principal, request.into_inner()).await?))
+    }
+
+    async fn release_case(&self, _request: Request<ReleaseCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        Err(not_yet("ReleaseCase"))
+    }
+
+    async fn submit_decision(&self, request: Request<SubmitDecisionRequest>) -> std::result::Result<Response<Case>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.decide(principal, request.into_inner()).await?))
+    }
+
+    async fn approve_decision(&self, _request: Request<ApproveDecisionRequest>) -> std::result::Result<Response<Case>, Status> {
+        Err(not_yet("ApproveDecision"))
+    }
+
+    async fn request_information(
+        &self,
+        _request: Request<RequestInformationRequest>,
+    ) -> std::result::Result<Response<Case>, Status> {
+        Err(not_yet("RequestInformation"))
+    }
+
+    async fn resume_case(&self, _request: Request<ResumeCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        Err(not_yet("ResumeCase"))
+    }
+
+    async fn escalate_case(&self, _request: Request<EscalateCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        Err(not_yet("EscalateCase"))
+    }
+
+    async fn withdraw_case(&self, _request: Request<WithdrawCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        Err(not_yet("WithdrawCase"))
+    }
+
+    async fn get_audit_trail(
+        &self,
+        _request: Request<GetAuditTrailRequest>,
+    ) -> std::result::Result<Response<GetAuditTrailResponse>, Status> {
+        Err(not_yet("GetAuditTrail"))
+    }
+
+    async fn verify_audit_trail(
+        &self,
+        _request: Request<VerifyAuditTrailRequest>,
+    ) -> std::result::Result<Response<VerifyAuditTrailResponse>, Status> {
+        Err(not_yet("VerifyAuditTrail"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crs_proto::common::Item;
+
+    fn submission(items: usize) -> Submission {
+        Submission { jurisdiction: "KZ".into(), items: vec![Item::default(); items], ..Default::default() }
+    }
+
+    fn restrict(i: u32) -> ItemDecision {
+        ItemDecision {
+            item_index: i,
+            outcome: ItemOutcome::RestrictedInJurisdiction as i32,
+            ground: DecisionGround::IllegalContent as i32,
+            legal_ground: "Art. 9".into(),
+            explanation: "unlawful there".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_item_needs_exactly_one_complete_decision() {
+        let err = validate_decisions(&submission(2), vec![restrict(0), restrict(0)]).unwrap_err();
+        let ReviewError::InvalidArgument(v) = err else { panic!() };
+        let fields: Vec<_> = v.iter().map(|(f, _)| f.to_owned()).collect();
+        assert_eq!(fields, vec!["decisions[1].item_index", "decisions"]);
+
+        let no_reason = ItemDecision { item_index: 0, outcome: ItemOutcome::NoAction as i32, ..Default::default() };
+        let ReviewError::InvalidArgument(v) = validate_decisions(&submission(1), vec![no_reason]).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(v.iter().next().unwrap().0, "decisions[0].no_action_reason");
+    }
+
+    #[test]
+    fn a_restriction_defaults_to_the_requesting_jurisdiction() {
+        let out = validate_decisions(&submission(1), vec![restrict(0)]).unwrap();
+        assert_eq!(out[0].territorial_scope, vec!["KZ"]);
+    }
+}
