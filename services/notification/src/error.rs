@@ -1,0 +1,61 @@
+//! Notification's errors, mapped once to gRPC status codes.
+
+use crs_platform::auth::AuthError;
+use crs_platform::error::{FieldViolations, ServiceError};
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("invalid request")]
+    InvalidArgument(FieldViolations),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for NotificationError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        NotificationError::Internal(e.into())
+    }
+}
+
+impl From<FieldViolations> for NotificationError {
+    fn from(v: FieldViolations) -> Self {
+        NotificationError::InvalidArgument(v)
+    }
+}
+
+impl NotificationError {
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        let mut v = FieldViolations::new();
+        v.add(field, description);
+        NotificationError::InvalidArgument(v)
+    }
+}
+
+impl ServiceError for NotificationError {
+    fn code(&self) -> Code {
+        match self {
+            NotificationError::InvalidArgument(_) => Code::InvalidArgument,
+            NotificationError::Auth(e) => e.code(),
+            NotificationError::NotFound(_) => Code::NotFound,
+            NotificationError::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn violations(&self) -> Option<&FieldViolations> {
+        match self {
+            NotificationError::InvalidArgument(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl From<NotificationError> for Status {
+    fn from(e: NotificationError) -> Status {
+        crs_platform::error::to_status(&e)
+    }
+}
