@@ -16,6 +16,8 @@ pub struct Received {
     pub delivery_id: String,
     pub signature: Option<String>,
     pub body: serde_json::Value,
+    /// The body as sent, for signature checks.
+    pub raw: Vec<u8>,
 }
 
 /// A running receiver; endpoints are `http://<addr>/hook/<name>`.
@@ -62,12 +64,14 @@ async fn record(
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let raw = body.to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
     receiver.received.lock().expect("receiver lock").push(Received {
         endpoint: name,
         delivery_id: header("x-crs-delivery-id").unwrap_or_default(),
         signature: header("x-crs-signature"),
         body,
+        raw,
     });
     StatusCode::NO_CONTENT
 }

@@ -1,0 +1,241 @@
+//! A sandbox running the four CRS binaries as separate processes on free ports, each with its
+//! own database (fresh SQLite files, or fresh PostgreSQL databases), sharing one Redis.
+//!
+//! The binaries are the ones `cargo build --bins` put next to the test executable; `make test`
+//! builds them first.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crs_platform::auth::TokenAuthority;
+use crsctl::demo::Endpoints;
+use secrecy::SecretString;
+use sea_orm::{ConnectionTrait, Database};
+
+pub const SERVICES: [&str; 4] = ["intake", "triage", "legal-review", "notification"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL server used to create test databases (trust auth on the test machine).
+fn postgres_admin_url() -> String {
+    std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
+}
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
+}
+
+struct Process {
+    env: HashMap<String, String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// The four services, running.
+pub struct Suite {
+    pub backend: Backend,
+    pub endpoints: Endpoints,
+    pub authority: TokenAuthority,
+    dir: PathBuf,
+    processes: HashMap<&'static str, Process>,
+    databases: Vec<String>,
+    patience: Duration,
+}
+
+impl Suite {
+    /// Starts all four services and waits until each reports SERVING.
+    pub async fn start(backend: Backend) -> anyhow::Result<Suite> {
+        Self::start_with_redis(backend, &redis_url(), Duration::from_secs(60)).await
+    }
+
+    /// Starts the services against `redis`, giving each `patience` to report SERVING.
+    pub async fn start_with_redis(backend: Backend, redis: &str, patience: Duration) -> anyhow::Result<Suite> {
+        crs_platform::telemetry::init_for_tests();
+        let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let dir = std::env::temp_dir().join(format!("crs-e2e-{run}"));
+        std::fs::create_dir_all(&dir)?;
+        let key = format!("e2e-signing-key-{run}-0123456789abcdef");
+        let authority = TokenAuthority::new(&SecretString::from(key.clone()), "crs")?;
+        let ports: HashMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
+
+        let mut databases = Vec::new();
+        let mut db_urls = HashMap::new();
+        for svc in SERVICES {
+            let db_url = match backend {
+                Backend::Sqlite => format!("sqlite://{}/{svc}.db?mode=rwc", dir.display()),
+                Backend::Postgres => {
+                    let name = format!("crs_e2e_{run}_{}", svc.replace('-', "_"));
+                    let admin = Database::connect(postgres_admin_url()).await?;
+                    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+                    admin.close().await?;
+                    databases.push(name.clone());
+                    let base = postgres_admin_url();
+                    let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(&base).to_owned();
+                    format!("{server}/{name}")
+                }
+            };
+            db_urls.insert(svc, db_url);
+        }
+
+        let mut processes = HashMap::new();
+        for svc in SERVICES {
+            let env: HashMap<String, String> = [
+                ("CRS_SERVER__LISTEN_ADDR", format!("127.0.0.1:{}", ports[svc])),
+                ("CRS_SERVER__SHUTDOWN_GRACE_SECS", "2".into()),
+                ("CRS_DATABASE__URL", db_urls[svc].clone()),
+                ("CRS_REDIS__URL", redis.to_owned()),
+                ("CRS_AUTH__SIGNING_KEY", key.clone()),
+                ("CRS_OUTBOX__POLL_INTERVAL_MS", "200".into()),
+                ("CRS_OUTBOX__INITIAL_BACKOFF_MS", "100".into()),
+                ("CRS_OUTBOX__MAX_BACKOFF_MS", "500".into()),
+                ("CRS_OUTBOX__LEASE_MS", "3000".into()),
+                ("CRS_OUTBOX__CALL_TIMEOUT_MS", "2000".into()),
+                ("CRS_TELEMETRY__LOG_FILTER", "info".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(match svc {
+                "intake" => vec![
+                    ("CRS_PEERS__TRIAGE".to_owned(), url("triage")),
+                    ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
+                ],
+                "triage" => vec![
+                    ("CRS_PEERS__INTAKE".to_owned(), url("intake")),
+                    ("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review")),
+                ],
+                "legal-review" => vec![
+                    ("CRS_PEERS__INTAKE".to_owned(), url("intake")),
+                    ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
+                ],
+                _ => vec![],
+            })
+            .collect();
+            processes.insert(svc, Process { env, child: None, log: dir.join(format!("{svc}.log")) });
+        }
+
+        let mut suite = Suite {
+            backend,
+            endpoints: Endpoints {
+                intake: url("intake"),
+                triage: url("triage"),
+                legal_review: url("legal-review"),
+                notification: url("notification"),
+            },
+            authority,
+            dir,
+            processes,
+            databases,
+            patience,
+        };
+        for svc in SERVICES {
+            suite.spawn(svc)?;
+        }
+        for svc in SERVICES {
+            suite.wait_serving(svc).await?;
+        }
+        Ok(suite)
+    }
+
+    fn spawn(&mut self, svc: &'static str) -> anyhow::Result<()> {
+        let bin = bin_dir().join(format!("crs-{svc}"));
+        anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build --bins` first (make test does)", bin.display());
+        let process = self.processes.get_mut(svc).expect("known service");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&process.log)?;
+        let child = Command::new(bin)
+            .envs(&process.env)
+            .env_remove("CRS_CONFIG")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        process.child = Some(child);
+        Ok(())
+    }
+
+    pub fn url(&self, svc: &str) -> &str {
+        match svc {
+            "intake" => &self.endpoints.intake,
+            "triage" => &self.endpoints.triage,
+            "legal-review" => &self.endpoints.legal_review,
+            _ => &self.endpoints.notification,
+        }
+    }
+
+    pub async fn wait_serving(&self, svc: &str) -> anyhow::Result<()> {
+        crsctl::wait_serving(self.url(svc), self.patience)
+            .await
+            .map_err(|e| anyhow::anyhow!("{svc}: {e}\n--- log ---\n{}", self.log(svc)))
+    }
+
+    /// Kills a service abruptly (SIGKILL): no drain, no flush, as a crash would.
+    pub fn kill(&mut self, svc: &'static str) {
+        if let Some(mut child) = self.processes.get_mut(svc).and_then(|p| p.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed service again on the same port and database, and waits for it.
+    pub async fn restart(&mut self, svc: &'static str) -> anyhow::Result<()> {
+        self.kill(svc);
+        self.spawn(svc)?;
+        self.wait_serving(svc).await
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    pub fn terminate(&mut self, svc: &'static str) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.processes.get_mut(svc).and_then(|p| p.child.take()).ok_or_else(|| anyhow::anyhow!("{svc} not running"))?;
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        Ok(child.wait()?)
+    }
+
+    pub fn log(&self, svc: &str) -> String {
+        self.processes.get(svc).and_then(|p| std::fs::read_to_string(&p.log).ok()).unwrap_or_default()
+    }
+
+    /// Stops every service and drops the test's databases.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for svc in SERVICES {
+            self.kill(svc);
+        }
+        if !self.databases.is_empty() {
+            let admin = Database::connect(postgres_admin_url()).await?;
+            for name in std::mem::take(&mut self.databases) {
+                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        for process in self.processes.values_mut() {
+            if let Some(mut child) = process.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! A government request travels all four services, as separate processes, over real gRPC,
+//! with real webhooks, on PostgreSQL and on SQLite.
+
+use std::collections::{HashMap, HashSet};
+
+use crs_e2e::{Backend, SERVICES, Suite};
+use crs_proto::common::{ItemOutcome, RequestStatus};
+use crs_proto::notification::{Audience, DeliveryState, NotificationKind};
+use crsctl::demo::{Demo, delivered};
+use crsctl::receiver::{Receiver, Received};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The demo agency's callback secret and the other endpoints' secrets (see `Demo::set_up`).
+fn secret_for(endpoint: &str) -> String {
+    match endpoint {
+        "agency" => "demo-callback-secret".into(),
+        other => format!("{other}-secret"),
+    }
+}
+
+fn assert_signed(r: &Received) {
+    let signature = r.signature.as_deref().expect("webhook carries a signature");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret_for(&r.endpoint).as_bytes()).unwrap();
+    mac.update(&r.raw);
+    assert_eq!(signature, format!("sha256={}", hex::encode(mac.finalize().into_bytes())), "signature verifies");
+    assert_eq!(r.body["delivery_id"], r.delivery_id.as_str());
+}
+
+/// The path of one request: submitted, triaged under the right SLA policy, claimed, decided per
+/// item, and announced to the agency, the content owner and enforcement, each exactly once.
+async fn walk_a_request(backend: Backend) {
+    let suite = Suite::start(backend).await.expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    demo.set_up().await.unwrap();
+
+    let key = uuid::Uuid::new_v4().to_string();
+    let submitted = demo.submit(Demo::sample_request(&key)).await.unwrap();
+    assert_eq!(submitted.status, RequestStatus::Received as i32);
+    let keys: Vec<_> = submitted.items.iter().map(|i| i.content_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["url:https://social.example/posts/1001", "url:https://social.example/posts/1002", "content:video_77f3"],
+        "items are normalised and the duplicate collapsed"
+    );
+    // A retry with the same key and body is answered with the original request.
+    let again = demo.submit(Demo::sample_request(&key)).await.unwrap();
+    assert_eq!(again.id, submitted.id);
+
+    let triaged = demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
+    let deadline = triaged.deadline.expect("triage set a deadline");
+    assert_eq!(deadline.policy_id, "kz-online-platforms");
+    assert_eq!(deadline.budget.unwrap().seconds, 24 * 3600);
+
+    let case = demo.claim(&submitted.id).await.unwrap();
+    assert_eq!(case.status, RequestStatus::InReview as i32);
+    demo.wait_status(&submitted.id, RequestStatus::InReview).await.unwrap();
+    let decided = demo.decide(&case.id).await.unwrap();
+    assert_eq!(decided.status, RequestStatus::Decided as i32);
+
+    let view = demo.wait_status(&submitted.id, RequestStatus::Decided).await.unwrap();
+    let outcomes: Vec<_> = view.items.iter().map(|i| i.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ItemOutcome::RestrictedInJurisdiction as i32,
+            ItemOutcome::NoAction as i32,
+            ItemOutcome::RemovedGlobally as i32
+        ]
+    );
+
+    let notes = demo
+        .wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided])
+        .await
+        .unwrap();
+    assert_exactly_once(&notes, &receiver.received());
+    suite.stop().await.unwrap();
+}
+
+/// One ACKNOWLEDGED (to the agency) and one DECIDED (to agency, content owner and enforcement)
+/// notification, every delivery delivered, and the receivers got each delivery's webhook.
+fn assert_exactly_once(notes: &[crs_proto::notification::Notification], received: &[Received]) {
+    let kinds: Vec<_> = notes.iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [NotificationKind::Acknowledged as i32, NotificationKind::Decided as i32], "one notification per event");
+    let audiences = |n: &crs_proto::notification::Notification| n.deliveries.iter().map(|d| d.audience).collect::<Vec<_>>();
+    assert_eq!(audiences(&notes[0]), [Audience::Agency as i32]);
+    assert_eq!(
+        audiences(&notes[1]),
+        [Audience::Agency as i32, Audience::ContentOwner as i32, Audience::Enforcement as i32]
+    );
+    for n in notes {
+        assert!(delivered(n), "{n:?}");
+        assert!(n.deliveries.iter().all(|d| d.state == DeliveryState::Delivered as i32 && d.delivered_at.is_some()));
+    }
+    let expected: HashSet<&str> = notes.iter().flat_map(|n| n.deliveries.iter().map(|d| d.id.as_str())).collect();
+    let got: HashSet<&str> = received.iter().map(|r| r.delivery_id.as_str()).collect();
+    assert_eq!(got, expected, "every recorded delivery reached its endpoint, and nothing else did");
+    // Per (kind, endpoint) there is one delivery id: a redelivered hand-off never makes a second.
+    let mut per_target: HashMap<(String, String), HashSet<&str>> = HashMap::new();
+    for r in received {
+        assert_signed(r);
+        per_target
+            .entry((r.body["kind"].as_str().unwrap_or_default().to_owned(), r.endpoint.clone()))
+            .or_default()
+            .insert(r.delivery_id.as_str());
+    }
+    assert_eq!(per_target.len(), 4, "{per_target:?}");
+    assert!(per_target.values().all(|ids| ids.len() == 1), "{per_target:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_travels_all_four_services_on_postgres() {
+    walk_a_request(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_travels_all_four_services_on_sqlite() {
+    walk_a_request(Backend::Sqlite).await;
+}
+
+/// Services that are down delay work but lose none: triage is down when the request arrives,
+/// notification is killed (SIGKILL) right after the decision; both come back and every
+/// notification is recorded once and delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
+    let mut suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    demo.set_up().await.unwrap();
+
+    suite.kill("triage");
+    let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(demo.get(&submitted.id).await.unwrap().status, RequestStatus::Received as i32, "triage is down");
+    suite.restart("triage").await.unwrap();
+    demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
+
+    let case = demo.claim(&submitted.id).await.unwrap();
+    // The agency's endpoint fails for a while, so deliveries are mid-retry when notification dies.
+    receiver.set_failing(true);
+    demo.decide(&case.id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    suite.kill("notification");
+    receiver.set_failing(false);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    suite.restart("notification").await.unwrap();
+
+    demo.wait_status(&submitted.id, RequestStatus::Decided).await.unwrap();
+    let notes = demo
+        .wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided])
+        .await
+        .unwrap();
+    assert_exactly_once(&notes, &receiver.received());
+    suite.stop().await.unwrap();
+}
+
+/// `grpcurl list` works on every service: reflection lists its API, health and reflection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_lists_its_api_health_and_reflection() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let mut suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
+    let apis: HashMap<&str, &[&str]> = HashMap::from([
+        ("intake", &["crs.intake.v1.IntakeService", "crs.intake.v1.AgencyAdminService"][..]),
+        ("triage", &["crs.triage.v1.TriageService"][..]),
+        ("legal-review", &["crs.review.v1.LegalReviewService"][..]),
+        ("notification", &["crs.notification.v1.NotificationService"][..]),
+    ]);
+    for svc in SERVICES {
+        let channel = tonic::transport::Endpoint::from_shared(suite.url(svc).to_owned()).unwrap().connect().await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let mut stream = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+        let reply = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else { panic!("{reply:?}") };
+        let names: HashSet<String> = list.service.into_iter().map(|s| s.name).collect();
+        for expected in apis[svc].iter().chain(&["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]) {
+            assert!(names.contains(*expected), "{svc} does not list {expected}: {names:?}");
+        }
+    }
+    // SIGTERM drains and exits cleanly.
+    let status = suite.terminate("triage").unwrap();
+    assert!(status.success(), "triage exited with {status}");
+    suite.stop().await.unwrap();
+}
+
+/// Health stays NOT_SERVING while Redis cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_until_redis_answers() {
+    let dead_redis = "redis://127.0.0.1:1";
+    let result = Suite::start_with_redis(Backend::Sqlite, dead_redis, std::time::Duration::from_secs(3)).await;
+    let err = result.err().expect("no service may report SERVING without Redis");
+    assert!(err.to_string().contains("did not become SERVING"), "{err}");
+}
