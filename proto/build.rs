@@ -26,9 +26,5 @@ fn main() {
     std::fs::write(out_dir.join("crs_descriptor.bin"), prost::Message::encode_to_vec(&fds))
         .expect("write descriptor set");
 
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_fds(fds)
-        .expect("generate gRPC code");
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds).expect("generate gRPC code");
 }

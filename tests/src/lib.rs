@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crs_platform::auth::TokenAuthority;
 use crsctl::demo::Endpoints;
-use secrecy::SecretString;
 use sea_orm::{ConnectionTrait, Database};
+use secrecy::SecretString;
 
 pub const SERVICES: [&str; 4] = ["intake", "triage", "legal-review", "notification"];
 
@@ -203,7 +203,11 @@ impl Suite {
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
     pub fn terminate(&mut self, svc: &'static str) -> anyhow::Result<std::process::ExitStatus> {
-        let mut child = self.processes.get_mut(svc).and_then(|p| p.child.take()).ok_or_else(|| anyhow::anyhow!("{svc} not running"))?;
+        let mut child = self
+            .processes
+            .get_mut(svc)
+            .and_then(|p| p.child.take())
+            .ok_or_else(|| anyhow::anyhow!("{svc} not running"))?;
         let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
         Ok(child.wait()?)

@@ -7,7 +7,7 @@ use crs_e2e::{Backend, SERVICES, Suite};
 use crs_proto::common::{ItemOutcome, RequestStatus};
 use crs_proto::notification::{Audience, DeliveryState, NotificationKind};
 use crsctl::demo::{Demo, delivered};
-use crsctl::receiver::{Receiver, Received};
+use crsctl::receiver::{Received, Receiver};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -70,10 +70,8 @@ async fn walk_a_request(backend: Backend) {
         ]
     );
 
-    let notes = demo
-        .wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided])
-        .await
-        .unwrap();
+    let notes =
+        demo.wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided]).await.unwrap();
     assert_exactly_once(&notes, &receiver.received());
     suite.stop().await.unwrap();
 }
@@ -82,8 +80,13 @@ async fn walk_a_request(backend: Backend) {
 /// notification, every delivery delivered, and the receivers got each delivery's webhook.
 fn assert_exactly_once(notes: &[crs_proto::notification::Notification], received: &[Received]) {
     let kinds: Vec<_> = notes.iter().map(|n| n.kind).collect();
-    assert_eq!(kinds, [NotificationKind::Acknowledged as i32, NotificationKind::Decided as i32], "one notification per event");
-    let audiences = |n: &crs_proto::notification::Notification| n.deliveries.iter().map(|d| d.audience).collect::<Vec<_>>();
+    assert_eq!(
+        kinds,
+        [NotificationKind::Acknowledged as i32, NotificationKind::Decided as i32],
+        "one notification per event"
+    );
+    let audiences =
+        |n: &crs_proto::notification::Notification| n.deliveries.iter().map(|d| d.audience).collect::<Vec<_>>();
     assert_eq!(audiences(&notes[0]), [Audience::Agency as i32]);
     assert_eq!(
         audiences(&notes[1]),
@@ -147,10 +150,8 @@ async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
     suite.restart("notification").await.unwrap();
 
     demo.wait_status(&submitted.id, RequestStatus::Decided).await.unwrap();
-    let notes = demo
-        .wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided])
-        .await
-        .unwrap();
+    let notes =
+        demo.wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided]).await.unwrap();
     assert_exactly_once(&notes, &receiver.received());
     suite.stop().await.unwrap();
 }
@@ -158,10 +159,10 @@ async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
 /// `grpcurl list` works on every service: reflection lists its API, health and reflection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_lists_its_api_health_and_reflection() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let mut suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
     let apis: HashMap<&str, &[&str]> = HashMap::from([
@@ -171,9 +172,13 @@ async fn every_service_lists_its_api_health_and_reflection() {
         ("notification", &["crs.notification.v1.NotificationService"][..]),
     ]);
     for svc in SERVICES {
-        let channel = tonic::transport::Endpoint::from_shared(suite.url(svc).to_owned()).unwrap().connect().await.unwrap();
+        let channel =
+            tonic::transport::Endpoint::from_shared(suite.url(svc).to_owned()).unwrap().connect().await.unwrap();
         let mut client = ServerReflectionClient::new(channel);
-        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
         let mut stream = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
         let reply = stream.message().await.unwrap().unwrap();
         let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else { panic!("{reply:?}") };

@@ -59,7 +59,9 @@ pub async fn wait_serving(url: &str, within: Duration) -> anyhow::Result<()> {
         {
             let mut health = tonic_health_client(channel);
             match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
-                Ok(r) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 => {
+                Ok(r)
+                    if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
+                {
                     return Ok(());
                 }
                 Ok(r) => last = format!("status {}", r.get_ref().status),

@@ -50,8 +50,9 @@ enum Command {
 fn authority(cli: &Cli) -> anyhow::Result<TokenAuthority> {
     let key = match &cli.key {
         Some(k) => k.clone(),
-        None => std::fs::read_to_string(&cli.key_file)
-            .map_err(|e| anyhow::anyhow!("cannot read the signing key {}: {e} (run `crsctl keygen`)", cli.key_file.display()))?,
+        None => std::fs::read_to_string(&cli.key_file).map_err(|e| {
+            anyhow::anyhow!("cannot read the signing key {}: {e} (run `crsctl keygen`)", cli.key_file.display())
+        })?,
     };
     TokenAuthority::new(&SecretString::from(key.trim().to_owned()), "crs")
 }

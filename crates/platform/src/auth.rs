@@ -244,10 +244,13 @@ impl Interceptor for VerifyToken {
 pub struct ServiceCredentials {
     authority: Arc<TokenAuthority>,
     principal: Principal,
-    cached: Arc<Mutex<Option<(MetadataValue<tonic::metadata::Ascii>, i64)>>>,
+    cached: Arc<Mutex<Option<CachedToken>>>,
 }
 
 const SERVICE_TOKEN_TTL_SECS: u64 = 3600;
+
+/// The `authorization` value in use and its expiry (unix seconds).
+type CachedToken = (MetadataValue<tonic::metadata::Ascii>, i64);
 
 impl Interceptor for ServiceCredentials {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {

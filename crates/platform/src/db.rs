@@ -15,10 +15,7 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
         ensure_sqlite_parent_dir(&cfg.url)?;
     }
     let mut options = ConnectOptions::new(cfg.url.clone());
-    options
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
+    options.connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(30)).sqlx_logging(false);
     // SQLite allows one writer at a time; a single pooled connection serialises writers in the
     // pool instead of surfacing SQLITE_BUSY when a reading transaction upgrades to writing.
     options.max_connections(if sqlite { 1 } else { cfg.max_connections });
@@ -26,8 +23,7 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the database at {}: {e}", redact(&cfg.url)))?;
     if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-            .await?;
+        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").await?;
     }
     if cfg.migrate {
         M::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;

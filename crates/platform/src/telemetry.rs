@@ -64,9 +64,8 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig, env: &HashMap<String, Str
         }
         None => None,
     };
-    let otel_layer = tracer_provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service_name.to_owned())));
+    let otel_layer =
+        tracer_provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service_name.to_owned())));
 
     tracing_subscriber::registry()
         .with(filter)

@@ -111,9 +111,10 @@ impl Intake {
             // A concurrent retry with the same key won the race: answer as it did.
             if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 drop(txn);
-                let existing = self.find_by_key(&agency.id, &req.idempotency_key).await?.ok_or(IntakeError::Internal(
-                    anyhow::anyhow!("idempotency key conflict but no request found"),
-                ))?;
+                let existing = self
+                    .find_by_key(&agency.id, &req.idempotency_key)
+                    .await?
+                    .ok_or(IntakeError::Internal(anyhow::anyhow!("idempotency key conflict but no request found")))?;
                 return self.replay(existing, &row.body_hash, &req.idempotency_key).await;
             }
             return Err(e.into());
@@ -123,7 +124,11 @@ impl Intake {
             .await?;
         record_event(&txn, &row, RequestStatus::Received, "received").await?;
         self.outbox
-            .enqueue(&txn, relay::ASSESS, &AssessRequestRequest { event_id: String::new(), submission: Some(submission.clone()) })
+            .enqueue(
+                &txn,
+                relay::ASSESS,
+                &AssessRequestRequest { event_id: String::new(), submission: Some(submission.clone()) },
+            )
             .await?;
         self.outbox
             .enqueue(
@@ -217,7 +222,9 @@ impl Intake {
         active.updated_at = Set(now_millis());
         let updated = active.update(&txn).await?;
         for decision in &req.item_decisions {
-            if let Some(item) = request_item::Entity::find_by_id((row.id.clone(), decision.item_index as i32)).one(&txn).await? {
+            if let Some(item) =
+                request_item::Entity::find_by_id((row.id.clone(), decision.item_index as i32)).one(&txn).await?
+            {
                 let mut item: request_item::ActiveModel = item.into();
                 item.outcome = Set(decision.outcome);
                 item.no_action_reason = Set(decision.no_action_reason);
@@ -261,7 +268,11 @@ impl Intake {
             allowed_instruments: serde_json::to_string(&req.allowed_instruments).expect("numbers serialise"),
             allowed_categories: serde_json::to_string(&req.allowed_categories).expect("numbers serialise"),
             status: AgencyStatus::Active as i32,
-            rate_limit_tier: if req.rate_limit_tier.is_empty() { "standard".into() } else { req.rate_limit_tier.clone() },
+            rate_limit_tier: if req.rate_limit_tier.is_empty() {
+                "standard".into()
+            } else {
+                req.rate_limit_tier.clone()
+            },
             created_at: now,
             updated_at: now,
         };
@@ -461,16 +472,25 @@ impl IntakeService for Intake {
 
 #[tonic::async_trait]
 impl AgencyAdminService for Intake {
-    async fn create_agency(&self, request: Request<CreateAgencyRequest>) -> std::result::Result<Response<Agency>, Status> {
+    async fn create_agency(
+        &self,
+        request: Request<CreateAgencyRequest>,
+    ) -> std::result::Result<Response<Agency>, Status> {
         let principal = auth::principal(&request)?;
         Ok(Response::new(self.create_agency(principal, request.into_inner()).await?))
     }
 
-    async fn update_agency(&self, _request: Request<UpdateAgencyRequest>) -> std::result::Result<Response<Agency>, Status> {
+    async fn update_agency(
+        &self,
+        _request: Request<UpdateAgencyRequest>,
+    ) -> std::result::Result<Response<Agency>, Status> {
         Err(not_yet("UpdateAgency"))
     }
 
-    async fn suspend_agency(&self, _request: Request<SuspendAgencyRequest>) -> std::result::Result<Response<Agency>, Status> {
+    async fn suspend_agency(
+        &self,
+        _request: Request<SuspendAgencyRequest>,
+    ) -> std::result::Result<Response<Agency>, Status> {
         Err(not_yet("SuspendAgency"))
     }
 

@@ -28,7 +28,11 @@ pub struct ValidSubmission {
 }
 
 /// Checks `req` from `agency` against every rule; returns the normalised, de-duplicated items.
-pub fn submission(req: &SubmitRequestRequest, agency: &agency::Model, limits: &Limits) -> Result<ValidSubmission, FieldViolations> {
+pub fn submission(
+    req: &SubmitRequestRequest,
+    agency: &agency::Model,
+    limits: &Limits,
+) -> Result<ValidSubmission, FieldViolations> {
     let mut v = FieldViolations::new();
     check_token(&mut v, "idempotency_key", &req.idempotency_key, 128);
 

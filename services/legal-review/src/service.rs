@@ -13,8 +13,8 @@ use crs_proto::review::legal_review_service_server::LegalReviewService;
 use crs_proto::review::*;
 use prost::Message;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
@@ -50,7 +50,8 @@ impl LegalReview {
         }
         let submission = req.submission.ok_or_else(|| ReviewError::invalid("submission", "is required"))?;
         let assessment = req.assessment.ok_or_else(|| ReviewError::invalid("assessment", "is required"))?;
-        let policy = assessment.policy.clone().ok_or_else(|| ReviewError::invalid("assessment.policy", "is required"))?;
+        let policy =
+            assessment.policy.clone().ok_or_else(|| ReviewError::invalid("assessment.policy", "is required"))?;
         let due_at = assessment
             .due_at
             .as_ref()
@@ -111,7 +112,9 @@ impl LegalReview {
         let offset: u64 = if req.page_token.is_empty() {
             0
         } else {
-            req.page_token.parse().map_err(|_| ReviewError::invalid("page_token", "is not a token this service issued"))?
+            req.page_token
+                .parse()
+                .map_err(|_| ReviewError::invalid("page_token", "is not a token this service issued"))?
         };
         let size = match u64::from(req.page_size) {
             0 => DEFAULT_PAGE_SIZE,
@@ -142,10 +145,7 @@ impl LegalReview {
         for row in rows.iter().take(size as usize) {
             cases.push(self.to_case(row).await?);
         }
-        Ok(ListCasesResponse {
-            cases,
-            next_page_token: if more { (offset + size).to_string() } else { String::new() },
-        })
+        Ok(ListCasesResponse { cases, next_page_token: if more { (offset + size).to_string() } else { String::new() } })
     }
 
     async fn claim(&self, principal: Principal, req: ClaimCaseRequest) -> Result<Case> {
@@ -400,7 +400,10 @@ impl LegalReviewService for LegalReview {
         Ok(Response::new(self.enqueue(principal, request.into_inner()).await?))
     }
 
-    async fn list_cases(&self, request: Request<ListCasesRequest>) -> std::result::Result<Response<ListCasesResponse>, Status> {
+    async fn list_cases(
+        &self,
+        request: Request<ListCasesRequest>,
+    ) -> std::result::Result<Response<ListCasesResponse>, Status> {
         let principal = auth::principal(&request)?;
         Ok(Response::new(self.list(principal, request.into_inner()).await?))
     }
@@ -423,12 +426,18 @@ impl LegalReviewService for LegalReview {
         Err(not_yet("ReleaseCase"))
     }
 
-    async fn submit_decision(&self, request: Request<SubmitDecisionRequest>) -> std::result::Result<Response<Case>, Status> {
+    async fn submit_decision(
+        &self,
+        request: Request<SubmitDecisionRequest>,
+    ) -> std::result::Result<Response<Case>, Status> {
         let principal = auth::principal(&request)?;
         Ok(Response::new(self.decide(principal, request.into_inner()).await?))
     }
 
-    async fn approve_decision(&self, _request: Request<ApproveDecisionRequest>) -> std::result::Result<Response<Case>, Status> {
+    async fn approve_decision(
+        &self,
+        _request: Request<ApproveDecisionRequest>,
+    ) -> std::result::Result<Response<Case>, Status> {
         Err(not_yet("ApproveDecision"))
     }
 
@@ -443,11 +452,17 @@ impl LegalReviewService for LegalReview {
         Err(not_yet("ResumeCase"))
     }
 
-    async fn escalate_case(&self, _request: Request<EscalateCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+    async fn escalate_case(
+        &self,
+        _request: Request<EscalateCaseRequest>,
+    ) -> std::result::Result<Response<Case>, Status> {
         Err(not_yet("EscalateCase"))
     }
 
-    async fn withdraw_case(&self, _request: Request<WithdrawCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+    async fn withdraw_case(
+        &self,
+        _request: Request<WithdrawCaseRequest>,
+    ) -> std::result::Result<Response<Case>, Status> {
         Err(not_yet("WithdrawCase"))
     }
 

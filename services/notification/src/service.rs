@@ -241,7 +241,12 @@ fn to_subscription(row: &subscription::Model) -> Subscription {
     }
 }
 
-fn name<E: Copy>(value: i32, parse: impl Fn(i32) -> Option<E>, show: impl Fn(E) -> &'static str, prefix: &str) -> String {
+fn name<E: Copy>(
+    value: i32,
+    parse: impl Fn(i32) -> Option<E>,
+    show: impl Fn(E) -> &'static str,
+    prefix: &str,
+) -> String {
     parse(value).map(|e| show(e).trim_start_matches(prefix).to_owned()).unwrap_or_default()
 }
 

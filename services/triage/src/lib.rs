@@ -100,8 +100,10 @@ impl Application {
         tracing::info!(addr = %platform.local_addr, "triage listening");
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let deps = platform.dependencies();
-        let routes =
-            tonic::service::Routes::new(TriageServiceServer::with_interceptor(triage, platform.authority.interceptor()));
+        let routes = tonic::service::Routes::new(TriageServiceServer::with_interceptor(
+            triage,
+            platform.authority.interceptor(),
+        ));
         crs_platform::server::serve(
             routes,
             &[<TriageServiceServer<Triage> as NamedService>::NAME],

@@ -65,10 +65,18 @@ impl Policies {
                 );
             }
             for c in &p.matcher.categories {
-                anyhow::ensure!(Category::from_str_name(&format!("CATEGORY_{c}")).is_some(), "policy {}: unknown category {c}", p.id);
+                anyhow::ensure!(
+                    Category::from_str_name(&format!("CATEGORY_{c}")).is_some(),
+                    "policy {}: unknown category {c}",
+                    p.id
+                );
             }
             for k in &p.matcher.keywords {
-                anyhow::ensure!(Keyword::from_str_name(&format!("KEYWORD_{k}")).is_some(), "policy {}: unknown keyword {k}", p.id);
+                anyhow::ensure!(
+                    Keyword::from_str_name(&format!("KEYWORD_{k}")).is_some(),
+                    "policy {}: unknown keyword {k}",
+                    p.id
+                );
             }
         }
         let last = file.policy.last().ok_or_else(|| anyhow::anyhow!("the SLA policy file lists no policy"))?;
@@ -89,13 +97,15 @@ impl Policies {
     pub fn select(&self, s: &Submission) -> &Policy {
         let instrument = LegalInstrument::try_from(s.legal_instrument).map(|i| i.as_str_name()).unwrap_or_default();
         let category = Category::try_from(s.category).map(|c| c.as_str_name()).unwrap_or_default();
-        let keywords: Vec<&str> = s.keywords.iter().filter_map(|k| Keyword::try_from(*k).ok()).map(|k| k.as_str_name()).collect();
+        let keywords: Vec<&str> =
+            s.keywords.iter().filter_map(|k| Keyword::try_from(*k).ok()).map(|k| k.as_str_name()).collect();
         self.0
             .iter()
             .find(|p| {
                 let m = &p.matcher;
                 (m.jurisdictions.is_empty() || m.jurisdictions.contains(&s.jurisdiction))
-                    && (m.instruments.is_empty() || m.instruments.iter().any(|i| instrument == format!("LEGAL_INSTRUMENT_{i}")))
+                    && (m.instruments.is_empty()
+                        || m.instruments.iter().any(|i| instrument == format!("LEGAL_INSTRUMENT_{i}")))
                     && (m.categories.is_empty() || m.categories.iter().any(|c| category == format!("CATEGORY_{c}")))
                     && (m.keywords.is_empty()
                         || m.keywords.iter().any(|k| keywords.iter().any(|have| *have == format!("KEYWORD_{k}"))))

@@ -52,7 +52,10 @@ impl Triage {
         let txn = self.db.begin().await?;
         if !inbox_first_time(&txn, &req.event_id).await? {
             drop(txn);
-            return Ok(AssessRequestResponse { assessment: Some(self.stored(&submission.request_id).await?), replayed: true });
+            return Ok(AssessRequestResponse {
+                assessment: Some(self.stored(&submission.request_id).await?),
+                replayed: true,
+            });
         }
         let keys: Vec<String> = submission.items.iter().map(|i| i.content_key.clone()).collect();
         let earlier = content_index::Entity::find()
@@ -170,10 +173,9 @@ fn assess(s: &Submission, policy: &Policy, received_at: i64, earlier: &[content_
     // Requests about speech and civic discourse carry the risk of over-removal of protected
     // expression: a human-rights review looks at them before anything is restricted.
     let speech_keywords = [Keyword::Defamation, Keyword::MisinformationDisinformation, Keyword::ElectionInterference];
-    let human_rights_review = matches!(
-        category,
-        Category::IllegalOrHarmfulSpeech | Category::NegativeEffectsOnCivicDiscourseOrElections
-    ) || s.keywords.iter().any(|k| speech_keywords.iter().any(|sk| *sk as i32 == *k));
+    let human_rights_review =
+        matches!(category, Category::IllegalOrHarmfulSpeech | Category::NegativeEffectsOnCivicDiscourseOrElections)
+            || s.keywords.iter().any(|k| speech_keywords.iter().any(|sk| *sk as i32 == *k));
     if human_rights_review {
         reasons.push("speech-related: human-rights review".into());
     }
@@ -213,7 +215,10 @@ impl TriageService for Triage {
         Ok(Response::new(self.assess(principal, request.into_inner()).await?))
     }
 
-    async fn get_assessment(&self, request: Request<GetAssessmentRequest>) -> std::result::Result<Response<Assessment>, Status> {
+    async fn get_assessment(
+        &self,
+        request: Request<GetAssessmentRequest>,
+    ) -> std::result::Result<Response<Assessment>, Status> {
         let principal = auth::principal(&request)?;
         if !matches!(principal, Principal::Service { .. })
             && !principal.has_role(Role::Reviewer)
@@ -230,7 +235,9 @@ impl TriageService for Triage {
         request: Request<ListSlaPoliciesRequest>,
     ) -> std::result::Result<Response<ListSlaPoliciesResponse>, Status> {
         auth::principal(&request)?;
-        Ok(Response::new(ListSlaPoliciesResponse { policies: self.policies.all().iter().map(Policy::to_proto).collect() }))
+        Ok(Response::new(ListSlaPoliciesResponse {
+            policies: self.policies.all().iter().map(Policy::to_proto).collect(),
+        }))
     }
 }
 
@@ -268,8 +275,11 @@ mod tests {
             items: vec![crs_proto::common::Item { content_key: "url:https://x/1".into(), ..Default::default() }],
             ..Default::default()
         };
-        let earlier =
-            vec![content_index::Model { content_key: "url:https://x/1".into(), request_id: "old".into(), indexed_at: 0 }];
+        let earlier = vec![content_index::Model {
+            content_key: "url:https://x/1".into(),
+            request_id: "old".into(),
+            indexed_at: 0,
+        }];
         let a = assess(&s, policies.select(&s), 0, &earlier);
         assert_eq!(a.duplicate_of, "old");
     }
