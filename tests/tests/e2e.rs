@@ -122,9 +122,11 @@ async fn a_request_travels_all_four_services_on_sqlite() {
     walk_a_request(Backend::Sqlite).await;
 }
 
-/// Services that are down delay work but lose none: triage is down when the request arrives,
-/// notification is killed (SIGKILL) right after the decision; both come back and every
-/// notification is recorded once and delivered exactly once.
+/// Services that are down delay work but lose none, and restarts repeat nothing. Each of the four
+/// is killed (SIGKILL) mid-flow: triage is down when the request arrives, intake dies with the
+/// hand-off to triage still in its outbox, legal review dies right after the decision, and
+/// notification dies while deliveries are being retried. Every notification is still recorded
+/// once and delivered exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
     let mut suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
@@ -136,6 +138,8 @@ async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
     let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(demo.get(&submitted.id).await.unwrap().status, RequestStatus::Received as i32, "triage is down");
+    suite.kill("intake");
+    suite.restart("intake").await.unwrap();
     suite.restart("triage").await.unwrap();
     demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
 
@@ -143,6 +147,8 @@ async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
     // The agency's endpoint fails for a while, so deliveries are mid-retry when notification dies.
     receiver.set_failing(true);
     demo.decide(&case.id).await.unwrap();
+    suite.kill("legal-review");
+    suite.restart("legal-review").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     suite.kill("notification");
     receiver.set_failing(false);
