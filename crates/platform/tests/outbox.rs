@@ -116,7 +116,7 @@ async fn two_relays_on_postgres_deliver_every_row_exactly_once() {
     for r in relays {
         r.await.unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 300, "every row delivered");
     assert!(seen.values().all(|n| *n == 1), "no row delivered twice");
     drop_postgres(&name).await;
