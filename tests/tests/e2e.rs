@@ -192,6 +192,11 @@ async fn every_service_lists_its_api_health_and_reflection() {
         for expected in apis[svc].iter().chain(&["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]) {
             assert!(names.contains(*expected), "{svc} does not list {expected}: {names:?}");
         }
+        for (other, their_apis) in &apis {
+            if *other != svc {
+                assert!(their_apis.iter().all(|api| !names.contains(*api)), "{svc} lists {other}'s API: {names:?}");
+            }
+        }
     }
     // SIGTERM drains and exits cleanly.
     let status = suite.terminate("triage").unwrap();
