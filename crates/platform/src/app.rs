@@ -63,6 +63,25 @@ impl Platform {
     pub fn dependencies(&self) -> Dependencies {
         Dependencies { db: self.db.clone(), redis: self.redis.clone() }
     }
+
+    /// Runs the service until `shutdown`: its outbox relay in the background, `routes` (named
+    /// `service_names` for health and reflection) on the listener; then drains and stops the relay.
+    pub async fn serve(
+        self,
+        routes: tonic::service::Routes,
+        service_names: &[&'static str],
+        relay: crate::outbox::Relay,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr, services = ?service_names, "listening");
+        let deps = self.dependencies();
+        let relay = tokio::spawn(relay.run(shutdown.clone()));
+        let served =
+            crate::server::serve(routes, service_names, self.listener, deps, shutdown.clone(), self.grace).await;
+        shutdown.cancel();
+        let _ = relay.await;
+        served
+    }
 }
 
 /// Runs a service binary: loads configuration (defaults → `--config`/`CRS_CONFIG` file →

@@ -100,26 +100,13 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, intake, relay } = self;
-        tracing::info!(addr = %platform.local_addr, "intake listening");
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
-        let deps = platform.dependencies();
         let verify = platform.authority.interceptor();
         let routes = tonic::service::Routes::new(IntakeServiceServer::with_interceptor(intake.clone(), verify.clone()))
             .add_service(AgencyAdminServiceServer::with_interceptor(intake, verify));
-        crs_platform::server::serve(
-            routes,
-            &[
-                <IntakeServiceServer<Intake> as NamedService>::NAME,
-                <AgencyAdminServiceServer<Intake> as NamedService>::NAME,
-            ],
-            platform.listener,
-            deps,
-            shutdown.clone(),
-            platform.grace,
-        )
-        .await?;
-        shutdown.cancel();
-        let _ = relay.await;
-        Ok(())
+        let names = [
+            <IntakeServiceServer<Intake> as NamedService>::NAME,
+            <AgencyAdminServiceServer<Intake> as NamedService>::NAME,
+        ];
+        platform.serve(routes, &names, relay, shutdown).await
     }
 }

@@ -91,24 +91,10 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, review, relay } = self;
-        tracing::info!(addr = %platform.local_addr, "legal review listening");
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
-        let deps = platform.dependencies();
         let routes = tonic::service::Routes::new(LegalReviewServiceServer::with_interceptor(
             review,
             platform.authority.interceptor(),
         ));
-        crs_platform::server::serve(
-            routes,
-            &[<LegalReviewServiceServer<LegalReview> as NamedService>::NAME],
-            platform.listener,
-            deps,
-            shutdown.clone(),
-            platform.grace,
-        )
-        .await?;
-        shutdown.cancel();
-        let _ = relay.await;
-        Ok(())
+        platform.serve(routes, &[<LegalReviewServiceServer<LegalReview> as NamedService>::NAME], relay, shutdown).await
     }
 }

@@ -77,24 +77,12 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, notifications, relay } = self;
-        tracing::info!(addr = %platform.local_addr, "notification listening");
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
-        let deps = platform.dependencies();
         let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(
             notifications,
             platform.authority.interceptor(),
         ));
-        crs_platform::server::serve(
-            routes,
-            &[<NotificationServiceServer<Notifications> as NamedService>::NAME],
-            platform.listener,
-            deps,
-            shutdown.clone(),
-            platform.grace,
-        )
-        .await?;
-        shutdown.cancel();
-        let _ = relay.await;
-        Ok(())
+        platform
+            .serve(routes, &[<NotificationServiceServer<Notifications> as NamedService>::NAME], relay, shutdown)
+            .await
     }
 }

@@ -97,24 +97,10 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, triage, relay } = self;
-        tracing::info!(addr = %platform.local_addr, "triage listening");
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
-        let deps = platform.dependencies();
         let routes = tonic::service::Routes::new(TriageServiceServer::with_interceptor(
             triage,
             platform.authority.interceptor(),
         ));
-        crs_platform::server::serve(
-            routes,
-            &[<TriageServiceServer<Triage> as NamedService>::NAME],
-            platform.listener,
-            deps,
-            shutdown.clone(),
-            platform.grace,
-        )
-        .await?;
-        shutdown.cancel();
-        let _ = relay.await;
-        Ok(())
+        platform.serve(routes, &[<TriageServiceServer<Triage> as NamedService>::NAME], relay, shutdown).await
     }
 }
