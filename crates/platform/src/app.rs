@@ -17,6 +17,7 @@ use crate::auth::TokenAuthority;
 use crate::config::{AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use crate::outbox::Outbox;
 use crate::redis::RedisHandle;
+use crate::revocation::Revocations;
 use crate::server::Dependencies;
 
 /// What a service's configuration shares with every other service.
@@ -37,6 +38,7 @@ pub struct Platform {
     pub redis: RedisHandle,
     pub authority: TokenAuthority,
     pub outbox: Outbox,
+    pub revocations: Revocations,
     pub grace: Duration,
 }
 
@@ -56,8 +58,14 @@ impl Platform {
             redis,
             authority,
             outbox,
+            revocations: Revocations::default(),
             grace: Duration::from_secs(cfg.server().shutdown_grace_secs),
         })
+    }
+
+    /// The interceptor that authenticates every call to this service.
+    pub fn verifier(&self) -> crate::auth::VerifyToken {
+        self.authority.interceptor(self.revocations.clone())
     }
 
     pub fn dependencies(&self) -> Dependencies {
@@ -76,10 +84,12 @@ impl Platform {
         tracing::info!(addr = %self.local_addr, services = ?service_names, "listening");
         let deps = self.dependencies();
         let relay = tokio::spawn(relay.run(shutdown.clone()));
+        let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
         let served =
             crate::server::serve(routes, service_names, self.listener, deps, shutdown.clone(), self.grace).await;
         shutdown.cancel();
         let _ = relay.await;
+        let _ = revocations.await;
         served
     }
 }

@@ -16,6 +16,7 @@ use tonic::{Code, Request, Status};
 
 use crate::config::AuthConfig;
 use crate::error::ServiceError;
+use crate::revocation::Revocations;
 
 /// A reviewer's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,9 +200,10 @@ impl TokenAuthority {
         Ok((principal, data.claims.jti))
     }
 
-    /// The server-side interceptor: verifies the bearer token of every call.
-    pub fn interceptor(&self) -> VerifyToken {
-        VerifyToken { authority: Arc::new(self.clone()) }
+    /// The server-side interceptor: verifies the bearer token of every call and refuses revoked
+    /// tokens and subjects.
+    pub fn interceptor(&self, revocations: Revocations) -> VerifyToken {
+        VerifyToken { authority: Arc::new(self.clone()), revocations }
     }
 
     /// The client-side interceptor for calls this service makes as `service:<name>`.
@@ -222,6 +224,7 @@ pub struct TokenId(pub String);
 #[derive(Clone, Debug)]
 pub struct VerifyToken {
     authority: Arc<TokenAuthority>,
+    revocations: Revocations,
 }
 
 impl Interceptor for VerifyToken {
@@ -233,6 +236,9 @@ impl Interceptor for VerifyToken {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".into()))?;
         let (principal, token_id) = self.authority.verify(token.trim())?;
+        if self.revocations.is_revoked(&token_id, &principal.subject()) {
+            return Err(AuthError::Invalid("token revoked".into()).into());
+        }
         request.extensions_mut().insert(principal);
         request.extensions_mut().insert(TokenId(token_id));
         Ok(request)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod outbox;
 pub mod peers;
 pub mod redis;
+pub mod revocation;
 pub mod server;
 pub mod telemetry;
 pub mod time;

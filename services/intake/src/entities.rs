@@ -19,6 +19,8 @@ pub mod agency {
         pub allowed_categories: String,
         pub status: i32,
         pub rate_limit_tier: String,
+        /// The last sequence number given to one of this agency's status events.
+        pub event_seq: i64,
         pub created_at: i64,
         pub updated_at: i64,
     }
@@ -101,7 +103,8 @@ pub mod request_item {
 pub mod status_event {
     use sea_orm::entity::prelude::*;
 
-    /// The agency-visible history of its requests; `seq` is the resumable stream cursor.
+    /// The agency-visible history of its requests. `agency_seq` numbers an agency's events in
+    /// commit order (taken under the agency row's lock), so it is the resumable stream cursor.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "status_events")]
     pub struct Model {
@@ -113,6 +116,72 @@ pub mod status_event {
         pub status: i32,
         pub note: String,
         pub occurred_at: i64,
+        pub agency_seq: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod issued_token {
+    use sea_orm::entity::prelude::*;
+
+    /// Tokens issued by admins, so a revocation knows how long it must last.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "issued_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_id: String,
+        pub subject: String,
+        pub issued_by: String,
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod revocation {
+    use sea_orm::entity::prelude::*;
+
+    /// The durable record of revocations; Redis only distributes it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "revocations")]
+    pub struct Model {
+        /// `token:<id>` or `subject:<principal>`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub entry: String,
+        /// Unix seconds after which it no longer matters; `None` until lifted.
+        pub expires_at: Option<i64>,
+        pub revoked_by: String,
+        pub revoked_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod information_answer {
+    use sea_orm::entity::prelude::*;
+
+    /// An agency's answer to a reviewer's question, keyed for idempotent retries.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "information_answers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub idempotency_key: String,
+        #[sea_orm(column_type = "Text")]
+        pub answer: String,
+        pub answered_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

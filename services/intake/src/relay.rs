@@ -6,6 +6,8 @@ use crs_platform::outbox::{Envelope, Handler, handler};
 use crs_platform::peers::PeerChannel;
 use crs_proto::notification::notification_service_client::NotificationServiceClient;
 use crs_proto::notification::{NotifyRequest, PutSubscriptionRequest};
+use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
+use crs_proto::review::{ResumeCaseRequest, WithdrawCaseRequest};
 use crs_proto::triage::AssessRequestRequest;
 use crs_proto::triage::triage_service_client::TriageServiceClient;
 
@@ -15,9 +17,15 @@ pub const ASSESS: &str = "triage.assess";
 pub const NOTIFY: &str = "notification.notify";
 /// An agency's callback endpoint is registered with notification.
 pub const SUBSCRIBE: &str = "notification.subscribe";
+/// The agency withdrew its request: legal review closes the case.
+pub const WITHDRAW: &str = "review.withdraw";
+/// The agency answered the reviewer's question: legal review resumes the case.
+pub const RESUME: &str = "review.resume";
 
-pub fn handlers(triage: PeerChannel, notification: PeerChannel) -> HashMap<&'static str, Handler> {
+pub fn handlers(triage: PeerChannel, review: PeerChannel, notification: PeerChannel) -> HashMap<&'static str, Handler> {
     let triage = TriageServiceClient::new(triage);
+    let withdraw = LegalReviewServiceClient::new(review);
+    let resume = withdraw.clone();
     let notify = NotificationServiceClient::new(notification);
     let subscribe = notify.clone();
     HashMap::from([
@@ -53,6 +61,30 @@ pub fn handlers(triage: PeerChannel, notification: PeerChannel) -> HashMap<&'sta
                     let mut request: PutSubscriptionRequest = e.decode()?;
                     request.event_id = e.id;
                     client.put_subscription(request).await?;
+                    Ok(())
+                }
+            }),
+        ),
+        (
+            WITHDRAW,
+            handler(move |e: Envelope| {
+                let mut client = withdraw.clone();
+                async move {
+                    let mut request: WithdrawCaseRequest = e.decode()?;
+                    request.event_id = e.id;
+                    client.withdraw_case(request).await?;
+                    Ok(())
+                }
+            }),
+        ),
+        (
+            RESUME,
+            handler(move |e: Envelope| {
+                let mut client = resume.clone();
+                async move {
+                    let mut request: ResumeCaseRequest = e.decode()?;
+                    request.event_id = e.id;
+                    client.resume_case(request).await?;
                     Ok(())
                 }
             }),

@@ -35,6 +35,9 @@ pub fn submission(
 ) -> Result<ValidSubmission, FieldViolations> {
     let mut v = FieldViolations::new();
     check_token(&mut v, "idempotency_key", &req.idempotency_key, 128);
+    if req.idempotency_key.starts_with('~') {
+        v.add("idempotency_key", "must not start with '~'");
+    }
 
     if !is_country_code(&req.jurisdiction) {
         v.add("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case, e.g. DE");
@@ -55,6 +58,9 @@ pub fn submission(
             v.add("category", format!("{} is not allowed for this agency", c.as_str_name()))
         }
         Ok(_) => {}
+    }
+    if req.keywords.len() > limits.max_keywords {
+        v.add("keywords", format!("at most {} keywords, got {}", limits.max_keywords, req.keywords.len()));
     }
     for (i, k) in req.keywords.iter().enumerate() {
         if !matches!(Keyword::try_from(*k), Ok(k) if k != Keyword::Unspecified) {
@@ -182,7 +188,7 @@ fn is_content_id(s: &str) -> bool {
 }
 
 /// A key-like token: printable ASCII without spaces.
-fn check_token(v: &mut FieldViolations, field: &str, value: &str, max: usize) {
+pub fn check_token(v: &mut FieldViolations, field: &str, value: &str, max: usize) {
     if value.is_empty() {
         v.add(field, "is required");
     } else if value.len() > max {

@@ -26,6 +26,12 @@ pub mod case {
         pub decision_summary: String,
         pub decided_by: String,
         pub decided_at: Option<i64>,
+        /// The reviewer's open question to the agency, while AWAITING_INFORMATION.
+        #[sea_orm(column_type = "Text")]
+        pub pending_question: String,
+        /// The agency's latest answer.
+        #[sea_orm(column_type = "Text")]
+        pub last_answer: String,
         pub created_at: i64,
         pub updated_at: i64,
     }
@@ -58,6 +64,26 @@ pub mod decision {
         pub territorial_scope: String,
         pub decided_by: String,
         pub decided_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod withdrawal {
+    use sea_orm::entity::prelude::*;
+
+    /// A withdrawal that reached legal review before its case did; the case starts withdrawn.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "case_withdrawals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub case_id: String,
+        #[sea_orm(column_type = "Text")]
+        pub reason: String,
+        pub withdrawn_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

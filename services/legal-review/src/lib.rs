@@ -91,10 +91,8 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, review, relay } = self;
-        let routes = tonic::service::Routes::new(LegalReviewServiceServer::with_interceptor(
-            review,
-            platform.authority.interceptor(),
-        ));
+        let routes =
+            tonic::service::Routes::new(LegalReviewServiceServer::with_interceptor(review, platform.verifier()));
         platform.serve(routes, &[<LegalReviewServiceServer<LegalReview> as NamedService>::NAME], relay, shutdown).await
     }
 }

@@ -19,7 +19,7 @@ use sea_orm::{
 use tonic::{Request, Response, Status};
 
 use crate::ReviewConfig;
-use crate::entities::{case, decision};
+use crate::entities::{case, decision, withdrawal};
 use crate::error::ReviewError;
 use crate::relay;
 
@@ -70,9 +70,11 @@ impl LegalReview {
             remaining_when_paused: None,
         };
         let now = now_millis();
+        let withdrawn = withdrawal::Entity::find_by_id(submission.request_id.clone()).one(&txn).await?;
+        let status = if withdrawn.is_some() { RequestStatus::Withdrawn } else { RequestStatus::Triaged };
         case::ActiveModel::from(case::Model {
             id: submission.request_id.clone(),
-            status: RequestStatus::Triaged as i32,
+            status: status as i32,
             queue: assessment.queue.clone(),
             priority: assessment.priority as i32,
             due_at,
@@ -84,6 +86,8 @@ impl LegalReview {
             decision_summary: String::new(),
             decided_by: String::new(),
             decided_at: None,
+            pending_question: String::new(),
+            last_answer: String::new(),
             created_at: now,
             updated_at: now,
         })
@@ -281,6 +285,138 @@ impl LegalReview {
     }
 }
 
+impl LegalReview {
+    /// The claimant asks the agency a question; the case waits (and its SLA clock pauses).
+    async fn request_information(&self, principal: Principal, req: RequestInformationRequest) -> Result<Case> {
+        auth::require_role(&principal, REVIEWERS)?;
+        let mut v = FieldViolations::new();
+        if req.question.trim().is_empty() {
+            v.add("question", "is required");
+        } else if req.question.chars().count() > MAX_EXPLANATION {
+            v.add("question", format!("longer than {MAX_EXPLANATION} characters"));
+        } else if req.question.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            v.add("question", "must not contain control characters");
+        }
+        v.into_result()?;
+        let txn = self.db.begin().await?;
+        let row = case::Entity::find_by_id(req.case_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        if !matches!(status_of(&row), RequestStatus::InReview | RequestStatus::Escalated) {
+            return Err(wrong_state(&row, "ask the agency a question"));
+        }
+        let now = now_millis();
+        if row.assigned_reviewer != principal.subject() || row.claim_expires_at <= now {
+            return Err(wrong_state(&row, "ask a question without holding its claim (ClaimCase first)"));
+        }
+        let submission = Submission::decode(row.submission.as_slice()).map_err(|e| ReviewError::Internal(e.into()))?;
+        let mut active: case::ActiveModel = row.clone().into();
+        active.status = Set(RequestStatus::AwaitingInformation as i32);
+        active.pending_question = Set(req.question.clone());
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
+        self.outbox
+            .enqueue(
+                &txn,
+                relay::STATUS,
+                &UpdateStatusRequest {
+                    request_id: row.id.clone(),
+                    status: RequestStatus::AwaitingInformation as i32,
+                    pending_question: req.question.clone(),
+                    note: "the reviewer asked for information".into(),
+                    occurred_at: Some(timestamp_from_millis(now)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        self.outbox
+            .enqueue(
+                &txn,
+                relay::NOTIFY,
+                &NotifyRequest {
+                    kind: NotificationKind::InformationRequested as i32,
+                    submission: Some(submission),
+                    message: req.question,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        txn.commit().await?;
+        self.outbox.wake();
+        tracing::info!(case_id = %updated.id, "information requested");
+        self.to_case(&updated).await
+    }
+
+    /// The agency's answer (relayed by intake): the case goes back to review.
+    async fn resume(&self, principal: Principal, req: ResumeCaseRequest) -> Result<Case> {
+        auth::require_service(&principal)?;
+        if req.event_id.is_empty() {
+            return Err(ReviewError::invalid("event_id", "is required"));
+        }
+        let txn = self.db.begin().await?;
+        let first = inbox_first_time(&txn, &req.event_id).await?;
+        let row = case::Entity::find_by_id(req.case_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        if !first || status_of(&row) != RequestStatus::AwaitingInformation {
+            // A repeat, or an answer overtaken by events (e.g. a decision): nothing to resume.
+            drop(txn);
+            return self.to_case(&row).await;
+        }
+        let mut active: case::ActiveModel = row.into();
+        active.status = Set(RequestStatus::InReview as i32);
+        active.pending_question = Set(String::new());
+        active.last_answer = Set(req.answer);
+        active.updated_at = Set(now_millis());
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        tracing::info!(case_id = %updated.id, "case resumed with the agency's answer");
+        self.to_case(&updated).await
+    }
+
+    /// The agency withdrew its request (relayed by intake). A decided case stays decided; a case
+    /// not yet enqueued will start withdrawn.
+    async fn withdraw(&self, principal: Principal, req: WithdrawCaseRequest) -> Result<Case> {
+        auth::require_service(&principal)?;
+        if req.event_id.is_empty() {
+            return Err(ReviewError::invalid("event_id", "is required"));
+        }
+        let txn = self.db.begin().await?;
+        let first = inbox_first_time(&txn, &req.event_id).await?;
+        let now = now_millis();
+        let Some(row) = case::Entity::find_by_id(req.case_id.clone()).lock_exclusive().one(&txn).await? else {
+            if first {
+                withdrawal::ActiveModel::from(withdrawal::Model {
+                    case_id: req.case_id.clone(),
+                    reason: req.reason,
+                    withdrawn_at: now,
+                })
+                .insert(&txn)
+                .await?;
+                txn.commit().await?;
+            }
+            return Ok(Case { id: req.case_id, status: RequestStatus::Withdrawn as i32, ..Default::default() });
+        };
+        let status = status_of(&row);
+        if !first || matches!(status, RequestStatus::Decided | RequestStatus::Closed | RequestStatus::Withdrawn) {
+            drop(txn);
+            return self.to_case(&row).await;
+        }
+        let mut active: case::ActiveModel = row.into();
+        active.status = Set(RequestStatus::Withdrawn as i32);
+        active.pending_question = Set(String::new());
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        tracing::info!(case_id = %updated.id, "case withdrawn by the agency");
+        self.to_case(&updated).await
+    }
+}
+
 /// Every item decided exactly once, each decision complete for its outcome.
 fn validate_decisions(submission: &Submission, decisions: Vec<ItemDecision>) -> Result<Vec<ItemDecision>> {
     let mut v = FieldViolations::new();
@@ -379,7 +515,7 @@ fn to_case(row: &case::Model, decisions: &[decision::Model]) -> Case {
         decision_summary: row.decision_summary.clone(),
         decided_by: row.decided_by.clone(),
         approved_by: String::new(),
-        pending_question: String::new(),
+        pending_question: row.pending_question.clone(),
         created_at: Some(timestamp_from_millis(row.created_at)),
         updated_at: Some(timestamp_from_millis(row.updated_at)),
         decided_at: row.decided_at.map(timestamp_from_millis),
@@ -443,13 +579,15 @@ impl LegalReviewService for LegalReview {
 
     async fn request_information(
         &self,
-        _request: Request<RequestInformationRequest>,
+        request: Request<RequestInformationRequest>,
     ) -> std::result::Result<Response<Case>, Status> {
-        Err(not_yet("RequestInformation"))
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(LegalReview::request_information(self, principal, request.into_inner()).await?))
     }
 
-    async fn resume_case(&self, _request: Request<ResumeCaseRequest>) -> std::result::Result<Response<Case>, Status> {
-        Err(not_yet("ResumeCase"))
+    async fn resume_case(&self, request: Request<ResumeCaseRequest>) -> std::result::Result<Response<Case>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.resume(principal, request.into_inner()).await?))
     }
 
     async fn escalate_case(
@@ -461,9 +599,10 @@ impl LegalReviewService for LegalReview {
 
     async fn withdraw_case(
         &self,
-        _request: Request<WithdrawCaseRequest>,
+        request: Request<WithdrawCaseRequest>,
     ) -> std::result::Result<Response<Case>, Status> {
-        Err(not_yet("WithdrawCase"))
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.withdraw(principal, request.into_inner()).await?))
     }
 
     async fn get_audit_trail(

@@ -79,7 +79,7 @@ impl Application {
         let Application { platform, notifications, relay } = self;
         let routes = tonic::service::Routes::new(NotificationServiceServer::with_interceptor(
             notifications,
-            platform.authority.interceptor(),
+            platform.verifier(),
         ));
         platform
             .serve(routes, &[<NotificationServiceServer<Notifications> as NamedService>::NAME], relay, shutdown)

@@ -97,10 +97,7 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, triage, relay } = self;
-        let routes = tonic::service::Routes::new(TriageServiceServer::with_interceptor(
-            triage,
-            platform.authority.interceptor(),
-        ));
+        let routes = tonic::service::Routes::new(TriageServiceServer::with_interceptor(triage, platform.verifier()));
         platform.serve(routes, &[<TriageServiceServer<Triage> as NamedService>::NAME], relay, shutdown).await
     }
 }

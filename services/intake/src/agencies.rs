@@ -1,0 +1,356 @@
+//! Agencies and credentials, managed by admins: agency records, token issue and revocation,
+//! suspension (which revokes every token of the agency at once).
+
+use crs_platform::FieldViolations;
+use crs_platform::auth::{self, Principal, Role};
+use crs_platform::revocation::Revoked;
+use crs_platform::time::now_millis;
+use crs_proto::common::{Category, LegalInstrument};
+use crs_proto::intake::*;
+use crs_proto::notification::{Audience, PutSubscriptionRequest};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use crate::entities::{agency, issued_token, revocation};
+use crate::error::IntakeError;
+use crate::relay;
+use crate::service::{Intake, Result};
+use crate::validate;
+use crate::views::to_agency;
+
+const DEFAULT_PAGE_SIZE: u64 = 50;
+const MAX_PAGE_SIZE: u64 = 500;
+const DEFAULT_TOKEN_TTL_SECS: u64 = 24 * 3600;
+const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
+
+impl Intake {
+    fn check_agency_fields(
+        &self,
+        v: &mut FieldViolations,
+        contact_email: &str,
+        callback_url: &str,
+        callback_secret: &str,
+        instruments: &[i32],
+        categories: &[i32],
+        tier: &str,
+    ) {
+        validate::check_line(v, "contact_email", contact_email, self.limits.max_string_len, false);
+        if !contact_email.is_empty() && !contact_email.contains('@') {
+            v.add("contact_email", "must be an email address");
+        }
+        if !callback_url.is_empty()
+            && let Err(why) = validate::normalise_url(callback_url, self.limits.max_string_len)
+        {
+            v.add("callback_url", why);
+        }
+        validate::check_line(v, "callback_secret", callback_secret, 256, false);
+        for (i, x) in instruments.iter().enumerate() {
+            if !matches!(LegalInstrument::try_from(*x), Ok(k) if k != LegalInstrument::Unspecified) {
+                v.add(format!("allowed_instruments[{i}]"), "must be a known legal instrument");
+            }
+        }
+        for (i, x) in categories.iter().enumerate() {
+            if !matches!(Category::try_from(*x), Ok(k) if k != Category::Unspecified) {
+                v.add(format!("allowed_categories[{i}]"), "must be a known category");
+            }
+        }
+        validate::check_line(v, "rate_limit_tier", tier, 64, false);
+    }
+
+    pub(crate) async fn create_agency(&self, principal: Principal, req: CreateAgencyRequest) -> Result<Agency> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        let mut v = FieldViolations::new();
+        validate::check_line(&mut v, "name", &req.name, self.limits.max_string_len, true);
+        if !validate::is_country_code(&req.jurisdiction) {
+            v.add("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case, e.g. DE");
+        }
+        self.check_agency_fields(
+            &mut v,
+            &req.contact_email,
+            &req.callback_url,
+            &req.callback_secret,
+            &req.allowed_instruments,
+            &req.allowed_categories,
+            &req.rate_limit_tier,
+        );
+        v.into_result()?;
+
+        let now = now_millis();
+        let row = agency::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: req.name.trim().to_owned(),
+            jurisdiction: req.jurisdiction.clone(),
+            contact_email: req.contact_email.clone(),
+            callback_url: req.callback_url.clone(),
+            callback_secret: req.callback_secret.clone(),
+            allowed_instruments: serde_json::to_string(&req.allowed_instruments).expect("numbers serialise"),
+            allowed_categories: serde_json::to_string(&req.allowed_categories).expect("numbers serialise"),
+            status: AgencyStatus::Active as i32,
+            rate_limit_tier: if req.rate_limit_tier.is_empty() {
+                "standard".into()
+            } else {
+                req.rate_limit_tier.clone()
+            },
+            event_seq: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = self.db.begin().await?;
+        agency::ActiveModel::from(row.clone()).insert(&txn).await?;
+        if !row.callback_url.is_empty() {
+            self.subscribe(&txn, &row).await?;
+        }
+        txn.commit().await?;
+        self.outbox.wake();
+        tracing::info!(agency_id = %row.id, jurisdiction = %row.jurisdiction, "agency created");
+        Ok(to_agency(&row))
+    }
+
+    /// Tells notification where this agency is to be told things.
+    async fn subscribe<C: sea_orm::ConnectionTrait>(&self, conn: &C, row: &agency::Model) -> Result<()> {
+        self.outbox
+            .enqueue(
+                conn,
+                relay::SUBSCRIBE,
+                &PutSubscriptionRequest {
+                    audience: Audience::Agency as i32,
+                    agency_id: row.id.clone(),
+                    endpoint: row.callback_url.clone(),
+                    secret: row.callback_secret.clone(),
+                    event_id: String::new(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn agency(&self, id: &str) -> Result<agency::Model> {
+        agency::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| IntakeError::NotFound { kind: "agency", id: id.to_owned() })
+    }
+
+    /// Empty fields keep their value; a non-empty list replaces the old one.
+    pub(crate) async fn update_agency(&self, principal: Principal, req: UpdateAgencyRequest) -> Result<Agency> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        let mut v = FieldViolations::new();
+        validate::check_line(&mut v, "name", &req.name, self.limits.max_string_len, false);
+        self.check_agency_fields(
+            &mut v,
+            &req.contact_email,
+            &req.callback_url,
+            &req.callback_secret,
+            &req.allowed_instruments,
+            &req.allowed_categories,
+            &req.rate_limit_tier,
+        );
+        v.into_result()?;
+        let row = self.agency(&req.agency_id).await?;
+        let mut active: agency::ActiveModel = row.clone().into();
+        if !req.name.trim().is_empty() {
+            active.name = Set(req.name.trim().to_owned());
+        }
+        if !req.contact_email.is_empty() {
+            active.contact_email = Set(req.contact_email.clone());
+        }
+        let callback_changed = (!req.callback_url.is_empty() && req.callback_url != row.callback_url)
+            || (!req.callback_secret.is_empty() && req.callback_secret != row.callback_secret);
+        if !req.callback_url.is_empty() {
+            active.callback_url = Set(req.callback_url.clone());
+        }
+        if !req.callback_secret.is_empty() {
+            active.callback_secret = Set(req.callback_secret.clone());
+        }
+        if !req.allowed_instruments.is_empty() {
+            active.allowed_instruments =
+                Set(serde_json::to_string(&req.allowed_instruments).expect("numbers serialise"));
+        }
+        if !req.allowed_categories.is_empty() {
+            active.allowed_categories = Set(serde_json::to_string(&req.allowed_categories).expect("numbers serialise"));
+        }
+        if !req.rate_limit_tier.is_empty() {
+            active.rate_limit_tier = Set(req.rate_limit_tier.clone());
+        }
+        active.updated_at = Set(now_millis());
+        let txn = self.db.begin().await?;
+        let updated = active.update(&txn).await?;
+        if callback_changed && !updated.callback_url.is_empty() {
+            self.subscribe(&txn, &updated).await?;
+        }
+        txn.commit().await?;
+        self.outbox.wake();
+        tracing::info!(agency_id = %updated.id, "agency updated");
+        Ok(to_agency(&updated))
+    }
+
+    /// Suspends the agency: its tokens stop working in every service within seconds.
+    pub(crate) async fn suspend_agency(&self, principal: Principal, req: SuspendAgencyRequest) -> Result<Agency> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        let mut v = FieldViolations::new();
+        validate::check_text(&mut v, "reason", &req.reason, self.limits.max_text_len, false);
+        v.into_result()?;
+        let row = self.agency(&req.agency_id).await?;
+        let subject = Principal::Agency { id: row.id.clone() }.subject();
+        let now = now_millis();
+        let txn = self.db.begin().await?;
+        let mut active: agency::ActiveModel = row.into();
+        active.status = Set(AgencyStatus::Suspended as i32);
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
+        record_revocation(&txn, &format!("subject:{subject}"), None, &principal).await?;
+        txn.commit().await?;
+        self.publish(&[Revoked::Subject(subject)]).await;
+        tracing::warn!(agency_id = %updated.id, reason = %req.reason, "agency suspended");
+        Ok(to_agency(&updated))
+    }
+
+    pub(crate) async fn get_agency(&self, principal: Principal, req: GetAgencyRequest) -> Result<Agency> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        Ok(to_agency(&self.agency(&req.agency_id).await?))
+    }
+
+    pub(crate) async fn list_agencies(
+        &self,
+        principal: Principal,
+        req: ListAgenciesRequest,
+    ) -> Result<ListAgenciesResponse> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        if !req.jurisdiction.is_empty() && !validate::is_country_code(&req.jurisdiction) {
+            return Err(IntakeError::invalid("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case"));
+        }
+        let size = match u64::from(req.page_size) {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let mut cond = Condition::all();
+        if !req.jurisdiction.is_empty() {
+            cond = cond.add(agency::Column::Jurisdiction.eq(req.jurisdiction.clone()));
+        }
+        if !req.page_token.is_empty() {
+            cond = cond.add(agency::Column::Id.gt(req.page_token.clone()));
+        }
+        let rows =
+            agency::Entity::find().filter(cond).order_by_asc(agency::Column::Id).limit(size + 1).all(&self.db).await?;
+        let more = rows.len() as u64 > size;
+        let rows: Vec<_> = rows.into_iter().take(size as usize).collect();
+        Ok(ListAgenciesResponse {
+            next_page_token: if more { rows.last().map(|r| r.id.clone()).unwrap_or_default() } else { String::new() },
+            agencies: rows.iter().map(to_agency).collect(),
+        })
+    }
+
+    pub(crate) async fn issue_token(&self, principal: Principal, req: IssueTokenRequest) -> Result<IssueTokenResponse> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        let subject = Principal::from_subject(&req.subject, &req.roles).ok_or_else(|| {
+            IntakeError::invalid("subject", "must be agency:<id>, reviewer:<id> (with known roles) or service:<name>")
+        })?;
+        if let Principal::Agency { id } = &subject {
+            let agency = self.agency(id).await.map_err(|_| IntakeError::invalid("subject", "names no agency"))?;
+            if agency.status != AgencyStatus::Active as i32 {
+                return Err(IntakeError::invalid("subject", "names a suspended agency"));
+            }
+        }
+        if req.ttl_seconds > MAX_TOKEN_TTL_SECS {
+            return Err(IntakeError::invalid("ttl_seconds", format!("at most {MAX_TOKEN_TTL_SECS}")));
+        }
+        let ttl = if req.ttl_seconds == 0 { DEFAULT_TOKEN_TTL_SECS } else { req.ttl_seconds };
+        let issued = self.authority.issue(&subject, ttl).map_err(IntakeError::Internal)?;
+        issued_token::ActiveModel::from(issued_token::Model {
+            token_id: issued.token_id.clone(),
+            subject: subject.subject(),
+            issued_by: principal.subject(),
+            expires_at: issued.expires_at,
+            revoked_at: None,
+        })
+        .insert(&self.db)
+        .await?;
+        tracing::info!(subject = %subject.subject(), token_id = %issued.token_id, by = %principal.subject(), "token issued");
+        Ok(IssueTokenResponse {
+            token: issued.token,
+            token_id: issued.token_id,
+            expires_at: Some(prost_types::Timestamp { seconds: issued.expires_at, nanos: 0 }),
+        })
+    }
+
+    /// Revokes a token by id. Tokens this service did not issue are revoked for the longest
+    /// lifetime a token can have.
+    pub(crate) async fn revoke_token(
+        &self,
+        principal: Principal,
+        req: RevokeTokenRequest,
+    ) -> Result<RevokeTokenResponse> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        let mut v = FieldViolations::new();
+        validate::check_token(&mut v, "token_id", &req.token_id, 128);
+        v.into_result()?;
+        let now = now_millis();
+        let txn = self.db.begin().await?;
+        let expires_at = match issued_token::Entity::find_by_id(req.token_id.clone()).one(&txn).await? {
+            Some(token) => {
+                let expires_at = token.expires_at;
+                let mut active: issued_token::ActiveModel = token.into();
+                active.revoked_at = Set(Some(now));
+                active.update(&txn).await?;
+                expires_at
+            }
+            None => now / 1000 + MAX_TOKEN_TTL_SECS as i64,
+        };
+        record_revocation(&txn, &format!("token:{}", req.token_id), Some(expires_at), &principal).await?;
+        txn.commit().await?;
+        self.publish(&[Revoked::Token { token_id: req.token_id.clone(), expires_at }]).await;
+        tracing::warn!(token_id = %req.token_id, by = %principal.subject(), "token revoked");
+        Ok(RevokeTokenResponse {})
+    }
+
+    /// Sends revocations to every service; if Redis is away, the periodic re-publish catches up.
+    async fn publish(&self, revoked: &[Revoked]) {
+        if let Err(e) = self.revocations.publish(&self.redis, revoked).await {
+            tracing::warn!(error = %e, "revocation recorded but not yet distributed; will retry");
+        }
+    }
+
+    /// Publishes every revocation still in force (after a Redis restart the list is rebuilt).
+    pub(crate) async fn republish_revocations(&self) -> Result<()> {
+        let now = now_millis() / 1000;
+        let rows = revocation::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(revocation::Column::ExpiresAt.is_null())
+                    .add(revocation::Column::ExpiresAt.gt(now)),
+            )
+            .all(&self.db)
+            .await?;
+        let revoked: Vec<Revoked> = rows
+            .into_iter()
+            .filter_map(|r| match (r.entry.split_once(':'), r.expires_at) {
+                (Some(("token", id)), Some(expires_at)) => Some(Revoked::Token { token_id: id.to_owned(), expires_at }),
+                (Some(("subject", s)), _) => Some(Revoked::Subject(s.to_owned())),
+                _ => None,
+            })
+            .collect();
+        self.revocations.publish(&self.redis, &revoked).await.map_err(IntakeError::Internal)
+    }
+}
+
+async fn record_revocation<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    entry: &str,
+    expires_at: Option<i64>,
+    by: &Principal,
+) -> Result<()> {
+    let row =
+        revocation::Model { entry: entry.to_owned(), expires_at, revoked_by: by.subject(), revoked_at: now_millis() };
+    match revocation::Entity::find_by_id(entry.to_owned()).one(conn).await? {
+        Some(existing) => {
+            let mut active: revocation::ActiveModel = existing.into();
+            active.expires_at = Set(expires_at);
+            active.update(conn).await?;
+        }
+        None => {
+            revocation::ActiveModel::from(row).insert(conn).await?;
+        }
+    }
+    Ok(())
+}
