@@ -115,6 +115,7 @@ impl Suite {
             .chain(match svc {
                 "intake" => vec![
                     ("CRS_PEERS__TRIAGE".to_owned(), url("triage")),
+                    ("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review")),
                     ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
                 ],
                 "triage" => vec![

@@ -212,3 +212,163 @@ async fn health_is_not_serving_until_redis_answers() {
     let err = result.err().expect("no service may report SERVING without Redis");
     assert!(err.to_string().contains("did not become SERVING"), "{err}");
 }
+
+/// A reviewer's question reaches the agency, the agency's answer resumes the case, and the case
+/// is decided: the agency sees each step and is told of the question and the decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_answers_a_question_and_the_case_resumes() {
+    use crs_proto::intake::ProvideInformationRequest;
+    use crs_proto::intake::intake_service_client::IntakeServiceClient;
+    use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
+    use crs_proto::review::{GetCaseRequest, RequestInformationRequest};
+
+    let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    demo.set_up().await.unwrap();
+    let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+    demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
+    demo.claim(&submitted.id).await.unwrap();
+
+    let mut review = LegalReviewServiceClient::new(
+        crsctl::connect(&suite.endpoints.legal_review, demo.reviewer().unwrap()).await.unwrap(),
+    );
+    let question = "Which court ruling declared the assembly unlawful?";
+    let asked = review
+        .request_information(RequestInformationRequest { case_id: submitted.id.clone(), question: question.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asked.status, RequestStatus::AwaitingInformation as i32);
+    let waiting = demo.wait_status(&submitted.id, RequestStatus::AwaitingInformation).await.unwrap();
+    assert_eq!(waiting.pending_question, question, "the agency sees what it is asked");
+
+    let mut intake =
+        IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
+    let answer = ProvideInformationRequest {
+        request_id: submitted.id.clone(),
+        answer: "Ruling 2-118/2026 of the Astana city court.".into(),
+        idempotency_key: "answer-1".into(),
+        ..Default::default()
+    };
+    let answered = intake.provide_information(answer.clone()).await.unwrap().into_inner().request.unwrap();
+    assert_eq!(answered.status, RequestStatus::InReview as i32);
+    assert!(answered.pending_question.is_empty());
+    // A retry of the same answer is answered the same way, not refused.
+    intake.provide_information(answer).await.expect("an answer retried is accepted");
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let case = review.get_case(GetCaseRequest { case_id: submitted.id.clone() }).await.unwrap().into_inner();
+        if case.status == RequestStatus::InReview as i32 {
+            assert!(case.pending_question.is_empty());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the case did not resume: {case:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    demo.decide(&submitted.id).await.unwrap();
+    demo.wait_status(&submitted.id, RequestStatus::Decided).await.unwrap();
+    let notes = demo
+        .wait_delivered(
+            &submitted.id,
+            &[NotificationKind::Acknowledged, NotificationKind::InformationRequested, NotificationKind::Decided],
+        )
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 3);
+    let asked_hook = receiver.received().into_iter().find(|r| r.body["kind"] == "INFORMATION_REQUESTED").unwrap();
+    assert_eq!(asked_hook.endpoint, "agency");
+    assert_eq!(asked_hook.body["message"], question);
+    suite.stop().await.unwrap();
+}
+
+/// A withdrawn request closes its case: reviewers can no longer act on it, and the agency is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_request_closes_its_case() {
+    use crs_proto::intake::WithdrawRequestRequest;
+    use crs_proto::intake::intake_service_client::IntakeServiceClient;
+    use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
+    use crs_proto::review::{ClaimCaseRequest, GetCaseRequest};
+
+    let suite = Suite::start(Backend::Postgres).await.expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    demo.set_up().await.unwrap();
+    let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+    demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
+
+    let mut intake =
+        IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
+    intake
+        .withdraw_request(WithdrawRequestRequest {
+            request_id: submitted.id.clone(),
+            reason: "resolved locally".into(),
+        })
+        .await
+        .unwrap();
+    let mut review = LegalReviewServiceClient::new(
+        crsctl::connect(&suite.endpoints.legal_review, demo.reviewer().unwrap()).await.unwrap(),
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let case = review.get_case(GetCaseRequest { case_id: submitted.id.clone() }).await.map(|c| c.into_inner());
+        if matches!(&case, Ok(c) if c.status == RequestStatus::Withdrawn as i32) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the case was not withdrawn: {case:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let claim = review.claim_case(ClaimCaseRequest { case_id: submitted.id.clone(), lease: None }).await.unwrap_err();
+    assert_eq!(claim.code(), tonic::Code::FailedPrecondition);
+    demo.wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Withdrawn]).await.unwrap();
+    suite.stop().await.unwrap();
+}
+
+/// A token revoked at intake stops working at the other services within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stops_working_in_every_service() {
+    use crs_platform::auth::{Principal, Role};
+    use crs_proto::intake::agency_admin_service_client::AgencyAdminServiceClient;
+    use crs_proto::intake::{IssueTokenRequest, RevokeTokenRequest};
+    use crs_proto::review::ListCasesRequest;
+    use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
+    use crs_proto::triage::ListSlaPoliciesRequest;
+    use crs_proto::triage::triage_service_client::TriageServiceClient;
+
+    let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
+    let admin = crsctl::Bearer::for_principal(
+        &suite.authority,
+        &Principal::Reviewer { id: "root".into(), roles: vec![Role::Admin] },
+    )
+    .unwrap();
+    let mut admin = AgencyAdminServiceClient::new(crsctl::connect(&suite.endpoints.intake, admin).await.unwrap());
+    let issued = admin
+        .issue_token(IssueTokenRequest {
+            subject: "reviewer:kim".into(),
+            roles: vec!["reviewer".into()],
+            ttl_seconds: 600,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let kim = crsctl::Bearer::new(&issued.token).unwrap();
+    let mut review =
+        LegalReviewServiceClient::new(crsctl::connect(&suite.endpoints.legal_review, kim.clone()).await.unwrap());
+    let mut triage = TriageServiceClient::new(crsctl::connect(&suite.endpoints.triage, kim).await.unwrap());
+    review.list_cases(ListCasesRequest::default()).await.expect("works before revocation");
+    triage.list_sla_policies(ListSlaPoliciesRequest {}).await.expect("works before revocation");
+
+    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id }).await.unwrap();
+    let start = tokio::time::Instant::now();
+    loop {
+        let a = review.list_cases(ListCasesRequest::default()).await.err().map(|s| s.code());
+        let b = triage.list_sla_policies(ListSlaPoliciesRequest {}).await.err().map(|s| s.code());
+        if a == Some(tonic::Code::Unauthenticated) && b == Some(tonic::Code::Unauthenticated) {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "still accepted after 5 s: {a:?} {b:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    suite.stop().await.unwrap();
+}

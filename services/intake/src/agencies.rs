@@ -24,17 +24,45 @@ const MAX_PAGE_SIZE: u64 = 500;
 const DEFAULT_TOKEN_TTL_SECS: u64 = 24 * 3600;
 const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
 
+/// The agency fields that creation and update share, for validation.
+struct AgencyFields<'a> {
+    contact_email: &'a str,
+    callback_url: &'a str,
+    callback_secret: &'a str,
+    instruments: &'a [i32],
+    categories: &'a [i32],
+    tier: &'a str,
+}
+
+impl<'a> From<&'a CreateAgencyRequest> for AgencyFields<'a> {
+    fn from(r: &'a CreateAgencyRequest) -> Self {
+        AgencyFields {
+            contact_email: &r.contact_email,
+            callback_url: &r.callback_url,
+            callback_secret: &r.callback_secret,
+            instruments: &r.allowed_instruments,
+            categories: &r.allowed_categories,
+            tier: &r.rate_limit_tier,
+        }
+    }
+}
+
+impl<'a> From<&'a UpdateAgencyRequest> for AgencyFields<'a> {
+    fn from(r: &'a UpdateAgencyRequest) -> Self {
+        AgencyFields {
+            contact_email: &r.contact_email,
+            callback_url: &r.callback_url,
+            callback_secret: &r.callback_secret,
+            instruments: &r.allowed_instruments,
+            categories: &r.allowed_categories,
+            tier: &r.rate_limit_tier,
+        }
+    }
+}
+
 impl Intake {
-    fn check_agency_fields(
-        &self,
-        v: &mut FieldViolations,
-        contact_email: &str,
-        callback_url: &str,
-        callback_secret: &str,
-        instruments: &[i32],
-        categories: &[i32],
-        tier: &str,
-    ) {
+    fn check_agency_fields(&self, v: &mut FieldViolations, f: AgencyFields<'_>) {
+        let AgencyFields { contact_email, callback_url, callback_secret, instruments, categories, tier } = f;
         validate::check_line(v, "contact_email", contact_email, self.limits.max_string_len, false);
         if !contact_email.is_empty() && !contact_email.contains('@') {
             v.add("contact_email", "must be an email address");
@@ -65,15 +93,7 @@ impl Intake {
         if !validate::is_country_code(&req.jurisdiction) {
             v.add("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case, e.g. DE");
         }
-        self.check_agency_fields(
-            &mut v,
-            &req.contact_email,
-            &req.callback_url,
-            &req.callback_secret,
-            &req.allowed_instruments,
-            &req.allowed_categories,
-            &req.rate_limit_tier,
-        );
+        self.check_agency_fields(&mut v, (&req).into());
         v.into_result()?;
 
         let now = now_millis();
@@ -137,15 +157,7 @@ impl Intake {
         auth::require_role(&principal, &[Role::Admin])?;
         let mut v = FieldViolations::new();
         validate::check_line(&mut v, "name", &req.name, self.limits.max_string_len, false);
-        self.check_agency_fields(
-            &mut v,
-            &req.contact_email,
-            &req.callback_url,
-            &req.callback_secret,
-            &req.allowed_instruments,
-            &req.allowed_categories,
-            &req.rate_limit_tier,
-        );
+        self.check_agency_fields(&mut v, (&req).into());
         v.into_result()?;
         let row = self.agency(&req.agency_id).await?;
         let mut active: agency::ActiveModel = row.clone().into();
