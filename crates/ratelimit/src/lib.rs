@@ -1,0 +1,201 @@
+//! Rate limits for government requests: GCRA (the generic cell rate algorithm) in one Lua
+//! script on Redis's clock, several limits decided atomically per call.
+//!
+//! Each limited subject (an agency, a jurisdiction, everything) has one Redis key holding its
+//! theoretical arrival time, expiring when its bucket is full again. A call names every limit
+//! that applies; the script admits it only if all of them have room, and a denied call consumes
+//! none of them. The script is loaded once and called by its SHA (re-loaded if Redis restarted).
+//!
+//! When Redis cannot be reached the same rules run in process (per replica) until it answers
+//! again, so requests keep flowing under a local bound and nothing is refused for Redis's sake.
+
+#![forbid(unsafe_code)]
+
+mod local;
+pub mod metrics;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crs_platform::redis::RedisHandle;
+use serde::Deserialize;
+
+/// One limit: `rate_per_sec` sustained, with up to `burst` at once.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    /// Count and log what it would deny, but never deny.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+impl Limit {
+    /// A quota of `n` per day (a bucket of `n` that refills over a day).
+    pub fn per_day(n: u32) -> Limit {
+        Limit { rate_per_sec: f64::from(n) / 86_400.0, burst: n, shadow: false }
+    }
+
+    fn interval_us(&self) -> f64 {
+        1_000_000.0 / self.rate_per_sec
+    }
+}
+
+/// A limit applied to one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// The rule's name in metrics and errors, e.g. `agency`, `jurisdiction`.
+    pub name: String,
+    /// The limited subject, e.g. `agency:42`; the Redis key is `<prefix>:<subject>:<name>`.
+    pub subject: String,
+    pub limit: Limit,
+}
+
+/// What one rule said about a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleOutcome {
+    pub name: String,
+    pub subject: String,
+    pub limit: Limit,
+    /// The rule had no room (for a shadow rule: would have denied).
+    pub exceeded: bool,
+    pub remaining: u32,
+    pub retry_after: Duration,
+    pub reset_after: Duration,
+}
+
+/// Where a decision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Redis,
+    /// The in-process fallback, while Redis is unreachable.
+    Local,
+}
+
+/// The answer for one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Index of the tightest rule: the one that denied, or the one with the least room left.
+    pub tightest: usize,
+    pub rules: Vec<RuleOutcome>,
+    pub source: Source,
+}
+
+impl Decision {
+    pub fn tightest(&self) -> &RuleOutcome {
+        &self.rules[self.tightest]
+    }
+}
+
+/// How long to keep deciding locally after Redis failed, before trying it again.
+const FALLBACK_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Decides calls against rules, in Redis or, while it is away, in process.
+pub struct Limiter {
+    redis: RedisHandle,
+    script: redis::Script,
+    prefix: String,
+    local: local::LocalGcra,
+    /// Until when decisions stay local (Redis failed recently).
+    fallback_until: Mutex<Option<Instant>>,
+}
+
+impl Limiter {
+    pub fn new(redis: RedisHandle, prefix: &str) -> Limiter {
+        Limiter {
+            redis,
+            script: redis::Script::new(include_str!("gcra.lua")),
+            prefix: prefix.to_owned(),
+            local: local::LocalGcra::default(),
+            fallback_until: Mutex::new(None),
+        }
+    }
+
+    /// The script's SHA1, as `EVALSHA` names it.
+    pub fn script_sha(&self) -> &str {
+        self.script.get_hash()
+    }
+
+    /// Decides whether a call costing `cost` may pass every rule; records the decision's metrics.
+    pub async fn check(&self, rules: &[Rule], cost: u32) -> Decision {
+        assert!(!rules.is_empty(), "a call is checked against at least one rule");
+        let decision = match self.use_redis() {
+            true => match self.check_in_redis(rules, cost).await {
+                Ok(d) => {
+                    self.redis_answered();
+                    d
+                }
+                Err(e) => {
+                    self.redis_failed(&e);
+                    self.local.check(rules, cost)
+                }
+            },
+            false => self.local.check(rules, cost),
+        };
+        metrics::record(&decision);
+        decision
+    }
+
+    fn use_redis(&self) -> bool {
+        let until = *self.fallback_until.lock().expect("fallback lock");
+        until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn redis_answered(&self) {
+        let mut until = self.fallback_until.lock().expect("fallback lock");
+        if until.take().is_some() {
+            metrics::FALLBACK_ACTIVE.set(0);
+            tracing::info!("redis answers again; rate limits decided in redis");
+        }
+    }
+
+    fn redis_failed(&self, error: &anyhow::Error) {
+        let mut until = self.fallback_until.lock().expect("fallback lock");
+        if until.is_none() {
+            metrics::FALLBACK_ACTIVE.set(1);
+            metrics::FALLBACK_ENTERED.inc();
+            tracing::warn!(error = %error, "redis unreachable; rate limits decided in process until it answers");
+        }
+        *until = Some(Instant::now() + FALLBACK_PROBE_INTERVAL);
+    }
+
+    async fn check_in_redis(&self, rules: &[Rule], cost: u32) -> anyhow::Result<Decision> {
+        let mut conn = self.redis.get().await.ok_or_else(|| anyhow::anyhow!("redis unreachable"))?;
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(cost);
+        for rule in rules {
+            invocation.key(format!("{}:{}:{}", self.prefix, rule.subject, rule.name));
+            invocation.arg(rule.limit.interval_us()).arg(rule.limit.burst).arg(if rule.limit.shadow {
+                "1"
+            } else {
+                "0"
+            });
+        }
+        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        parse_reply(rules, &reply, Source::Redis)
+    }
+}
+
+fn parse_reply(rules: &[Rule], reply: &[i64], source: Source) -> anyhow::Result<Decision> {
+    anyhow::ensure!(reply.len() == 3 + 4 * rules.len(), "unexpected script reply of {} values", reply.len());
+    let us = |v: i64| Duration::from_micros(v.max(0) as u64);
+    let outcomes = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let r = &reply[3 + 4 * i..7 + 4 * i];
+            RuleOutcome {
+                name: rule.name.clone(),
+                subject: rule.subject.clone(),
+                limit: rule.limit.clone(),
+                exceeded: r[0] == 1,
+                remaining: r[1].clamp(0, i64::from(u32::MAX)) as u32,
+                retry_after: us(r[2]),
+                reset_after: us(r[3]),
+            }
+        })
+        .collect();
+    Ok(Decision { allowed: reply[0] == 1, tightest: (reply[1] - 1).max(0) as usize, rules: outcomes, source })
+}

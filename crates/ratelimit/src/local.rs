@@ -1,0 +1,121 @@
+//! The in-process fallback: the same GCRA and the same all-or-nothing rule, on this process's
+//! monotonic clock, used while Redis is unreachable.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::{Decision, Rule, RuleOutcome, Source};
+
+#[derive(Debug)]
+pub(crate) struct LocalGcra {
+    epoch: Instant,
+    /// Theoretical arrival time per rule key, in microseconds since `epoch`.
+    tats: Mutex<HashMap<String, f64>>,
+}
+
+impl Default for LocalGcra {
+    fn default() -> Self {
+        LocalGcra { epoch: Instant::now(), tats: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl LocalGcra {
+    pub(crate) fn check(&self, rules: &[Rule], cost: u32) -> Decision {
+        let now = self.epoch.elapsed().as_micros() as f64;
+        let mut tats = self.tats.lock().expect("local limiter lock");
+        if tats.len() > 100_000 {
+            tats.retain(|_, tat| *tat > now);
+        }
+        let mut outcomes = Vec::with_capacity(rules.len());
+        let mut next = Vec::with_capacity(rules.len());
+        let mut denied = false;
+        for rule in rules {
+            let key = format!("{}:{}", rule.subject, rule.name);
+            let interval = rule.limit.interval_us();
+            let horizon = interval * f64::from(rule.limit.burst);
+            let tat = tats.get(&key).copied().unwrap_or(now).max(now);
+            let next_tat = tat + interval * f64::from(cost);
+            let used = next_tat - now;
+            let exceeded = used > horizon;
+            denied |= exceeded && !rule.limit.shadow;
+            next.push((key, (!exceeded).then_some(next_tat)));
+            outcomes.push(RuleOutcome {
+                name: rule.name.clone(),
+                subject: rule.subject.clone(),
+                limit: rule.limit.clone(),
+                exceeded,
+                remaining: if exceeded { 0 } else { ((horizon - used) / interval).floor() as u32 },
+                retry_after: Duration::from_micros(if exceeded { (used - horizon) as u64 } else { 0 }),
+                reset_after: Duration::from_micros(if exceeded { (tat - now) as u64 } else { used as u64 }),
+            });
+        }
+        if !denied {
+            for (key, tat) in next {
+                if let Some(tat) = tat {
+                    tats.insert(key, tat);
+                }
+            }
+        }
+        let tightest = tightest(&outcomes, denied);
+        Decision { allowed: !denied, tightest, rules: outcomes, source: Source::Local }
+    }
+}
+
+/// Mirrors the script's choice: the denying rule freeing up last, else the one with least room;
+/// shadow rules only when every rule is shadow.
+fn tightest(outcomes: &[RuleOutcome], denied: bool) -> usize {
+    let mut best = 0;
+    for (i, r) in outcomes.iter().enumerate() {
+        let b = &outcomes[best];
+        if b.limit.shadow && !r.limit.shadow {
+            best = i;
+        } else if r.limit.shadow == b.limit.shadow {
+            if denied {
+                if r.exceeded && (!b.exceeded || r.retry_after > b.retry_after) {
+                    best = i;
+                }
+            } else if r.remaining < b.remaining {
+                best = i;
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Limit;
+
+    fn rule(name: &str, rate: f64, burst: u32) -> Rule {
+        Rule { name: name.into(), subject: "s".into(), limit: Limit { rate_per_sec: rate, burst, shadow: false } }
+    }
+
+    #[test]
+    fn a_burst_is_admitted_exactly_and_no_more() {
+        let g = LocalGcra::default();
+        let rules = [rule("a", 0.001, 5)];
+        let admitted = (0..20).filter(|_| g.check(&rules, 1).allowed).count();
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn a_denied_call_consumes_no_limit() {
+        let g = LocalGcra::default();
+        let both = [rule("wide", 0.001, 5), rule("narrow", 0.001, 2)];
+        assert_eq!((0..10).filter(|_| g.check(&both, 1).allowed).count(), 2);
+        let wide = [rule("wide", 0.001, 5)];
+        assert_eq!((0..10).filter(|_| g.check(&wide, 1).allowed).count(), 3, "denied calls left `wide` untouched");
+    }
+
+    #[test]
+    fn shadow_rules_count_but_never_deny() {
+        let g = LocalGcra::default();
+        let mut r = rule("shadowed", 0.001, 1);
+        r.limit.shadow = true;
+        let decisions: Vec<_> = (0..3).map(|_| g.check(std::slice::from_ref(&r), 1)).collect();
+        assert!(decisions.iter().all(|d| d.allowed));
+        assert_eq!(decisions.iter().filter(|d| d.rules[0].exceeded).count(), 2);
+    }
+}

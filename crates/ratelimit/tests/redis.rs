@@ -1,0 +1,194 @@
+//! The limiter against a real Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crs_platform::redis::RedisHandle;
+use crs_ratelimit::{Limit, Limiter, Rule, Source};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn limiter() -> Limiter {
+    let prefix = format!("crs:test:{}", uuid::Uuid::new_v4().simple());
+    Limiter::new(RedisHandle::new(&redis_url()).unwrap(), &prefix)
+}
+
+fn rule(name: &str, rate_per_sec: f64, burst: u32) -> Rule {
+    Rule { name: name.into(), subject: "agency:1".into(), limit: Limit { rate_per_sec, burst, shadow: false } }
+}
+
+async fn redis_time_secs(redis: &RedisHandle) -> f64 {
+    let mut conn = redis.get().await.unwrap();
+    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    s as f64 + us as f64 / 1e6
+}
+
+#[tokio::test]
+async fn a_burst_is_admitted_exactly() {
+    let limiter = limiter();
+    let rules = [rule("agency", 0.01, 10)];
+    let mut decisions = Vec::new();
+    for _ in 0..25 {
+        decisions.push(limiter.check(&rules, 1).await);
+    }
+    assert!(decisions.iter().all(|d| d.source == Source::Redis));
+    assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 10, "exactly the burst");
+    let remaining: Vec<u32> = decisions[..10].iter().map(|d| d.tightest().remaining).collect();
+    assert_eq!(remaining, (0..10).rev().collect::<Vec<_>>(), "remaining counts down to zero");
+    let denied = &decisions[10];
+    assert!(!denied.allowed);
+    // At 0.01/s the next slot is 100 s away (give or take the few ms the calls took).
+    let retry = denied.tightest().retry_after.as_secs_f64();
+    assert!((99.0..=100.0).contains(&retry), "retry after {retry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sustained_rate_holds_within_one_percent_under_32_tasks() {
+    const RATE: f64 = 200.0;
+    const BURST: u32 = 20;
+    let limiter = Arc::new(limiter());
+    let redis = RedisHandle::new(&redis_url()).unwrap();
+    let rules = Arc::new([rule("agency", RATE, BURST)]);
+    let start = redis_time_secs(&redis).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (limiter, rules) = (limiter.clone(), rules.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut admitted = 0u64;
+            while tokio::time::Instant::now() < until {
+                if limiter.check(&rules[..], 1).await.allowed {
+                    admitted += 1;
+                }
+            }
+            admitted
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap();
+    }
+    let elapsed = redis_time_secs(&redis).await - start;
+    let expected = RATE * elapsed + f64::from(BURST);
+    let error = (admitted as f64 - expected).abs() / expected;
+    assert!(error <= 0.01, "admitted {admitted}, expected {expected:.1} over {elapsed:.3} s ({:.2} %)", error * 100.0);
+}
+
+#[tokio::test]
+async fn a_denied_call_consumes_none_of_its_limits() {
+    let limiter = limiter();
+    let both = [rule("daily", 0.001, 5), rule("burst", 0.001, 3)];
+    let allowed = futures::future::join_all((0..10).map(|_| limiter.check(&both, 1))).await;
+    assert_eq!(allowed.iter().filter(|d| d.allowed).count(), 3, "the narrower limit decides");
+    let denied = allowed.iter().find(|d| !d.allowed).unwrap();
+    assert_eq!(denied.tightest().name, "burst", "the limit that denied is reported");
+    let daily = [rule("daily", 0.001, 5)];
+    let mut more = 0;
+    for _ in 0..10 {
+        more += usize::from(limiter.check(&daily, 1).await.allowed);
+    }
+    assert_eq!(more, 2, "seven denied calls left `daily` with 5 - 3 = 2");
+}
+
+#[tokio::test]
+async fn a_shadow_rule_counts_but_never_denies() {
+    let limiter = limiter();
+    let mut shadow = rule("global", 0.001, 2);
+    shadow.limit.shadow = true;
+    let rules = [rule("agency", 0.001, 100), shadow];
+    let before = crs_ratelimit::metrics::DECISIONS.with_label_values(&["global", "shadow_denied", "redis"]).get();
+    let mut decisions = Vec::new();
+    for _ in 0..5 {
+        decisions.push(limiter.check(&rules, 1).await);
+    }
+    assert!(decisions.iter().all(|d| d.allowed), "shadow never denies");
+    assert_eq!(decisions.iter().filter(|d| d.rules[1].exceeded).count(), 3, "but says when it would have");
+    assert_eq!(decisions[4].tightest().name, "agency", "a shadow rule is not the tightest");
+    let after = crs_ratelimit::metrics::DECISIONS.with_label_values(&["global", "shadow_denied", "redis"]).get();
+    assert_eq!(after - before, 3, "and is counted");
+}
+
+#[tokio::test]
+async fn the_script_is_reloaded_when_redis_forgot_it() {
+    let limiter = limiter();
+    let rules = [rule("agency", 0.001, 3)];
+    assert!(limiter.check(&rules, 1).await.allowed);
+    let redis = RedisHandle::new(&redis_url()).unwrap();
+    let mut conn = redis.get().await.unwrap();
+    // Only this script, so other tests running at the same time are unaffected.
+    let exists: Vec<i64> =
+        redis::cmd("SCRIPT").arg("EXISTS").arg(limiter.script_sha()).query_async(&mut conn).await.unwrap();
+    assert_eq!(exists, vec![1], "called by its SHA after the first load");
+    redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.unwrap();
+    let d = limiter.check(&rules, 1).await;
+    assert_eq!(d.source, Source::Redis, "NOSCRIPT led to a reload, not a fallback");
+    assert_eq!(d.tightest().remaining, 1, "and the state survived");
+}
+
+/// A private redis-server this test can kill.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis { port, child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_test_and_restarted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = PrivateRedis::start(port);
+    let limiter = Limiter::new(RedisHandle::new(&format!("redis://127.0.0.1:{port}")).unwrap(), "crs:test:kill");
+    let rules = [rule("agency", 0.001, 3)];
+    assert_eq!(limiter.check(&rules, 1).await.source, Source::Redis);
+
+    server.kill();
+    let during: Vec<_> = futures::future::join_all((0..5).map(|_| limiter.check(&rules, 1))).await;
+    assert!(during.iter().all(|d| d.source == Source::Local), "decided in process while Redis is gone");
+    assert_eq!(during.iter().filter(|d| d.allowed).count(), 3, "under the same rules");
+    assert_eq!(crs_ratelimit::metrics::FALLBACK_ACTIVE.get(), 1);
+
+    server = PrivateRedis::start(server.port);
+    let mut back = None;
+    for _ in 0..100 {
+        let d = limiter.check(&rules, 1).await;
+        if d.source == Source::Redis {
+            back = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back = back.expect("decisions return to Redis once it answers");
+    // The restarted Redis is empty, so its bucket is full again.
+    assert!(back.allowed);
+    assert_eq!(back.tightest().remaining, 2);
+    assert_eq!(crs_ratelimit::metrics::FALLBACK_ACTIVE.get(), 0);
+    drop(server);
+}
