@@ -100,6 +100,7 @@ impl Suite {
             let env: HashMap<String, String> = [
                 ("CRS_SERVER__LISTEN_ADDR", format!("127.0.0.1:{}", ports[svc])),
                 ("CRS_SERVER__SHUTDOWN_GRACE_SECS", "2".into()),
+                ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("CRS_DATABASE__URL", db_urls[svc].clone()),
                 ("CRS_REDIS__URL", redis.to_owned()),
                 ("CRS_AUTH__SIGNING_KEY", key.clone()),

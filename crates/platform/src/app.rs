@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenAuthority;
-use crate::config::{AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use crate::config::{
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+};
 use crate::outbox::Outbox;
 use crate::redis::RedisHandle;
 use crate::revocation::Revocations;
@@ -23,6 +25,7 @@ use crate::server::Dependencies;
 /// What a service's configuration shares with every other service.
 pub trait ServiceConfig: DeserializeOwned {
     fn server(&self) -> &ServerConfig;
+    fn admin(&self) -> &AdminConfig;
     fn database(&self) -> &DatabaseConfig;
     fn redis(&self) -> &RedisConfig;
     fn auth(&self) -> &AuthConfig;
@@ -34,6 +37,9 @@ pub trait ServiceConfig: DeserializeOwned {
 pub struct Platform {
     pub listener: TcpListener,
     pub local_addr: SocketAddr,
+    /// The admin HTTP listener (metrics).
+    pub admin_listener: TcpListener,
+    pub admin_addr: SocketAddr,
     pub db: DatabaseConnection,
     pub redis: RedisHandle,
     pub authority: TokenAuthority,
@@ -47,6 +53,8 @@ impl Platform {
     pub async fn start<M: MigratorTrait>(cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
         let listener = crate::server::bind(cfg.server().listen_addr).await?;
         let local_addr = listener.local_addr()?;
+        let admin_listener = crate::server::bind(cfg.admin().listen_addr).await?;
+        let admin_addr = admin_listener.local_addr()?;
         let db = crate::db::connect::<M>(cfg.database()).await?;
         let redis = RedisHandle::new(&cfg.redis().url)?;
         let authority = TokenAuthority::from_config(cfg.auth())?;
@@ -54,6 +62,8 @@ impl Platform {
         Ok(Platform {
             listener,
             local_addr,
+            admin_listener,
+            admin_addr,
             db,
             redis,
             authority,
@@ -81,8 +91,9 @@ impl Platform {
         relay: crate::outbox::Relay,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr, services = ?service_names, "listening");
+        tracing::info!(addr = %self.local_addr, admin = %self.admin_addr, services = ?service_names, "listening");
         let deps = self.dependencies();
+        let admin = tokio::spawn(crate::metrics::serve(self.admin_listener, shutdown.clone()));
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
         let served =
@@ -90,6 +101,7 @@ impl Platform {
         shutdown.cancel();
         let _ = relay.await;
         let _ = revocations.await;
+        let _ = admin.await;
         served
     }
 }
@@ -153,6 +165,9 @@ macro_rules! impl_service_config {
         impl $crate::app::ServiceConfig for $ty {
             fn server(&self) -> &$crate::config::ServerConfig {
                 &self.server
+            }
+            fn admin(&self) -> &$crate::config::AdminConfig {
+                &self.admin
             }
             fn database(&self) -> &$crate::config::DatabaseConfig {
                 &self.database

@@ -22,6 +22,13 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
 }
 
+/// The operators' HTTP port: Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen_addr: SocketAddr,
+}
+
 /// The service's own database: `sqlite://path?mode=rwc` or `postgres://...`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

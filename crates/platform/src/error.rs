@@ -54,6 +54,11 @@ pub trait ServiceError: std::error::Error {
 
     /// Extra details (retry info, quota failures) beyond field violations.
     fn extra_details(&self, _details: &mut ErrorDetails) {}
+
+    /// Response metadata the caller should get with the error (e.g. `x-ratelimit-*`).
+    fn metadata(&self) -> tonic::metadata::MetadataMap {
+        tonic::metadata::MetadataMap::new()
+    }
 }
 
 /// Builds the status a caller receives for `err`.
@@ -74,7 +79,7 @@ pub fn to_status<E: ServiceError>(err: &E) -> Status {
         Some(v) if !v.is_empty() => format!("{err}: {v}"),
         _ => err.to_string(),
     };
-    Status::with_error_details(code, message, details)
+    Status::with_error_details_and_metadata(code, message, details, err.metadata())
 }
 
 /// `err` and all its causes, joined, for logs.

@@ -127,8 +127,14 @@ async fn track_readiness(
     shutdown: CancellationToken,
 ) {
     let mut serving = false;
+    // Redis must answer before the first SERVING. After that only the database decides: with
+    // Redis gone, rate limits and timers have fallbacks, and taking the service out of rotation
+    // would refuse requests it can safely take.
+    let mut redis_seen = false;
     loop {
-        let ready = crate::db::ping(&deps.db).await && deps.redis.ping().await;
+        let db_ok = crate::db::ping(&deps.db).await;
+        redis_seen = redis_seen || deps.redis.ping().await;
+        let ready = db_ok && redis_seen;
         if ready != serving && !shutdown.is_cancelled() {
             let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             for name in &names {

@@ -20,21 +20,58 @@ use std::time::{Duration, Instant};
 use crs_platform::redis::RedisHandle;
 use serde::Deserialize;
 
-/// One limit: `rate_per_sec` sustained, with up to `burst` at once.
+/// One limit: `rate_per_sec` sustained, with up to `burst` at once. In configuration it is
+/// written `{ rate_per_sec = 5.0, burst = 50 }` or, for a daily quota, `{ per_day = 5000 }`;
+/// either may add `shadow = true`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "LimitSpec")]
 pub struct Limit {
     pub rate_per_sec: f64,
     pub burst: u32,
     /// Count and log what it would deny, but never deny.
-    #[serde(default)]
     pub shadow: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitSpec {
+    rate_per_sec: Option<f64>,
+    per_day: Option<u32>,
+    burst: Option<u32>,
+    #[serde(default)]
+    shadow: bool,
+}
+
+impl TryFrom<LimitSpec> for Limit {
+    type Error = String;
+
+    fn try_from(spec: LimitSpec) -> Result<Limit, String> {
+        let limit = match (spec.rate_per_sec, spec.per_day, spec.burst) {
+            (Some(rate), None, Some(burst)) => Limit { rate_per_sec: rate, burst, shadow: spec.shadow },
+            (None, Some(n), burst) => Limit { burst: burst.unwrap_or(n), ..Limit::per_day(n) },
+            _ => return Err("a limit is `{ rate_per_sec, burst }` or `{ per_day }`".into()),
+        };
+        let limit = Limit { shadow: spec.shadow, ..limit };
+        limit.check()?;
+        Ok(limit)
+    }
 }
 
 impl Limit {
     /// A quota of `n` per day (a bucket of `n` that refills over a day).
     pub fn per_day(n: u32) -> Limit {
         Limit { rate_per_sec: f64::from(n) / 86_400.0, burst: n, shadow: false }
+    }
+
+    /// Rejects limits that cannot work: no rate, or no room for even one request.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0 && self.rate_per_sec <= 1e6) {
+            return Err(format!("rate must be above 0 and at most 1000000 per second, got {}", self.rate_per_sec));
+        }
+        if self.burst == 0 {
+            return Err("burst must be at least 1".into());
+        }
+        Ok(())
     }
 
     fn interval_us(&self) -> f64 {

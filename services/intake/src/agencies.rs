@@ -108,10 +108,11 @@ impl Intake {
             allowed_categories: serde_json::to_string(&req.allowed_categories).expect("numbers serialise"),
             status: AgencyStatus::Active as i32,
             rate_limit_tier: if req.rate_limit_tier.is_empty() {
-                "standard".into()
+                crate::limits::DEFAULT_TIER.into()
             } else {
                 req.rate_limit_tier.clone()
             },
+            rate_limit_overrides: "[]".into(),
             event_seq: 0,
             created_at: now,
             updated_at: now,
@@ -215,6 +216,24 @@ impl Intake {
         txn.commit().await?;
         self.publish(&[Revoked::Subject(subject)]).await;
         tracing::warn!(agency_id = %updated.id, reason = %req.reason, "agency suspended");
+        Ok(to_agency(&updated))
+    }
+
+    /// Replaces the agency's rate-limit overrides; the next submission uses them, in every
+    /// replica, since the limits are read with the agency's row.
+    pub(crate) async fn set_rate_limit_overrides(
+        &self,
+        principal: Principal,
+        req: SetRateLimitOverridesRequest,
+    ) -> Result<Agency> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        let overrides = crate::limits::validate_overrides(&req.overrides)?;
+        let row = self.agency(&req.agency_id).await?;
+        let mut active: agency::ActiveModel = row.into();
+        active.rate_limit_overrides = Set(serde_json::to_string(&overrides).expect("overrides serialise"));
+        active.updated_at = Set(now_millis());
+        let updated = active.update(&self.db).await?;
+        tracing::info!(agency_id = %updated.id, overrides = ?overrides, by = %principal.subject(), "rate-limit overrides set");
         Ok(to_agency(&updated))
     }
 

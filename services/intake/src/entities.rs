@@ -19,6 +19,9 @@ pub mod agency {
         pub allowed_categories: String,
         pub status: i32,
         pub rate_limit_tier: String,
+        /// JSON list of `RateLimitOverride`s replacing the tier's limits for this agency.
+        #[sea_orm(column_type = "Text")]
+        pub rate_limit_overrides: String,
         /// The last sequence number given to one of this agency's status events.
         pub event_seq: i64,
         pub created_at: i64,

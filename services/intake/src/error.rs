@@ -18,6 +18,8 @@ pub enum IntakeError {
     IdempotencyKeyReused(String),
     #[error("request {id} is {status}; cannot {action}")]
     WrongState { id: String, status: String, action: &'static str },
+    #[error("rate limit `{}` exceeded for {}; retry in {:.1} s", .0.tightest().name, .0.tightest().subject, .0.tightest().retry_after.as_secs_f64())]
+    RateLimited(Box<crs_ratelimit::Decision>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -51,6 +53,7 @@ impl ServiceError for IntakeError {
             IntakeError::NotFound { .. } => Code::NotFound,
             IntakeError::IdempotencyKeyReused(_) => Code::AlreadyExists,
             IntakeError::WrongState { .. } => Code::FailedPrecondition,
+            IntakeError::RateLimited(_) => Code::ResourceExhausted,
             IntakeError::Internal(_) => Code::Internal,
         }
     }
@@ -59,6 +62,26 @@ impl ServiceError for IntakeError {
         match self {
             IntakeError::InvalidArgument(v) => Some(v),
             _ => None,
+        }
+    }
+
+    fn extra_details(&self, details: &mut tonic_types::ErrorDetails) {
+        if let IntakeError::RateLimited(decision) = self {
+            let rule = decision.tightest();
+            details.set_retry_info(Some(rule.retry_after));
+            for r in decision.rules.iter().filter(|r| r.exceeded && !r.limit.shadow) {
+                details.add_quota_failure_violation(
+                    format!("{}:{}", r.subject, r.name),
+                    format!("{} requests per second, burst {}", r.limit.rate_per_sec, r.limit.burst),
+                );
+            }
+        }
+    }
+
+    fn metadata(&self) -> tonic::metadata::MetadataMap {
+        match self {
+            IntakeError::RateLimited(decision) => crate::limits::metadata(decision),
+            _ => tonic::metadata::MetadataMap::new(),
         }
     }
 }

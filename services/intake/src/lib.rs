@@ -6,6 +6,7 @@
 mod agencies;
 pub mod entities;
 pub mod error;
+pub mod limits;
 pub mod migration;
 mod relay;
 mod requests;
@@ -18,7 +19,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crs_platform::app::Platform;
-use crs_platform::config::{AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use crs_platform::config::{
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+};
 use crs_proto::intake::agency_admin_service_server::AgencyAdminServiceServer;
 use crs_proto::intake::intake_service_server::IntakeServiceServer;
 use serde::Deserialize;
@@ -31,6 +34,9 @@ pub use service::Intake;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50051"
+
+[admin]
+listen_addr = "127.0.0.1:9101"
 
 [database]
 url = "sqlite://data/intake.db?mode=rwc"
@@ -46,12 +52,44 @@ max_keywords = 20
 max_string_len = 2048
 max_text_len = 20000
 idempotency_retention_secs = 86400
+
+# Every submission is checked against its agency's rate and daily quota, its jurisdiction's and
+# the global limit, all at once. Binding orders (court and government orders) have their own,
+# larger buckets. A limit is `{ rate_per_sec, burst }` or `{ per_day }`; add `shadow = true` to
+# count and log what it would deny without denying.
+[rate_limits]
+key_prefix = "crs:rl"
+
+[rate_limits.tiers.standard.normal]
+requests = { rate_per_sec = 1.0, burst = 30 }
+daily = { per_day = 2000 }
+
+[rate_limits.tiers.standard.binding]
+requests = { rate_per_sec = 5.0, burst = 150 }
+daily = { per_day = 20000 }
+
+[rate_limits.tiers.high.normal]
+requests = { rate_per_sec = 5.0, burst = 150 }
+daily = { per_day = 10000 }
+
+[rate_limits.tiers.high.binding]
+requests = { rate_per_sec = 20.0, burst = 600 }
+daily = { per_day = 100000 }
+
+[rate_limits.jurisdiction]
+normal = { rate_per_sec = 20.0, burst = 300 }
+binding = { rate_per_sec = 50.0, burst = 1000 }
+
+[rate_limits.global]
+normal = { rate_per_sec = 200.0, burst = 3000 }
+binding = { rate_per_sec = 500.0, burst = 10000 }
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,
@@ -59,6 +97,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub peers: Peers,
     pub limits: Limits,
+    pub rate_limits: limits::RateLimitConfig,
 }
 
 crs_platform::impl_service_config!(Config);
@@ -95,6 +134,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
+        cfg.rate_limits.check()?;
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
         let credentials = platform.authority.service_credentials("intake");
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
@@ -109,12 +149,18 @@ impl Application {
             platform.redis.clone(),
             platform.revocations.clone(),
             cfg.limits,
+            cfg.rate_limits.clone(),
         );
         Ok(Self { platform, intake, relay })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.platform.local_addr
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.platform.admin_addr
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {

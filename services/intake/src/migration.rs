@@ -16,17 +16,18 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxMigration),
             Box::new(CreateIntakeTables),
             Box::new(AgencyViewAndCredentials),
+            Box::new(RateLimitOverrides),
         ]
     }
 }
 
 struct CreateIntakeTables;
 
-/// `table` as derived from its entity, minus a column a later migration adds.
-fn without_column(table: &TableCreateStatement, name: &str, column: &str) -> TableCreateStatement {
+/// `table` as derived from its entity, minus the columns later migrations add.
+fn without_columns(table: &TableCreateStatement, name: &str, later: &[&str]) -> TableCreateStatement {
     let mut out = Table::create();
     out.table(Alias::new(name)).if_not_exists();
-    for c in table.get_columns().iter().filter(|c| c.get_column_name() != column) {
+    for c in table.get_columns().iter().filter(|c| !later.contains(&c.get_column_name().as_str())) {
         out.col(c.clone());
     }
     out
@@ -45,11 +46,11 @@ impl MigrationTrait for CreateIntakeTables {
         // Columns added later (agencies.event_seq, status_events.agency_seq) come from the next
         // migration, so this one creates the tables as they first were.
         let agencies = schema.create_table_from_entity(agency::Entity);
-        manager.create_table(without_column(&agencies, "agencies", "event_seq")).await?;
+        manager.create_table(without_columns(&agencies, "agencies", &["event_seq", "rate_limit_overrides"])).await?;
         manager.create_table(schema.create_table_from_entity(request::Entity).if_not_exists().to_owned()).await?;
         manager.create_table(schema.create_table_from_entity(request_item::Entity).if_not_exists().to_owned()).await?;
         let events = schema.create_table_from_entity(status_event::Entity);
-        manager.create_table(without_column(&events, "status_events", "agency_seq")).await?;
+        manager.create_table(without_columns(&events, "status_events", &["agency_seq"])).await?;
         // One request per (agency, idempotency key): concurrent retries collapse onto one row.
         manager
             .create_index(
@@ -154,5 +155,36 @@ impl MigrationTrait for AgencyViewAndCredentials {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Per-agency rate-limit overrides, changed live by admins.
+struct RateLimitOverrides;
+
+impl MigrationName for RateLimitOverrides {
+    fn name(&self) -> &str {
+        "m20261128_000004_rate_limit_overrides"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RateLimitOverrides {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("agencies"))
+                    .add_column(ColumnDef::new(Alias::new("rate_limit_overrides")).text().not_null().default("[]"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter().table(Alias::new("agencies")).drop_column(Alias::new("rate_limit_overrides")).to_owned(),
+            )
+            .await
     }
 }

@@ -30,17 +30,31 @@ const MAX_PAGE_SIZE: u64 = 500;
 const EXPIRED_KEY_PREFIX: &str = "~expired:";
 
 impl Intake {
+    /// Validates, checks the rate limits, and stores the request with its hand-offs. A retry of
+    /// an accepted request is answered from storage and consumes no limit; the decision comes
+    /// back so the caller sees `x-ratelimit-*`.
     pub(crate) async fn submit(
         &self,
         principal: Principal,
         req: SubmitRequestRequest,
-    ) -> Result<SubmitRequestResponse> {
+    ) -> Result<(SubmitRequestResponse, Option<crs_ratelimit::Decision>)> {
         let agency = self.calling_agency(&principal).await?;
         let valid = validate::submission(&req, &agency, &self.limits)?;
         let body_hash = body_hash(&req);
 
         if let Some(existing) = self.find_by_key(&agency.id, &req.idempotency_key).await? {
-            return self.replay(existing, &body_hash, &req.idempotency_key).await;
+            return Ok((self.replay(existing, &body_hash, &req.idempotency_key).await?, None));
+        }
+
+        let rules = crate::limits::rules(&self.rate_limits, &agency, crate::limits::is_binding(req.legal_instrument));
+        let decision = self.limiter.check(&rules, 1).await;
+        if !decision.allowed {
+            // A concurrent twin of this call may have been accepted meanwhile: answer as it was.
+            if let Some(existing) = self.find_by_key(&agency.id, &req.idempotency_key).await? {
+                return Ok((self.replay(existing, &body_hash, &req.idempotency_key).await?, None));
+            }
+            tracing::info!(agency_id = %agency.id, rule = %decision.tightest().name, "submission rate-limited");
+            return Err(IntakeError::RateLimited(Box::new(decision)));
         }
 
         let now = now_millis();
@@ -93,7 +107,7 @@ impl Intake {
                 let existing = self.find_by_key(&agency.id, &req.idempotency_key).await?.ok_or_else(|| {
                     IntakeError::Internal(anyhow::anyhow!("idempotency key conflict but no request found"))
                 })?;
-                return self.replay(existing, &row.body_hash, &req.idempotency_key).await;
+                return Ok((self.replay(existing, &row.body_hash, &req.idempotency_key).await?, None));
             }
             return Err(e.into());
         }
@@ -123,7 +137,10 @@ impl Intake {
         txn.commit().await?;
         self.committed();
         tracing::info!(request_id = %row.id, agency_id = %row.agency_id, items = items.len(), "request received");
-        Ok(SubmitRequestResponse { request: Some(to_government_request(&row, &items)), replayed: false })
+        Ok((
+            SubmitRequestResponse { request: Some(to_government_request(&row, &items)), replayed: false },
+            Some(decision),
+        ))
     }
 
     /// Wakes the relay and open streams after a commit.

@@ -33,6 +33,8 @@ pub struct Intake {
     pub(crate) redis: RedisHandle,
     pub(crate) revocations: Revocations,
     pub(crate) limits: Arc<Limits>,
+    pub(crate) rate_limits: Arc<crate::limits::RateLimitConfig>,
+    pub(crate) limiter: Arc<crs_ratelimit::Limiter>,
     /// Woken after every commit that adds status events, so open streams send them at once.
     pub(crate) events: Arc<Notify>,
     /// Cancelled when the service drains: open streams end.
@@ -47,8 +49,12 @@ impl Intake {
         redis: RedisHandle,
         revocations: Revocations,
         limits: Limits,
+        rate_limits: crate::limits::RateLimitConfig,
     ) -> Self {
+        let limiter = Arc::new(crs_ratelimit::Limiter::new(redis.clone(), &rate_limits.key_prefix));
         Self {
+            rate_limits: Arc::new(rate_limits),
+            limiter,
             db,
             outbox,
             authority,
@@ -136,7 +142,16 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 impl IntakeService for Intake {
     async fn submit_request(&self, request: Request<SubmitRequestRequest>) -> Reply<SubmitRequestResponse> {
         let principal = auth::principal(&request)?;
-        Ok(Response::new(self.submit(principal, request.into_inner()).await?))
+        let (reply, decision) = self.submit(principal, request.into_inner()).await?;
+        let mut response = Response::new(reply);
+        if let Some(decision) = decision {
+            for kv in crate::limits::metadata(&decision).into_headers() {
+                if let (Some(k), v) = kv {
+                    response.metadata_mut().as_mut().insert(k, v);
+                }
+            }
+        }
+        Ok(response)
     }
 
     async fn get_request(&self, request: Request<GetRequestRequest>) -> Reply<GetRequestResponse> {
@@ -210,5 +225,10 @@ impl AgencyAdminService for Intake {
     async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Reply<RevokeTokenResponse> {
         let principal = auth::principal(&request)?;
         Ok(Response::new(self.revoke_token(principal, request.into_inner()).await?))
+    }
+
+    async fn set_rate_limit_overrides(&self, request: Request<SetRateLimitOverridesRequest>) -> Reply<Agency> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.set_rate_limit_overrides(principal, request.into_inner()).await?))
     }
 }

@@ -74,5 +74,6 @@ pub fn to_agency(row: &agency::Model) -> Agency {
         rate_limit_tier: row.rate_limit_tier.clone(),
         created_at: Some(timestamp_from_millis(row.created_at)),
         updated_at: Some(timestamp_from_millis(row.updated_at)),
+        rate_limit_overrides: crate::limits::stored_overrides(row).iter().map(|o| o.to_proto()).collect(),
     }
 }

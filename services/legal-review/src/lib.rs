@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crs_platform::app::Platform;
-use crs_platform::config::{AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use crs_platform::config::{
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+};
 use crs_proto::review::legal_review_service_server::LegalReviewServiceServer;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +26,9 @@ pub use service::LegalReview;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50053"
+
+[admin]
+listen_addr = "127.0.0.1:9103"
 
 [database]
 url = "sqlite://data/legal-review.db?mode=rwc"
@@ -41,6 +46,7 @@ max_claim_lease_secs = 7200
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,

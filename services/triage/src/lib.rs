@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crs_platform::app::Platform;
-use crs_platform::config::{AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use crs_platform::config::{
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+};
 use crs_proto::triage::triage_service_server::TriageServiceServer;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,9 @@ pub use service::Triage;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50052"
+
+[admin]
+listen_addr = "127.0.0.1:9102"
 
 [database]
 url = "sqlite://data/triage.db?mode=rwc"
@@ -41,6 +46,7 @@ file = ""
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,

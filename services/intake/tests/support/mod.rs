@@ -54,6 +54,8 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<String>) {
 /// A running intake.
 pub struct Intake {
     pub url: String,
+    /// Where `/metrics` is served.
+    pub admin_addr: std::net::SocketAddr,
     pub db: DatabaseConnection,
     pub authority: TokenAuthority,
     shutdown: CancellationToken,
@@ -78,6 +80,7 @@ impl Intake {
         let unreachable = "http://127.0.0.1:9".to_owned();
         let env: HashMap<String, String> = [
             ("CRS_SERVER__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
             ("CRS_DATABASE__URL", db_url.to_owned()),
             ("CRS_REDIS__URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
             ("CRS_AUTH__SIGNING_KEY", KEY.to_owned()),
@@ -95,11 +98,12 @@ impl Intake {
             crs_platform::config::load(&[crs_platform::config::PLATFORM_DEFAULTS, DEFAULTS], None, &env).unwrap();
         let app = Application::build(cfg).await.unwrap();
         let url = format!("http://{}", app.local_addr());
+        let admin_addr = app.admin_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         crsctl::wait_serving(&url, Duration::from_secs(30)).await.unwrap();
         let db = Database::connect(db_url).await.unwrap();
-        Intake { url, db, authority: authority(), shutdown, task, pg_name }
+        Intake { url, admin_addr, db, authority: authority(), shutdown, task, pg_name }
     }
 
     /// The database URL, for a second replica.
@@ -200,5 +204,90 @@ pub fn valid_request() -> SubmitRequestRequest {
         justification: "Calls to an unlawful assembly.".into(),
         reference: "REF-1".into(),
         issuing_authority: "Ministry".into(),
+    }
+}
+
+/// The `crs-intake` binary as a separate process, sharing a database with an in-process intake.
+pub struct Process {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Process {
+    pub async fn start(db_url: &str) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_crs-intake"))
+            .env("CRS_SERVER__LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0")
+            .env("CRS_DATABASE__URL", db_url)
+            .env("CRS_REDIS__URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+            .env("CRS_AUTH__SIGNING_KEY", KEY)
+            .env("CRS_PEERS__TRIAGE", "http://127.0.0.1:9")
+            .env("CRS_PEERS__LEGAL_REVIEW", "http://127.0.0.1:9")
+            .env("CRS_PEERS__NOTIFICATION", "http://127.0.0.1:9")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        crsctl::wait_serving(&url, Duration::from_secs(30)).await.unwrap();
+        Process { url, child }
+    }
+
+    pub async fn intake(&self, bearer: Bearer) -> IntakeServiceClient<Authed> {
+        IntakeServiceClient::new(connect(&self.url, bearer).await.unwrap())
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A redis-server of the test's own, which it may kill and restart on the same port.
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = PrivateRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
