@@ -26,8 +26,10 @@ fmt:
 proto:
 	$(CARGO) build -p crs-proto
 
+## bench: rate limiter throughput and latency next to redis-benchmark on the same script (release build)
 bench:
-	@echo "no benchmarks in this version"
+	@scripts/ensure-test-services.sh
+	$(CARGO) bench -p crs-ratelimit
 
 chart-test:
 	@echo "no Helm chart in this version"

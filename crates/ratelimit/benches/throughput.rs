@@ -12,15 +12,20 @@ use crs_ratelimit::{Limit, Limiter, Rule};
 
 const CALLERS: usize = 64;
 const BASELINE_CLIENTS: usize = 50;
+/// Callers act for this many agencies, spread over four jurisdictions, all under one global limit.
+const AGENCIES: usize = 16;
 
-/// The four limits an intake submission is checked against, wide enough never to deny, so
-/// the figures measure deciding, not refusing.
-fn rules() -> Vec<Rule> {
+/// The four limits an intake submission of agency `a` is checked against, wide enough never to
+/// deny, so the figures measure deciding, not refusing.
+fn rules(a: usize) -> Vec<Rule> {
     let wide = Limit { rate_per_sec: 1e6, burst: 1_000_000, shadow: false };
-    ["agency", "agency_daily", "jurisdiction", "global"]
-        .iter()
-        .map(|name| Rule { name: (*name).into(), subject: "bench".into(), limit: wide.clone() })
-        .collect()
+    let rule = |name: &str, subject: String| Rule { name: name.into(), subject, limit: wide.clone() };
+    vec![
+        rule("agency", format!("agency:{a}")),
+        rule("agency_daily", format!("agency:{a}")),
+        rule("jurisdiction", format!("jurisdiction:{}", a % 4)),
+        rule("global", "all".into()),
+    ]
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -28,13 +33,12 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 }
 
 async fn measure(limiter: Arc<Limiter>, secs: f64) -> (f64, Vec<u32>) {
-    let rules = Arc::new(rules());
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CALLERS {
+    for caller in 0..CALLERS {
         let limiter = limiter.clone();
-        let rules = rules.clone();
+        let rules = rules(caller % AGENCIES);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(200_000);
             while Instant::now() < stop {
@@ -60,7 +64,10 @@ fn baseline(url: &str, sha: &str, requests: u64) -> Option<f64> {
     let parsed = redis::parse_redis_url(url)?;
     let host = parsed.host_str()?.to_owned();
     let port = parsed.port().unwrap_or(6379).to_string();
+    // `-r` makes redis-benchmark replace `__rand_int__` in the keys with a random agency number.
     let mut args: Vec<String> = vec![
+        "-r".into(),
+        AGENCIES.to_string(),
         "-h".into(),
         host,
         "-p".into(),
@@ -74,9 +81,12 @@ fn baseline(url: &str, sha: &str, requests: u64) -> Option<f64> {
         sha.into(),
         "4".into(),
     ];
-    let rules = rules();
-    args.extend(rules.iter().map(|r| format!("crs:bench:{}:{}", r.subject, r.name)));
-    args.push("1".into());
+    let rules = rules(0);
+    args.extend(
+        rules.iter().map(|r| format!("crs:bench:{}:{}", r.subject.replace("agency:0", "agency:__rand_int__"), r.name)),
+    );
+    // One decision (cost 1, four limits) per call: the script as a single caller uses it.
+    args.extend(["1".into(), "1".into(), rules.len().to_string()]);
     for r in &rules {
         args.extend([format!("{}", 1_000_000.0 / r.limit.rate_per_sec), r.limit.burst.to_string(), "0".into()]);
     }
@@ -101,7 +111,9 @@ fn main() {
     });
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
-    println!("crs-ratelimit: {CALLERS} concurrent callers, one multiplexed connection (pipelined), 4 limits per call");
+    println!(
+        "crs-ratelimit: {CALLERS} concurrent callers, one multiplexed connection, concurrent calls coalesced and pipelined, 4 limits per call"
+    );
     println!("  {rate:>10.0} decisions/s   p50 {p50} us   p99 {p99} us   ({} calls in {secs} s)", latencies.len());
 
     let requests = (rate * secs).max(100_000.0) as u64;

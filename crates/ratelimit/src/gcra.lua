@@ -1,75 +1,104 @@
 -- GCRA (generic cell rate algorithm) over several limits at once, all or nothing, on Redis's
--- own clock. Each limit's state is one key holding its theoretical arrival time (TAT, in
--- microseconds); the key expires when the bucket would be full again.
+-- own clock, for a batch of decisions taken in order. Each limit's state is one key holding its
+-- theoretical arrival time (TAT, in microseconds); the key expires when the bucket would be full
+-- again. Decisions later in a batch see the effect of earlier ones, exactly as if each had been
+-- its own call; each distinct key is read once and written once per call.
 --
--- KEYS[i]  state key of limit i
--- ARGV[1]  cost of this call (requests)
--- ARGV[2 + 3(i-1)]  emission interval of limit i, microseconds per request
--- ARGV[3 + 3(i-1)]  capacity (burst) of limit i, requests
--- ARGV[4 + 3(i-1)]  '1' if limit i is in shadow mode (counted, never denies)
+-- KEYS: the state keys of every decision's limits, decision after decision.
+-- ARGV[1]: the number of decisions. Then, per decision: its cost, its number of limits n, and
+--   per limit: emission interval (microseconds per request), capacity (burst), shadow ('1'/'0').
 --
--- Returns { allowed, tightest, now_us, then per limit: denied, remaining, retry_after_us, reset_after_us }.
--- A denied call changes nothing. A shadow limit that would deny is reported as denied but
+-- Returns, per decision: allowed, tightest, now_us, then per limit:
+--   exceeded, remaining, retry_after_us, reset_after_us.
+-- A denied decision changes nothing. A shadow limit that would deny is reported as exceeded but
 -- neither denies nor consumes.
 
+local KEYS, ARGV = KEYS, ARGV
+local floor, tonumber = math.floor, tonumber
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
-local n = #KEYS
-local results = {}
-local new_tat = {}
-local denied_any = false
 
-for i = 1, n do
-  local interval = tonumber(ARGV[2 + (i - 1) * 3])
-  local capacity = tonumber(ARGV[3 + (i - 1) * 3])
-  local shadow = ARGV[4 + (i - 1) * 3] == '1'
-  local stored = redis.call('GET', KEYS[i])
-  local tat = stored and tonumber(stored) or now
-  if tat < now then tat = now end
-  local next_tat = tat + interval * cost
-  local horizon = interval * capacity
-  local used = next_tat - now
-  if used > horizon then
-    results[i] = { 1, 0, used - horizon, tat - now, shadow }
-    if not shadow then denied_any = true end
-  else
-    results[i] = { 0, math.floor((horizon - used) / interval), 0, used, shadow }
-    new_tat[i] = next_tat
+-- Every distinct key, read in one MGET.
+local tat, distinct, seen = {}, {}, {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  if not seen[key] then
+    seen[key] = true
+    distinct[#distinct + 1] = key
   end
 end
-
--- The tightest limit: if denied, the one that frees up last; if allowed, the one with the
--- fewest requests left. Shadow limits are never the tightest unless all limits are shadow.
-local tightest = 1
-for i = 1, n do
-  local r, best = results[i], results[tightest]
-  if best[5] and not r[5] then
-    tightest = i
-  elseif r[5] == best[5] then
-    if denied_any then
-      if r[1] == 1 and (best[1] == 0 or r[3] > best[3]) then tightest = i end
-    elseif r[2] < best[2] then
-      tightest = i
-    end
-  end
+local stored = redis.call('MGET', unpack(distinct))
+for i = 1, #distinct do
+  local v = stored[i] and tonumber(stored[i]) or now
+  tat[distinct[i]] = v < now and now or v
 end
 
-if not denied_any then
+local dirty = {}
+local out = {}
+local o = 0
+local a = 2
+local k = 0
+-- Scratch space for one decision, reused.
+local interval, horizon, shadow, exceeded, remaining, retry, reset, nt = {}, {}, {}, {}, {}, {}, {}, {}
+
+for _ = 1, tonumber(ARGV[1]) do
+  local cost = tonumber(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  local denied = false
   for i = 1, n do
-    if new_tat[i] then
-      local ttl_ms = math.ceil((new_tat[i] - now) / 1000) + 1
-      redis.call('SET', KEYS[i], string.format('%.0f', new_tat[i]), 'PX', ttl_ms)
+    local iv = tonumber(ARGV[a])
+    local hz = iv * tonumber(ARGV[a + 1])
+    local sh = ARGV[a + 2] == '1'
+    a = a + 3
+    local current = tat[KEYS[k + i]]
+    local next_tat = current + iv * cost
+    local used = next_tat - now
+    interval[i], horizon[i], shadow[i] = iv, hz, sh
+    if used > hz then
+      exceeded[i], remaining[i], retry[i], reset[i], nt[i] = 1, 0, used - hz, current - now, false
+      if not sh then denied = true end
+    else
+      exceeded[i], remaining[i], retry[i], reset[i], nt[i] = 0, floor((hz - used) / iv), 0, used, next_tat
     end
   end
+
+  -- The tightest limit: if denied, the one that frees up last; if allowed, the one with the
+  -- fewest requests left. Shadow limits are the tightest only if every limit is shadow.
+  local best = 1
+  for i = 2, n do
+    if shadow[best] and not shadow[i] then
+      best = i
+    elseif shadow[i] == shadow[best] then
+      if denied then
+        if exceeded[i] == 1 and (exceeded[best] == 0 or retry[i] > retry[best]) then best = i end
+      elseif remaining[i] < remaining[best] then
+        best = i
+      end
+    end
+  end
+
+  if not denied then
+    for i = 1, n do
+      if nt[i] then
+        local key = KEYS[k + i]
+        tat[key] = nt[i]
+        dirty[key] = true
+      end
+    end
+  end
+
+  out[o + 1], out[o + 2], out[o + 3] = denied and 0 or 1, best, now
+  o = o + 3
+  for i = 1, n do
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = exceeded[i], remaining[i], floor(retry[i]), floor(reset[i])
+    o = o + 4
+  end
+  k = k + n
 end
 
-local out = { denied_any and 0 or 1, tightest, now }
-for i = 1, n do
-  local r = results[i]
-  table.insert(out, r[1])
-  table.insert(out, r[2])
-  table.insert(out, math.floor(r[3]))
-  table.insert(out, math.floor(r[4]))
+for key in pairs(dirty) do
+  local v = tat[key]
+  redis.call('SET', key, string.format('%.0f', v), 'PX', math.ceil((v - now) / 1000) + 1)
 end
 return out

@@ -6,6 +6,11 @@
 //! that applies; the script admits it only if all of them have room, and a denied call consumes
 //! none of them. The script is loaded once and called by its SHA (re-loaded if Redis restarted).
 //!
+//! Concurrent calls are coalesced: a dispatcher takes every decision waiting at that moment into
+//! one script call (each decision still evaluated in order, all or nothing on its own), and keeps
+//! several such calls in flight on the multiplexed connection. A lone caller is sent at once, as
+//! a batch of one, so batching adds no waiting.
+//!
 //! When Redis cannot be reached the same rules run in process (per replica) until it answers
 //! again, so requests keep flowing under a local bound and nothing is refused for Redis's sake.
 
@@ -14,8 +19,10 @@
 mod local;
 pub mod metrics;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crs_platform::redis::RedisHandle;
 use serde::Deserialize;
@@ -128,25 +135,39 @@ impl Decision {
 
 /// How long to keep deciding locally after Redis failed, before trying it again.
 const FALLBACK_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most decisions in one script call.
+const MAX_BATCH: usize = 128;
+/// Script calls in flight at once on the connection.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// A decision waiting for the dispatcher.
+struct Pending {
+    rules: Vec<Rule>,
+    cost: u32,
+    reply: oneshot::Sender<anyhow::Result<Decision>>,
+}
 
 /// Decides calls against rules, in Redis or, while it is away, in process.
 pub struct Limiter {
     redis: RedisHandle,
-    script: redis::Script,
-    prefix: String,
+    script: Arc<redis::Script>,
+    prefix: Arc<str>,
     local: local::LocalGcra,
     /// Until when decisions stay local (Redis failed recently).
     fallback_until: Mutex<Option<Instant>>,
+    /// The dispatcher's queue, started with the first call (it needs the runtime).
+    queue: OnceLock<mpsc::UnboundedSender<Pending>>,
 }
 
 impl Limiter {
     pub fn new(redis: RedisHandle, prefix: &str) -> Limiter {
         Limiter {
             redis,
-            script: redis::Script::new(include_str!("gcra.lua")),
-            prefix: prefix.to_owned(),
+            script: Arc::new(redis::Script::new(include_str!("gcra.lua"))),
+            prefix: prefix.into(),
             local: local::LocalGcra::default(),
             fallback_until: Mutex::new(None),
+            queue: OnceLock::new(),
         }
     }
 
@@ -199,20 +220,87 @@ impl Limiter {
     }
 
     async fn check_in_redis(&self, rules: &[Rule], cost: u32) -> anyhow::Result<Decision> {
-        let mut conn = self.redis.get().await.ok_or_else(|| anyhow::anyhow!("redis unreachable"))?;
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(cost);
-        for rule in rules {
-            invocation.key(format!("{}:{}:{}", self.prefix, rule.subject, rule.name));
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(dispatch(self.redis.clone(), self.script.clone(), self.prefix.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Pending { rules: rules.to_vec(), cost, reply })
+            .map_err(|_| anyhow::anyhow!("the rate-limit dispatcher stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("the rate-limit dispatcher dropped a call"))?
+    }
+}
+
+/// Takes every waiting decision into one script call, with up to `MAX_IN_FLIGHT` calls in flight.
+async fn dispatch(
+    redis: RedisHandle,
+    script: Arc<redis::Script>,
+    prefix: Arc<str>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        // Wait for a free slot first: while every slot is busy, more decisions gather.
+        let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closes");
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (redis, script, prefix) = (redis.clone(), script.clone(), prefix.clone());
+        tokio::spawn(async move {
+            match run_batch(&redis, &script, &prefix, &batch).await {
+                Ok(decisions) => {
+                    for (p, d) in batch.into_iter().zip(decisions) {
+                        let _ = p.reply.send(Ok(d));
+                    }
+                }
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    for p in batch {
+                        let _ = p.reply.send(Err(anyhow::anyhow!(message.clone())));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn run_batch(
+    redis: &RedisHandle,
+    script: &redis::Script,
+    prefix: &str,
+    batch: &[Pending],
+) -> anyhow::Result<Vec<Decision>> {
+    let mut conn = redis.get().await.ok_or_else(|| anyhow::anyhow!("redis unreachable"))?;
+    let mut invocation = script.prepare_invoke();
+    invocation.arg(batch.len());
+    for p in batch {
+        invocation.arg(p.cost).arg(p.rules.len());
+        for rule in &p.rules {
+            invocation.key(format!("{prefix}:{}:{}", rule.subject, rule.name));
             invocation.arg(rule.limit.interval_us()).arg(rule.limit.burst).arg(if rule.limit.shadow {
                 "1"
             } else {
                 "0"
             });
         }
-        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
-        parse_reply(rules, &reply, Source::Redis)
     }
+    let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+    let mut decisions = Vec::with_capacity(batch.len());
+    let mut at = 0;
+    for p in batch {
+        let len = 3 + 4 * p.rules.len();
+        anyhow::ensure!(reply.len() >= at + len, "short script reply");
+        decisions.push(parse_reply(&p.rules, &reply[at..at + len], Source::Redis)?);
+        at += len;
+    }
+    Ok(decisions)
 }
 
 fn parse_reply(rules: &[Rule], reply: &[i64], source: Source) -> anyhow::Result<Decision> {
