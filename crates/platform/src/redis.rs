@@ -32,9 +32,14 @@ impl RedisHandle {
         let result = self
             .manager
             .get_or_try_init(|| async {
+                // Callers have fallbacks for a Redis that is away (in-process limits, database
+                // sweeps), so calls fail fast instead of waiting out long reconnect backoffs.
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2)));
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_secs(1)))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
                 ConnectionManager::new_with_config(self.client.clone(), config).await
             })
             .await;
