@@ -65,8 +65,22 @@ impl Suite {
         Self::start_with_redis(backend, &redis_url(), Duration::from_secs(60)).await
     }
 
+    /// Starts the services with extra settings: `(service, CRS_* variable, value)`.
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str, String)]) -> anyhow::Result<Suite> {
+        Self::start_full(backend, &redis_url(), Duration::from_secs(60), extra).await
+    }
+
     /// Starts the services against `redis`, giving each `patience` to report SERVING.
     pub async fn start_with_redis(backend: Backend, redis: &str, patience: Duration) -> anyhow::Result<Suite> {
+        Self::start_full(backend, redis, patience, &[]).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        redis: &str,
+        patience: Duration,
+        extra: &[(&str, &str, String)],
+    ) -> anyhow::Result<Suite> {
         crs_platform::telemetry::init_for_tests();
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = std::env::temp_dir().join(format!("crs-e2e-{run}"));
@@ -126,9 +140,12 @@ impl Suite {
                 "legal-review" => vec![
                     ("CRS_PEERS__INTAKE".to_owned(), url("intake")),
                     ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
+                    // Each test its own timer index, so sweepers of different tests never meet.
+                    ("CRS_TIMERS__KEY_PREFIX".to_owned(), format!("crs:e2e:{run}:timers")),
                 ],
                 _ => vec![],
             })
+            .chain(extra.iter().filter(|(s, _, _)| *s == svc).map(|(_, k, v)| (k.to_string(), v.clone())))
             .collect();
             processes.insert(svc, Process { env, child: None, log: dir.join(format!("{svc}.log")) });
         }

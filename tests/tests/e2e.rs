@@ -372,3 +372,89 @@ async fn a_revoked_token_stops_working_in_every_service() {
     }
     suite.stop().await.unwrap();
 }
+
+/// A request left undecided: on-call is warned at 50, 75 and 90 % of its SLA budget, and at the
+/// deadline the case is escalated to senior reviewers and the agency's view says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
+    use crs_platform::auth::{Principal, Role};
+    use crs_proto::notification::PutSubscriptionRequest;
+    use crs_proto::notification::notification_service_client::NotificationServiceClient;
+    use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
+    use crs_proto::review::{ClaimCaseRequest, GetCaseRequest};
+
+    // A three-second deadline for Kazakhstan, so the whole clock runs within the test.
+    let policies = std::env::temp_dir().join(format!("crs-e2e-policies-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &policies,
+        "[[policy]]\nid = \"kz-test\"\nname = \"test\"\nlegal_reference = \"test\"\nbudget_secs = 3\n\
+         pauses_while_awaiting_information = true\nwarning_percents = [50, 75, 90]\n[policy.match]\njurisdictions = [\"KZ\"]\n\n\
+         [[policy]]\nid = \"default\"\nname = \"default\"\nlegal_reference = \"x\"\nbudget_secs = 259200\n\
+         pauses_while_awaiting_information = true\nwarning_percents = [50, 75, 90]\n",
+    )
+    .unwrap();
+    let suite = Suite::start_with(Backend::Sqlite, &[("triage", "CRS_POLICIES__FILE", policies.display().to_string())])
+        .await
+        .expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    demo.set_up().await.unwrap();
+    let admin = crsctl::Bearer::for_principal(
+        &suite.authority,
+        &Principal::Reviewer { id: "root".into(), roles: vec![Role::Admin] },
+    )
+    .unwrap();
+    NotificationServiceClient::new(crsctl::connect(&suite.endpoints.notification, admin).await.unwrap())
+        .put_subscription(PutSubscriptionRequest {
+            audience: Audience::OnCall as i32,
+            endpoint: receiver.url("on-call"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+    let escalated = demo.wait_status(&submitted.id, RequestStatus::Escalated).await.unwrap();
+    assert_eq!(escalated.deadline.unwrap().policy_id, "kz-test");
+    let notes =
+        demo.wait_delivered(&submitted.id, &[NotificationKind::SlaWarning, NotificationKind::SlaBreach]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut on_call: Vec<u64>;
+    loop {
+        on_call = receiver
+            .received()
+            .iter()
+            .filter(|r| r.endpoint == "on-call")
+            .filter_map(|r| r.body["sla_threshold_percent"].as_u64())
+            .collect();
+        on_call.sort_unstable();
+        if on_call.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(on_call, vec![50, 75, 90, 100], "on-call told once at each threshold");
+    assert_eq!(notes.iter().filter(|n| n.kind == NotificationKind::SlaWarning as i32).count(), 3);
+
+    // The escalated case waits for a senior reviewer.
+    let reviewer = demo.reviewer().unwrap();
+    let mut review =
+        LegalReviewServiceClient::new(crsctl::connect(&suite.endpoints.legal_review, reviewer).await.unwrap());
+    let case = review.get_case(GetCaseRequest { case_id: submitted.id.clone() }).await.unwrap().into_inner();
+    assert_eq!(case.status, RequestStatus::Escalated as i32);
+    let refused = review.claim_case(ClaimCaseRequest { case_id: submitted.id.clone(), lease: None }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let senior = crsctl::Bearer::for_principal(
+        &suite.authority,
+        &Principal::Reviewer { id: "sam".into(), roles: vec![Role::SeniorReviewer] },
+    )
+    .unwrap();
+    let mut senior =
+        LegalReviewServiceClient::new(crsctl::connect(&suite.endpoints.legal_review, senior).await.unwrap());
+    senior
+        .claim_case(ClaimCaseRequest { case_id: submitted.id.clone(), lease: None })
+        .await
+        .expect("a senior reviewer takes it");
+    suite.stop().await.unwrap();
+    let _ = std::fs::remove_file(policies);
+}

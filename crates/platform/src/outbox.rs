@@ -78,6 +78,17 @@ impl Outbox {
         topic: &str,
         message: &impl prost::Message,
     ) -> Result<String, DbErr> {
+        self.enqueue_in_trace(conn, topic, message, crate::telemetry::current_traceparent()).await
+    }
+
+    /// Like [`Outbox::enqueue`], continuing a stored trace (e.g. a case's, when its SLA timer fires).
+    pub async fn enqueue_in_trace<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        topic: &str,
+        message: &impl prost::Message,
+        traceparent: Option<String>,
+    ) -> Result<String, DbErr> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_millis();
         let stmt = statement(
@@ -88,7 +99,7 @@ impl Outbox {
                 id.clone().into(),
                 topic.into(),
                 Value::Bytes(Some(message.encode_to_vec())),
-                crate::telemetry::current_traceparent().into(),
+                traceparent.into(),
                 now.into(),
                 now.into(),
             ],

@@ -468,7 +468,8 @@ impl Intake {
                 item.update(&txn).await?;
             }
         }
-        if moves {
+        // A step that only updates the deadline (the clock paused or resumed) is no new event.
+        if moves && status != current {
             record_event(&txn, &updated, status, &req.note).await?;
         }
         txn.commit().await?;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod migration;
 mod relay;
 mod service;
+pub mod sla;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,6 +41,11 @@ notification = "http://127.0.0.1:50054"
 [review]
 claim_lease_secs = 900
 max_claim_lease_secs = 7200
+
+[timers]
+key_prefix = "crs:timers"
+lease_ms = 30000
+batch = 256
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +60,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub peers: Peers,
     pub review: ReviewConfig,
+    pub timers: TimerConfig,
 }
 
 crs_platform::impl_service_config!(Config);
@@ -73,10 +80,22 @@ pub struct ReviewConfig {
     pub max_claim_lease_secs: i64,
 }
 
+/// The SLA timer index and its sweepers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerConfig {
+    pub key_prefix: String,
+    /// How long a claimed threshold is held before another replica fires it.
+    pub lease_ms: i64,
+    /// Most thresholds fired in one transaction.
+    pub batch: usize,
+}
+
 pub struct Application {
     platform: Platform,
     review: LegalReview,
     relay: crs_platform::outbox::Relay,
+    sweeper: crs_timers::sweeper::Sweeper,
 }
 
 impl Application {
@@ -87,8 +106,19 @@ impl Application {
         let intake = crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout)?;
         let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
         let relay = platform.outbox.relay(cfg.outbox.clone(), relay::handlers(intake, notification));
-        let review = LegalReview::new(platform.db.clone(), platform.outbox.clone(), cfg.review);
-        Ok(Self { platform, review, relay })
+        let timers = crs_timers::index::TimerIndex::new(platform.redis.clone(), &cfg.timers.key_prefix);
+        let sweeper = crs_timers::sweeper::Sweeper::new(
+            platform.db.clone(),
+            timers.clone(),
+            std::sync::Arc::new(sla::SlaHandler { outbox: platform.outbox.clone() }),
+            crs_timers::sweeper::SweeperConfig {
+                batch: cfg.timers.batch,
+                lease_ms: cfg.timers.lease_ms,
+                ..Default::default()
+            },
+        );
+        let review = LegalReview::new(platform.db.clone(), platform.outbox.clone(), timers, cfg.review);
+        Ok(Self { platform, review, relay, sweeper })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -96,9 +126,18 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { platform, review, relay } = self;
+        let Application { platform, review, relay, sweeper } = self;
+        // Start from a complete index: rebuild it from the database (Redis may have lost it).
+        if let Err(e) = sweeper.rebuild().await {
+            tracing::warn!(error = %e, "cannot rebuild the SLA timer index now; the sweeper will when Redis answers");
+        }
+        let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
         let routes =
             tonic::service::Routes::new(LegalReviewServiceServer::with_interceptor(review, platform.verifier()));
-        platform.serve(routes, &[<LegalReviewServiceServer<LegalReview> as NamedService>::NAME], relay, shutdown).await
+        let served = platform
+            .serve(routes, &[<LegalReviewServiceServer<LegalReview> as NamedService>::NAME], relay, shutdown)
+            .await;
+        let _ = sweeping.await;
+        served
     }
 }

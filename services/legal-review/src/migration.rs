@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxMigration),
             Box::new(CreateReviewTables),
             Box::new(InformationAndWithdrawal),
+            Box::new(crs_timers::ClockMigration),
         ]
     }
 }

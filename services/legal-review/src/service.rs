@@ -22,6 +22,8 @@ use crate::ReviewConfig;
 use crate::entities::{case, decision, withdrawal};
 use crate::error::ReviewError;
 use crate::relay;
+use crs_timers::index::TimerIndex;
+use crs_timers::{Clock, ClockStore};
 
 type Result<T> = std::result::Result<T, ReviewError>;
 
@@ -35,12 +37,23 @@ const MAX_EXPLANATION: usize = 2000;
 pub struct LegalReview {
     db: DatabaseConnection,
     outbox: Outbox,
+    timers: TimerIndex,
     cfg: std::sync::Arc<ReviewConfig>,
 }
 
 impl LegalReview {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, cfg: ReviewConfig) -> Self {
-        Self { db, outbox, cfg: std::sync::Arc::new(cfg) }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, timers: TimerIndex, cfg: ReviewConfig) -> Self {
+        Self { db, outbox, timers, cfg: std::sync::Arc::new(cfg) }
+    }
+
+    /// Points the timer index at a clock's new state after its transaction committed. If Redis
+    /// is away, the sweepers' database fallback and rebuild cover it.
+    async fn sync_clock(&self, change: Option<(Clock, Clock)>) {
+        if let Some((before, after)) = change
+            && let Err(e) = self.timers.sync(Some(&before), &after).await
+        {
+            tracing::warn!(error = %e, case_id = %after.case_id, "timer index not updated; the sweepers will catch up");
+        }
     }
 
     async fn enqueue(&self, principal: Principal, req: EnqueueCaseRequest) -> Result<EnqueueCaseResponse> {
@@ -93,7 +106,27 @@ impl LegalReview {
         })
         .insert(&txn)
         .await?;
+        // The legal deadline runs from receipt of the request.
+        let clock = (status == RequestStatus::Triaged).then(|| {
+            let received = submission.received_at.as_ref().map(millis_from_timestamp).unwrap_or(now);
+            let budget_ms = policy.budget.as_ref().map_or(0, |b| b.seconds * 1000);
+            ClockStore::new_clock(
+                &submission.request_id,
+                budget_ms,
+                &policy.warning_percents,
+                received,
+                crs_platform::telemetry::current_traceparent(),
+            )
+        });
+        if let Some(clock) = &clock {
+            ClockStore::insert(&txn, clock).await?;
+        }
         txn.commit().await?;
+        if let Some(clock) = clock
+            && let Err(e) = self.timers.sync(None, &clock).await
+        {
+            tracing::warn!(error = %e, case_id = %clock.case_id, "timer not armed in redis; the sweepers will catch up");
+        }
         tracing::info!(case_id = %submission.request_id, queue = %assessment.queue, "case enqueued");
         Ok(EnqueueCaseResponse { case_id: submission.request_id, replayed: false })
     }
@@ -168,6 +201,16 @@ impl LegalReview {
         let status = status_of(&row);
         if !matches!(status, RequestStatus::Triaged | RequestStatus::InReview | RequestStatus::Escalated) {
             return Err(wrong_state(&row, "claim it"));
+        }
+        if status == RequestStatus::Escalated
+            && !principal.has_role(Role::SeniorReviewer)
+            && !principal.has_role(Role::Admin)
+        {
+            return Err(auth::AuthError::Forbidden(format!(
+                "{} (escalated cases need a senior reviewer)",
+                principal.subject()
+            ))
+            .into());
         }
         let now = now_millis();
         let me = principal.subject();
@@ -278,8 +321,10 @@ impl LegalReview {
                 },
             )
             .await?;
+        let clock = ClockStore::stop(&txn, &row.id, now).await?;
         txn.commit().await?;
         self.outbox.wake();
+        self.sync_clock(clock).await;
         tracing::info!(case_id = %updated.id, reviewer = %me, "case decided");
         self.to_case(&updated).await
     }
@@ -312,7 +357,18 @@ impl LegalReview {
             return Err(wrong_state(&row, "ask a question without holding its claim (ClaimCase first)"));
         }
         let submission = Submission::decode(row.submission.as_slice()).map_err(|e| ReviewError::Internal(e.into()))?;
+        let pauses = Assessment::decode(row.assessment.as_slice())
+            .ok()
+            .and_then(|a| a.policy)
+            .is_none_or(|p| p.pauses_while_awaiting_information);
+        let clock = if pauses { ClockStore::pause(&txn, &row.id, now).await? } else { None };
+        let mut deadline = SlaDeadline::decode(row.deadline.as_slice()).unwrap_or_default();
+        if let Some((_, paused)) = &clock {
+            deadline.paused = true;
+            deadline.remaining_when_paused = Some(crs_platform::time::duration(paused.remaining_ms(now) / 1000));
+        }
         let mut active: case::ActiveModel = row.clone().into();
+        active.deadline = Set(deadline.encode_to_vec());
         active.status = Set(RequestStatus::AwaitingInformation as i32);
         active.pending_question = Set(req.question.clone());
         active.updated_at = Set(now);
@@ -325,6 +381,7 @@ impl LegalReview {
                     request_id: row.id.clone(),
                     status: RequestStatus::AwaitingInformation as i32,
                     pending_question: req.question.clone(),
+                    deadline: Some(deadline),
                     note: "the reviewer asked for information".into(),
                     occurred_at: Some(timestamp_from_millis(now)),
                     ..Default::default()
@@ -345,6 +402,7 @@ impl LegalReview {
             .await?;
         txn.commit().await?;
         self.outbox.wake();
+        self.sync_clock(clock).await;
         tracing::info!(case_id = %updated.id, "information requested");
         self.to_case(&updated).await
     }
@@ -367,13 +425,39 @@ impl LegalReview {
             drop(txn);
             return self.to_case(&row).await;
         }
-        let mut active: case::ActiveModel = row.into();
+        let now = now_millis();
+        let clock = ClockStore::resume(&txn, &row.id, now).await?;
+        let mut deadline = SlaDeadline::decode(row.deadline.as_slice()).unwrap_or_default();
+        if let Some((_, resumed)) = &clock {
+            // Every pending threshold, and the deadline itself, moved by the time spent waiting.
+            deadline.paused = false;
+            deadline.remaining_when_paused = None;
+            deadline.due_at = Some(timestamp_from_millis(resumed.due_at(resumed.thresholds.len() - 1)));
+        }
+        let mut active: case::ActiveModel = row.clone().into();
+        active.deadline = Set(deadline.encode_to_vec());
         active.status = Set(RequestStatus::InReview as i32);
         active.pending_question = Set(String::new());
         active.last_answer = Set(req.answer);
-        active.updated_at = Set(now_millis());
+        active.updated_at = Set(now);
         let updated = active.update(&txn).await?;
+        self.outbox
+            .enqueue(
+                &txn,
+                relay::STATUS,
+                &UpdateStatusRequest {
+                    request_id: row.id.clone(),
+                    status: RequestStatus::InReview as i32,
+                    deadline: Some(deadline),
+                    note: "the agency answered; review resumed".into(),
+                    occurred_at: Some(timestamp_from_millis(now)),
+                    ..Default::default()
+                },
+            )
+            .await?;
         txn.commit().await?;
+        self.outbox.wake();
+        self.sync_clock(clock).await;
         tracing::info!(case_id = %updated.id, "case resumed with the agency's answer");
         self.to_case(&updated).await
     }
@@ -406,12 +490,14 @@ impl LegalReview {
             drop(txn);
             return self.to_case(&row).await;
         }
+        let clock = ClockStore::stop(&txn, &row.id, now).await?;
         let mut active: case::ActiveModel = row.into();
         active.status = Set(RequestStatus::Withdrawn as i32);
         active.pending_question = Set(String::new());
         active.updated_at = Set(now);
         let updated = active.update(&txn).await?;
         txn.commit().await?;
+        self.sync_clock(clock).await;
         tracing::info!(case_id = %updated.id, "case withdrawn by the agency");
         self.to_case(&updated).await
     }

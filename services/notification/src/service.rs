@@ -280,6 +280,7 @@ fn payload(id: &str, kind: NotificationKind, req: &NotifyRequest, s: &Submission
         "reference": s.reference,
         "message": req.message,
         "deadline_due_at_ms": req.deadline.as_ref().and_then(|d| d.due_at.as_ref()).map(millis_from_timestamp),
+        "sla_threshold_percent": (req.sla_threshold_percent > 0).then_some(req.sla_threshold_percent),
         "decisions": decisions,
     })
 }
