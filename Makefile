@@ -26,10 +26,11 @@ fmt:
 proto:
 	$(CARGO) build -p crs-proto
 
-## bench: rate limiter throughput and latency next to redis-benchmark on the same script (release build)
+## bench: rate limiter and SLA timer figures next to redis-benchmark in the same run (release build)
 bench:
 	@scripts/ensure-test-services.sh
 	$(CARGO) bench -p crs-ratelimit
+	$(CARGO) bench -p crs-timers
 
 chart-test:
 	@echo "no Helm chart in this version"

@@ -79,22 +79,34 @@ impl TimerIndex {
 
     /// Points the index at `after`'s next threshold, dropping `before`'s entry.
     pub async fn sync(&self, before: Option<&Clock>, after: &Clock) -> anyhow::Result<()> {
-        let old = before.and_then(Clock::member).map(|m| m.encode());
-        let new = after.next_due().map(|(i, due)| {
-            (due, Member { case_id: after.case_id.clone(), generation: after.generation, index: i }.encode())
-        });
-        if old.as_ref() == new.as_ref().map(|(_, m)| m) {
-            return Ok(());
-        }
-        let mut conn = self.conn().await?;
+        self.sync_many(&[(before, after)]).await
+    }
+
+    /// [`TimerIndex::sync`] for many clocks, in one pipeline.
+    pub async fn sync_many(&self, changes: &[(Option<&Clock>, &Clock)]) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
-        if let Some(old) = old {
-            pipe.cmd("ZREM").arg(&self.due).arg(old).ignore();
+        let mut commands = 0;
+        for (before, after) in changes {
+            let old = before.and_then(Clock::member).map(|m| m.encode());
+            let new = after.next_due().map(|(i, due)| {
+                (due, Member { case_id: after.case_id.clone(), generation: after.generation, index: i }.encode())
+            });
+            if old.as_ref() == new.as_ref().map(|(_, m)| m) {
+                continue;
+            }
+            if let Some(old) = old {
+                pipe.cmd("ZREM").arg(&self.due).arg(old).ignore();
+                commands += 1;
+            }
+            if let Some((due, member)) = new {
+                pipe.cmd("ZADD").arg(&self.due).arg(due).arg(member).ignore();
+                commands += 1;
+            }
         }
-        if let Some((due, member)) = new {
-            pipe.cmd("ZADD").arg(&self.due).arg(due).arg(member).ignore();
+        if commands > 0 {
+            let mut conn = self.conn().await?;
+            pipe.query_async::<()>(&mut conn).await?;
         }
-        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 

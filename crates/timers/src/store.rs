@@ -139,6 +139,63 @@ impl ClockStore {
         Ok(q.one(conn).await?.map(Clock::from))
     }
 
+    /// The clocks of `case_ids`, locked for update when `lock`.
+    pub async fn load_many<C: ConnectionTrait>(conn: &C, case_ids: &[String], lock: bool) -> Result<Vec<Clock>, DbErr> {
+        let mut out = Vec::with_capacity(case_ids.len());
+        for chunk in case_ids.chunks(500) {
+            let mut q = clock::Entity::find().filter(clock::Column::CaseId.is_in(chunk.iter().cloned()));
+            if lock {
+                q = q.lock_exclusive();
+            }
+            out.extend(q.all(conn).await?.into_iter().map(Clock::from));
+        }
+        Ok(out)
+    }
+
+    /// Writes many clocks' new state in a few statements (an upsert per 500 clocks).
+    pub async fn save_many<C: ConnectionTrait>(conn: &C, clocks: &[Clock]) -> Result<(), DbErr> {
+        for chunk in clocks.chunks(500) {
+            clock::Entity::insert_many(chunk.iter().map(|c| clock::ActiveModel::from(row(c))))
+                .on_conflict(
+                    OnConflict::column(clock::Column::CaseId)
+                        .update_columns([
+                            clock::Column::PausedAt,
+                            clock::Column::PausedTotalMs,
+                            clock::Column::Generation,
+                            clock::Column::NextIndex,
+                            clock::Column::NextDueAt,
+                            clock::Column::StoppedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records many firings; one already recorded (same case, threshold and generation) is
+    /// left as it was.
+    pub async fn record_firings<C: ConnectionTrait>(conn: &C, firings: &[Firing]) -> Result<(), DbErr> {
+        for chunk in firings.chunks(500) {
+            firing::Entity::insert_many(chunk.iter().map(|f| firing::ActiveModel {
+                case_id: Set(f.case_id.clone()),
+                threshold: Set(f.threshold as i32),
+                generation: Set(f.generation),
+                due_at: Set(f.due_at),
+                fired_at: Set(f.fired_at),
+            }))
+            .on_conflict(
+                OnConflict::columns([firing::Column::CaseId, firing::Column::Threshold, firing::Column::Generation])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn save<C: ConnectionTrait>(conn: &C, clock: &Clock) -> Result<(), DbErr> {
         clock::ActiveModel::from(row(clock)).reset_all().update(conn).await.map(|_| ())
     }
