@@ -59,3 +59,20 @@ pub fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// A client span for a unit of database work, named by what it does, with the database
+/// semantic-convention attributes (`db.system`, `db.operation.name`).
+pub fn span(db: &impl sea_orm::ConnectionTrait, operation: &'static str) -> tracing::Span {
+    let system = match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    };
+    tracing::info_span!(
+        "db",
+        otel.name = operation,
+        otel.kind = "client",
+        db.system = system,
+        db.operation.name = operation
+    )
+}

@@ -129,13 +129,21 @@ impl Outbox {
     }
 
     /// The relay delivering this outbox's rows through `handlers` (keyed by topic).
-    pub fn relay(&self, cfg: OutboxConfig, handlers: HashMap<&'static str, Handler>) -> Relay {
-        Relay { db: self.db.clone(), wake: self.wake.clone(), cfg, handlers: Arc::new(handlers) }
+    pub fn relay(&self, service: &str, cfg: OutboxConfig, handlers: HashMap<&'static str, Handler>) -> Relay {
+        Relay {
+            service: service.to_owned(),
+            db: self.db.clone(),
+            wake: self.wake.clone(),
+            cfg,
+            handlers: Arc::new(handlers),
+        }
     }
 }
 
 /// Claims and delivers outbox rows until shut down.
 pub struct Relay {
+    /// The service this relay delivers for (a metrics label).
+    service: String,
     db: DatabaseConnection,
     wake: Arc<Notify>,
     cfg: OutboxConfig,
@@ -145,9 +153,14 @@ pub struct Relay {
 impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.cfg.poll_interval_ms);
+        let mut last_report = tokio::time::Instant::now() - Duration::from_secs(60);
         loop {
             if shutdown.is_cancelled() {
                 return;
+            }
+            if last_report.elapsed() >= Duration::from_secs(5) {
+                last_report = tokio::time::Instant::now();
+                self.report_lag().await;
             }
             let mut wait = poll;
             match self.claim().await {
@@ -171,6 +184,16 @@ impl Relay {
         }
     }
 
+    /// Publishes the backlog and the age of its oldest row (the outbox lag).
+    async fn report_lag(&self) {
+        let outbox = Outbox { db: self.db.clone(), wake: self.wake.clone() };
+        if let Ok((n, oldest_ms)) = outbox.backlog().await {
+            let service = self.service.as_str();
+            crate::metrics::OUTBOX_BACKLOG.with_label_values(&[service]).set(n);
+            crate::metrics::OUTBOX_LAG.with_label_values(&[service]).set(oldest_ms / 1000);
+        }
+    }
+
     async fn claim(&self) -> Result<Vec<Envelope>, DbErr> {
         let backend = self.db.get_database_backend();
         let now = now_millis();
@@ -182,6 +205,7 @@ impl Relay {
              RETURNING id, topic, payload, trace_context, attempts, created_at"
         );
         let values = vec![(now + self.cfg.lease_ms as i64).into(), now.into(), i64::from(self.cfg.batch_size).into()];
+        // No span here: this runs on every poll, and would start a trace each time.
         let rows = self.db.query_all_raw(statement(backend, &sql, values)).await?;
         let mut batch = rows
             .into_iter()

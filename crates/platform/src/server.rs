@@ -201,10 +201,12 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let started = std::time::Instant::now();
         Box::pin(
             async move {
-                let result = future.await;
-                if let Ok(response) = &result {
+                let mut result = future.await;
+                if let Ok(response) = &mut result {
                     // Unary errors come back "trailers-only": the status is in the headers.
                     let code = response
                         .headers()
@@ -213,6 +215,15 @@ where
                         .and_then(|v| v.parse::<i64>().ok())
                         .unwrap_or(0);
                     tracing::Span::current().record("rpc.grpc.status_code", code);
+                    crate::metrics::GRPC_SERVER_DURATION
+                        .with_label_values(&[service.as_str(), method.as_str(), &code.to_string()])
+                        .observe(started.elapsed().as_secs_f64());
+                    // The caller can find this call's trace by its id.
+                    if let Some(id) = crate::telemetry::current_trace_id()
+                        && let Ok(value) = http::HeaderValue::from_str(&id)
+                    {
+                        response.headers_mut().insert("x-trace-id", value);
+                    }
                 }
                 result
             }

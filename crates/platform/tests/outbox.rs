@@ -107,7 +107,7 @@ async fn two_relays_on_postgres_deliver_every_row_exactly_once() {
                 Ok(())
             }
         });
-        let relay = Outbox::new(db.clone()).relay(config(), HashMap::from([("test.topic", h)]));
+        let relay = Outbox::new(db.clone()).relay("test", config(), HashMap::from([("test.topic", h)]));
         relays.push(tokio::spawn(relay.run(shutdown.clone())));
     }
     enqueue(&outbox, &db, 300).await;
@@ -137,7 +137,8 @@ async fn failed_hand_offs_are_retried_until_they_succeed() {
             }
         });
         let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(outbox.relay(config(), HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let relay =
+            tokio::spawn(outbox.relay("test", config(), HashMap::from([("test.topic", h)])).run(shutdown.clone()));
         enqueue(&outbox, &db, 1).await;
         wait_empty(&outbox).await;
         shutdown.cancel();
@@ -168,7 +169,7 @@ async fn rows_without_a_handler_stay_until_one_exists() {
     let db = sqlite().await;
     let outbox = Outbox::new(db.clone());
     let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(outbox.relay(config(), HashMap::new()).run(shutdown.clone()));
+    let relay = tokio::spawn(outbox.relay("test", config(), HashMap::new()).run(shutdown.clone()));
     enqueue(&outbox, &db, 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(outbox.backlog().await.unwrap().0, 3, "nothing is dropped");

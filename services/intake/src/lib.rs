@@ -7,6 +7,7 @@ mod agencies;
 pub mod entities;
 pub mod error;
 pub mod limits;
+mod metrics;
 pub mod migration;
 mod relay;
 mod requests;
@@ -141,7 +142,7 @@ impl Application {
         let triage = crs_platform::peers::connect(&cfg.peers.triage, credentials.clone(), timeout)?;
         let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials.clone(), timeout)?;
         let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
-        let relay = platform.outbox.relay(cfg.outbox.clone(), relay::handlers(triage, review, notification));
+        let relay = platform.outbox.relay("intake", cfg.outbox.clone(), relay::handlers(triage, review, notification));
         let intake = Intake::new(
             platform.db.clone(),
             platform.outbox.clone(),

@@ -142,7 +142,11 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 impl IntakeService for Intake {
     async fn submit_request(&self, request: Request<SubmitRequestRequest>) -> Reply<SubmitRequestResponse> {
         let principal = auth::principal(&request)?;
-        let (reply, decision) = self.submit(principal, request.into_inner()).await?;
+        let req = request.into_inner();
+        let (jurisdiction, category) = (req.jurisdiction.clone(), req.category);
+        let result = self.submit(principal, req).await;
+        crate::metrics::count_submission(&jurisdiction, category, result.as_ref().map(|(r, _)| r.replayed));
+        let (reply, decision) = result?;
         let mut response = Response::new(reply);
         if let Some(decision) = decision {
             for kv in crate::limits::metadata(&decision).into_headers() {

@@ -32,6 +32,8 @@ pub mod case {
         /// The agency's latest answer.
         #[sea_orm(column_type = "Text")]
         pub last_answer: String,
+        /// The request's trace, so reviewers' actions and SLA firings join it.
+        pub trace_context: Option<String>,
         pub created_at: i64,
         pub updated_at: i64,
     }

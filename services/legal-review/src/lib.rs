@@ -5,6 +5,7 @@
 
 pub mod entities;
 pub mod error;
+mod metrics;
 pub mod migration;
 mod relay;
 mod service;
@@ -105,7 +106,7 @@ impl Application {
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let intake = crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout)?;
         let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
-        let relay = platform.outbox.relay(cfg.outbox.clone(), relay::handlers(intake, notification));
+        let relay = platform.outbox.relay("legal-review", cfg.outbox.clone(), relay::handlers(intake, notification));
         let timers = crs_timers::index::TimerIndex::new(platform.redis.clone(), &cfg.timers.key_prefix);
         let sweeper = crs_timers::sweeper::Sweeper::new(
             platform.db.clone(),
@@ -132,12 +133,14 @@ impl Application {
             tracing::warn!(error = %e, "cannot rebuild the SLA timer index now; the sweeper will when Redis answers");
         }
         let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
+        let queues = tokio::spawn(metrics::watch_queues(platform.db.clone(), shutdown.clone()));
         let routes =
             tonic::service::Routes::new(LegalReviewServiceServer::with_interceptor(review, platform.verifier()));
         let served = platform
             .serve(routes, &[<LegalReviewServiceServer<LegalReview> as NamedService>::NAME], relay, shutdown)
             .await;
         let _ = sweeping.await;
+        let _ = queues.await;
         served
     }
 }

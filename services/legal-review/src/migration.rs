@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateReviewTables),
             Box::new(InformationAndWithdrawal),
             Box::new(crs_timers::ClockMigration),
+            Box::new(CaseTraceContext),
         ]
     }
 }
@@ -40,7 +41,7 @@ impl MigrationTrait for CreateReviewTables {
         for c in cases
             .get_columns()
             .iter()
-            .filter(|c| !["pending_question", "last_answer"].contains(&c.get_column_name().as_str()))
+            .filter(|c| !["pending_question", "last_answer", "trace_context"].contains(&c.get_column_name().as_str()))
         {
             first.col(c.clone());
         }
@@ -90,5 +91,34 @@ impl MigrationTrait for InformationAndWithdrawal {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The request's trace context on its case.
+struct CaseTraceContext;
+
+impl MigrationName for CaseTraceContext {
+    fn name(&self) -> &str {
+        "m20261128_000004_case_trace_context"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CaseTraceContext {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("cases"))
+                    .add_column(ColumnDef::new(Alias::new("trace_context")).string_len(256).null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(Table::alter().table(Alias::new("cases")).drop_column(Alias::new("trace_context")).to_owned())
+            .await
     }
 }

@@ -17,6 +17,7 @@ use sea_orm::{
     Set, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::ReviewConfig;
 use crate::entities::{case, decision, withdrawal};
@@ -44,6 +45,26 @@ pub struct LegalReview {
 impl LegalReview {
     pub fn new(db: DatabaseConnection, outbox: Outbox, timers: TimerIndex, cfg: ReviewConfig) -> Self {
         Self { db, outbox, timers, cfg: std::sync::Arc::new(cfg) }
+    }
+
+    /// Runs a reviewer's action on a case inside the case's own trace (the request's), linked to
+    /// the reviewer's call, so the request's trace shows what reviewers did to it.
+    async fn in_case_trace<T>(
+        &self,
+        case_id: &str,
+        action: &'static str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let stored = case::Entity::find_by_id(case_id.to_owned())
+            .select_only()
+            .column(case::Column::TraceContext)
+            .into_tuple::<Option<String>>()
+            .one(&self.db)
+            .await?
+            .flatten();
+        let span = tracing::info_span!("review action", otel.name = action, case_id = %case_id);
+        crs_platform::telemetry::join_stored_trace(&span, stored.as_deref(), &tracing::Span::current());
+        work.instrument(span).await
     }
 
     /// Points the timer index at a clock's new state after its transaction committed. If Redis
@@ -101,6 +122,7 @@ impl LegalReview {
             decided_at: None,
             pending_question: String::new(),
             last_answer: String::new(),
+            trace_context: crs_platform::telemetry::current_traceparent(),
             created_at: now,
             updated_at: now,
         })
@@ -268,6 +290,7 @@ impl LegalReview {
         }
         v.into_result()?;
 
+        let recorded = decisions.clone();
         for d in &decisions {
             decision::ActiveModel::from(decision::Model {
                 case_id: row.id.clone(),
@@ -325,6 +348,9 @@ impl LegalReview {
         txn.commit().await?;
         self.outbox.wake();
         self.sync_clock(clock).await;
+        if let Ok(submission) = Submission::decode(row.submission.as_slice()) {
+            crate::metrics::count_decisions(&submission, &recorded);
+        }
         tracing::info!(case_id = %updated.id, reviewer = %me, "case decided");
         self.to_case(&updated).await
     }
@@ -641,7 +667,9 @@ impl LegalReviewService for LegalReview {
 
     async fn claim_case(&self, request: Request<ClaimCaseRequest>) -> std::result::Result<Response<Case>, Status> {
         let principal = auth::principal(&request)?;
-        Ok(Response::new(self.claim(principal, request.into_inner()).await?))
+        let req = request.into_inner();
+        let id = req.case_id.clone();
+        Ok(Response::new(self.in_case_trace(&id, "review.claim", self.claim(principal, req)).await?))
     }
 
     async fn release_case(&self, _request: Request<ReleaseCaseRequest>) -> std::result::Result<Response<Case>, Status> {
@@ -653,7 +681,9 @@ impl LegalReviewService for LegalReview {
         request: Request<SubmitDecisionRequest>,
     ) -> std::result::Result<Response<Case>, Status> {
         let principal = auth::principal(&request)?;
-        Ok(Response::new(self.decide(principal, request.into_inner()).await?))
+        let req = request.into_inner();
+        let id = req.case_id.clone();
+        Ok(Response::new(self.in_case_trace(&id, "review.decide", self.decide(principal, req)).await?))
     }
 
     async fn approve_decision(
@@ -668,7 +698,10 @@ impl LegalReviewService for LegalReview {
         request: Request<RequestInformationRequest>,
     ) -> std::result::Result<Response<Case>, Status> {
         let principal = auth::principal(&request)?;
-        Ok(Response::new(LegalReview::request_information(self, principal, request.into_inner()).await?))
+        let req = request.into_inner();
+        let id = req.case_id.clone();
+        let work = LegalReview::request_information(self, principal, req);
+        Ok(Response::new(self.in_case_trace(&id, "review.request_information", work).await?))
     }
 
     async fn resume_case(&self, request: Request<ResumeCaseRequest>) -> std::result::Result<Response<Case>, Status> {

@@ -11,6 +11,7 @@ use crs_timers::Firing;
 use crs_timers::sweeper::FiringHandler;
 use prost::Message;
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set};
+use tracing::Instrument;
 
 use crate::entities::case;
 use crate::relay;
@@ -25,12 +26,27 @@ pub struct SlaHandler {
 #[async_trait::async_trait]
 impl FiringHandler for SlaHandler {
     async fn on_firing(&self, txn: &DatabaseTransaction, firing: &Firing) -> anyhow::Result<()> {
+        // The firing is a span of the case's trace; what it sends continues from it.
+        let span = tracing::info_span!(
+            "sla threshold fired",
+            otel.name = if firing.is_breach() { "sla.breach" } else { "sla.warning" },
+            case_id = %firing.case_id,
+            sla.threshold_percent = firing.threshold,
+            sla.lateness_ms = firing.lateness_ms(),
+        );
+        crs_platform::telemetry::continue_stored_trace(&span, firing.trace_context.as_deref());
+        self.act(txn, firing).instrument(span).await
+    }
+}
+
+impl SlaHandler {
+    async fn act(&self, txn: &DatabaseTransaction, firing: &Firing) -> anyhow::Result<()> {
         let Some(row) = case::Entity::find_by_id(firing.case_id.clone()).one(txn).await? else {
             anyhow::bail!("no case {} for its clock", firing.case_id);
         };
         let submission = Submission::decode(row.submission.as_slice())?;
         let deadline = SlaDeadline::decode(row.deadline.as_slice()).ok();
-        let trace = firing.trace_context.clone();
+        let trace = crs_platform::telemetry::current_traceparent();
         let kind = if firing.is_breach() { NotificationKind::SlaBreach } else { NotificationKind::SlaWarning };
         let message = if firing.is_breach() {
             format!("SLA deadline passed for case {}; escalated to senior reviewers", row.id)

@@ -72,7 +72,11 @@ impl Application {
         let sender = webhook::Sender::new(platform.db.clone(), Duration::from_millis(cfg.webhooks.timeout_ms))?;
         // Deliveries travel through this service's own outbox: the same claim, lease and
         // backoff as every hand-off, so a restart loses none and repeats none that succeeded.
-        let relay = platform.outbox.relay(cfg.outbox.clone(), HashMap::from([(webhook::TOPIC, sender.handler())]));
+        let relay = platform.outbox.relay(
+            "notification",
+            cfg.outbox.clone(),
+            HashMap::from([(webhook::TOPIC, sender.handler())]),
+        );
         let notifications = Notifications::new(platform.db.clone(), platform.outbox.clone());
         Ok(Self { platform, notifications, relay })
     }

@@ -14,6 +14,17 @@ use sha2::Sha256;
 
 use crate::entities::{delivery, notification};
 
+/// Delivery attempts by audience (the channel: agency, content owner, enforcement, on-call) and
+/// resulting state.
+pub static DELIVERIES: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "crs_deliveries_total",
+        "Webhook delivery attempts by audience and resulting state.",
+        &["audience", "state"]
+    )
+    .expect("registers once")
+});
+
 /// Outbox topic of a pending delivery.
 pub const TOPIC: &str = "webhook.deliver";
 
@@ -68,6 +79,10 @@ impl Sender {
             .header("content-type", "application/json")
             .header("x-crs-delivery-id", &row.id)
             .header("x-crs-notification-id", &note.id);
+        // The receiver can continue this delivery's trace.
+        if let Some(traceparent) = crs_platform::telemetry::current_traceparent() {
+            post = post.header("traceparent", traceparent);
+        }
         if !row.secret.is_empty() {
             let mut mac = Hmac::<Sha256>::new_from_slice(row.secret.as_bytes()).expect("any key length");
             mac.update(&bytes);
@@ -92,6 +107,10 @@ impl Sender {
             }
         }
         active.update(&self.db).await?;
+        let audience = Audience::try_from(row.audience)
+            .map(|a| a.as_str_name().trim_start_matches("AUDIENCE_"))
+            .unwrap_or("UNKNOWN");
+        DELIVERIES.with_label_values(&[audience, if outcome.is_ok() { "delivered" } else { "retrying" }]).inc();
         match outcome {
             Ok(()) => {
                 tracing::info!(delivery_id = %row.id, endpoint = %row.endpoint, "delivered");

@@ -92,7 +92,7 @@ impl Application {
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let intake = crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout)?;
         let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials, timeout)?;
-        let relay = platform.outbox.relay(cfg.outbox.clone(), relay::handlers(intake, review));
+        let relay = platform.outbox.relay("triage", cfg.outbox.clone(), relay::handlers(intake, review));
         let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies);
         Ok(Self { platform, triage, relay })
     }

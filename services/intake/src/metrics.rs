@@ -1,0 +1,36 @@
+//! Intake's metrics: submissions by jurisdiction, category and outcome.
+
+use std::sync::LazyLock;
+
+use crs_proto::common::Category;
+use prometheus::{IntCounterVec, register_int_counter_vec};
+
+use crate::error::IntakeError;
+
+/// `outcome`: accepted, replayed, invalid, rate_limited, refused (authentication, authorisation,
+/// suspension), failed (internal).
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "crs_requests_total",
+        "Submissions by jurisdiction, category and outcome.",
+        &["jurisdiction", "category", "outcome"]
+    )
+    .expect("registers once")
+});
+
+/// Counts one submission. Labels come from validated vocabularies only, so a caller cannot
+/// create new series by sending odd values.
+pub fn count_submission(jurisdiction: &str, category: i32, result: Result<bool, &IntakeError>) {
+    let jurisdiction = if crate::validate::is_country_code(jurisdiction) { jurisdiction } else { "invalid" };
+    let category =
+        Category::try_from(category).map(|c| c.as_str_name().trim_start_matches("CATEGORY_")).unwrap_or("UNKNOWN");
+    let outcome = match result {
+        Ok(false) => "accepted",
+        Ok(true) => "replayed",
+        Err(IntakeError::InvalidArgument(_)) | Err(IntakeError::IdempotencyKeyReused(_)) => "invalid",
+        Err(IntakeError::RateLimited(_)) => "rate_limited",
+        Err(IntakeError::Internal(_)) => "failed",
+        Err(_) => "refused",
+    };
+    REQUESTS.with_label_values(&[jurisdiction, category, outcome]).inc();
+}

@@ -1,0 +1,183 @@
+//! One request, one trace: the four service processes export to an OTLP/gRPC receiver run by
+//! this test, and the request's trace holds every step, across gRPC hops and outbox hand-offs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crs_e2e::{Backend, SERVICES, Suite};
+use crs_proto::common::RequestStatus;
+use crs_proto::intake::intake_service_client::IntakeServiceClient;
+use crs_proto::notification::NotificationKind;
+use crsctl::demo::Demo;
+use crsctl::receiver::Receiver;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// Every span received, with the `service.name` of the process that sent it.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<(String, Span)>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| match a.value.as_ref().and_then(|v| v.value.clone()) {
+                    Some(Value::StringValue(s)) => Some(s),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+/// An OTLP/gRPC receiver on a free port; returns it and its endpoint.
+async fn start_collector() -> (Collector, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let collector = Collector::default();
+    let server = collector.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(server))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    (collector, endpoint)
+}
+
+fn exporting_to(endpoint: &str) -> Vec<(&'static str, &'static str, String)> {
+    SERVICES.iter().map(|svc| (*svc, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_yields_one_trace_across_all_four_services() {
+    let (collector, endpoint) = start_collector().await;
+    let mut suite = Suite::start_with(Backend::Sqlite, &exporting_to(&endpoint)).await.expect("suite starts");
+
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    demo.set_up().await.unwrap();
+    let mut intake =
+        IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
+    let reply = intake.submit_request(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+    let trace_id = reply.metadata().get("x-trace-id").expect("the reply names its trace").to_str().unwrap().to_owned();
+    let request_id = reply.into_inner().request.unwrap().id;
+    demo.wait_status(&request_id, RequestStatus::Triaged).await.unwrap();
+    demo.claim(&request_id).await.unwrap();
+    demo.decide(&request_id).await.unwrap();
+    demo.wait_status(&request_id, RequestStatus::Decided).await.unwrap();
+    let notes =
+        demo.wait_delivered(&request_id, &[NotificationKind::Acknowledged, NotificationKind::Decided]).await.unwrap();
+    let deliveries: usize = notes.iter().map(|n| n.deliveries.len()).sum();
+
+    // A graceful stop flushes every process's spans.
+    for svc in SERVICES {
+        let status = suite.terminate(svc).unwrap();
+        assert!(status.success(), "{svc} stopped cleanly");
+    }
+
+    let all = collector.0.lock().unwrap().clone();
+    let in_trace: Vec<&(String, Span)> = all.iter().filter(|(_, s)| hex::encode(&s.trace_id) == trace_id).collect();
+    let services: HashSet<&str> = in_trace.iter().map(|(svc, _)| svc.as_str()).collect();
+    assert_eq!(
+        services,
+        HashSet::from(["crs-intake", "crs-triage", "crs-legal-review", "crs-notification"]),
+        "spans from all four services in the request's trace"
+    );
+    let names: Vec<&str> = in_trace.iter().map(|(_, s)| s.name.as_str()).collect();
+    assert!(names.contains(&"review.decide"), "the decision is in the trace {trace_id}: {names:?}");
+    assert!(names.contains(&"review.claim"), "so is the claim");
+    assert_eq!(
+        names.iter().filter(|n| **n == "webhook.deliver process").count(),
+        deliveries,
+        "each notification delivery is in the trace: {names:?}"
+    );
+    for rpc in [
+        "crs.triage.v1.TriageService/AssessRequest",
+        "crs.review.v1.LegalReviewService/EnqueueCase",
+        "crs.notification.v1.NotificationService/Notify",
+    ] {
+        assert!(names.contains(&rpc), "{rpc} is in the trace");
+    }
+
+    // Parent/link structure: one root (the agency's call); every other span's parent is in the
+    // trace; the decision links to the reviewer's own call, which was exported too.
+    let ids: HashSet<&[u8]> = in_trace.iter().map(|(_, s)| s.span_id.as_slice()).collect();
+    let roots: Vec<&str> =
+        in_trace.iter().filter(|(_, s)| s.parent_span_id.is_empty()).map(|(_, s)| s.name.as_str()).collect();
+    assert_eq!(roots, vec!["crs.intake.v1.IntakeService/SubmitRequest"], "one root");
+    for (svc, span) in &in_trace {
+        if !span.parent_span_id.is_empty() {
+            assert!(
+                ids.contains(span.parent_span_id.as_slice()),
+                "{svc} span {} has its parent in the trace",
+                span.name
+            );
+        }
+    }
+    let decide = in_trace.iter().find(|(_, s)| s.name == "review.decide").unwrap();
+    let link = decide.1.links.first().expect("the decision links to the reviewer's call");
+    let linked: HashMap<Vec<u8>, &Span> = all.iter().map(|(_, s)| (s.span_id.clone(), s)).collect();
+    let reviewer_call = linked.get(&link.span_id).expect("the linked span was exported");
+    assert_eq!(reviewer_call.name, "crs.review.v1.LegalReviewService/SubmitDecision");
+    assert_ne!(hex::encode(&reviewer_call.trace_id), trace_id, "the reviewer's call is its own trace");
+    suite.stop().await.unwrap();
+}
+
+/// SLA warnings and the breach of a request are spans of that request's trace, and what they
+/// send (notifications to on-call) continues from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_firings_join_the_requests_trace() {
+    let (collector, endpoint) = start_collector().await;
+    let policies = std::env::temp_dir().join(format!("crs-trace-policies-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &policies,
+        "[[policy]]\nid = \"fast\"\nname = \"fast\"\nlegal_reference = \"test\"\nbudget_secs = 2\n\
+         pauses_while_awaiting_information = true\nwarning_percents = [50, 75, 90]\n",
+    )
+    .unwrap();
+    let mut extra = exporting_to(&endpoint);
+    extra.push(("triage", "CRS_POLICIES__FILE", policies.display().to_string()));
+    let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver);
+    demo.set_up().await.unwrap();
+    let mut intake =
+        IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
+    let reply = intake.submit_request(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+    let trace_id = reply.metadata().get("x-trace-id").unwrap().to_str().unwrap().to_owned();
+    let request_id = reply.into_inner().request.unwrap().id;
+    demo.wait_status(&request_id, RequestStatus::Escalated).await.unwrap();
+    for svc in SERVICES {
+        suite.terminate(svc).unwrap();
+    }
+    let all = collector.0.lock().unwrap().clone();
+    let in_trace: Vec<&Span> = all.iter().map(|(_, s)| s).filter(|s| hex::encode(&s.trace_id) == trace_id).collect();
+    let count = |name: &str| in_trace.iter().filter(|s| s.name == name).count();
+    assert_eq!(count("sla.warning"), 3, "the three warnings are in the request's trace");
+    assert_eq!(count("sla.breach"), 1, "and the breach");
+    let firing_ids: HashSet<&[u8]> =
+        in_trace.iter().filter(|s| s.name.starts_with("sla.")).map(|s| s.span_id.as_slice()).collect();
+    let sent = in_trace
+        .iter()
+        .filter(|s| s.name == "notification.notify process" && firing_ids.contains(s.parent_span_id.as_slice()))
+        .count();
+    assert_eq!(sent, 4, "each firing's notification continues from the firing");
+    suite.stop().await.unwrap();
+    let _ = std::fs::remove_file(policies);
+}
