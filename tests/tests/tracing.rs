@@ -10,14 +10,52 @@ use crs_proto::intake::intake_service_client::IntakeServiceClient;
 use crs_proto::notification::NotificationKind;
 use crsctl::demo::Demo;
 use crsctl::receiver::Receiver;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// Every span received, with the `service.name` of the process that sent it.
 #[derive(Clone, Default)]
 struct Collector(Arc<Mutex<Vec<(String, Span)>>>);
+
+/// Every metric name received, with the `service.name` of the process that sent it.
+#[derive(Clone, Default)]
+struct MetricCollector(Arc<Mutex<HashSet<(String, String)>>>);
+
+fn service_name(resource: Option<&Resource>) -> String {
+    resource
+        .iter()
+        .flat_map(|r| r.attributes.iter())
+        .find(|a| a.key == "service.name")
+        .and_then(|a| match a.value.as_ref().and_then(|v| v.value.clone()) {
+            Some(Value::StringValue(s)) => Some(s),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl MetricsService for MetricCollector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut names = self.0.lock().unwrap();
+        for rm in request.into_inner().resource_metrics {
+            let service = service_name(rm.resource.as_ref());
+            for sm in rm.scope_metrics {
+                names.extend(sm.metrics.into_iter().map(|m| (service.clone(), m.name)));
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Collector {
@@ -27,16 +65,7 @@ impl TraceService for Collector {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut spans = self.0.lock().unwrap();
         for rs in request.into_inner().resource_spans {
-            let service = rs
-                .resource
-                .iter()
-                .flat_map(|r| r.attributes.iter())
-                .find(|a| a.key == "service.name")
-                .and_then(|a| match a.value.as_ref().and_then(|v| v.value.clone()) {
-                    Some(Value::StringValue(s)) => Some(s),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let service = service_name(rs.resource.as_ref());
             for ss in rs.scope_spans {
                 spans.extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
             }
@@ -45,29 +74,40 @@ impl TraceService for Collector {
     }
 }
 
-/// An OTLP/gRPC receiver on a free port; returns it and its endpoint.
-async fn start_collector() -> (Collector, String) {
+/// An OTLP/gRPC receiver (traces and metrics) on a free port.
+async fn start_collector() -> (Collector, MetricCollector, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let collector = Collector::default();
-    let server = collector.clone();
+    let (traces, metrics) = (Collector::default(), MetricCollector::default());
+    let (t, m) = (traces.clone(), metrics.clone());
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(server))
+            .add_service(TraceServiceServer::new(t))
+            .add_service(MetricsServiceServer::new(m))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     });
-    (collector, endpoint)
+    (traces, metrics, endpoint)
 }
 
 fn exporting_to(endpoint: &str) -> Vec<(&'static str, &'static str, String)> {
-    SERVICES.iter().map(|svc| (*svc, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned())).collect()
+    SERVICES
+        .iter()
+        .flat_map(|svc| {
+            [
+                (*svc, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+                (*svc, "OTEL_METRIC_EXPORT_INTERVAL", "500".to_owned()),
+            ]
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_yields_one_trace_across_all_four_services() {
-    let (collector, endpoint) = start_collector().await;
-    let mut suite = Suite::start_with(Backend::Sqlite, &exporting_to(&endpoint)).await.expect("suite starts");
+    let (collector, metrics, endpoint) = start_collector().await;
+    let mut extra = exporting_to(&endpoint);
+    extra.push(("legal-review", "CRS_REVIEW__QUEUE_METRICS_INTERVAL_MS", "200".into()));
+    let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
 
     let receiver = Receiver::start().await.unwrap();
     let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
@@ -136,6 +176,20 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     let reviewer_call = linked.get(&link.span_id).expect("the linked span was exported");
     assert_eq!(reviewer_call.name, "crs.review.v1.LegalReviewService/SubmitDecision");
     assert_ne!(hex::encode(&reviewer_call.trace_id), trace_id, "the reviewer's call is its own trace");
+
+    // The operators' metrics reach the OTLP backend too, from the service that owns each.
+    let metrics = metrics.0.lock().unwrap().clone();
+    for (service, name) in [
+        ("crs-intake", "crs_requests_total"),
+        ("crs-intake", "crs_ratelimit_decisions_total"),
+        ("crs-intake", "crs_grpc_server_duration_seconds_count"),
+        ("crs-intake", "crs_outbox_lag_seconds"),
+        ("crs-legal-review", "crs_item_decisions_total"),
+        ("crs-legal-review", "crs_review_queue_depth"),
+        ("crs-notification", "crs_deliveries_total"),
+    ] {
+        assert!(metrics.contains(&(service.to_owned(), name.to_owned())), "{service} exported {name} over OTLP");
+    }
     suite.stop().await.unwrap();
 }
 
@@ -143,7 +197,7 @@ async fn one_request_yields_one_trace_across_all_four_services() {
 /// send (notifications to on-call) continues from them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sla_firings_join_the_requests_trace() {
-    let (collector, endpoint) = start_collector().await;
+    let (collector, _metrics, endpoint) = start_collector().await;
     let policies = std::env::temp_dir().join(format!("crs-trace-policies-{}.toml", uuid::Uuid::new_v4()));
     std::fs::write(
         &policies,

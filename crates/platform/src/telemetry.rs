@@ -21,11 +21,15 @@ use crate::config::TelemetryConfig;
 #[must_use = "dropping the handle without shutdown() loses buffered spans"]
 pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
+    metrics: Option<crate::metrics::OtlpMetrics>,
 }
 
 impl Telemetry {
     /// Flushes buffered spans. Call once, on the way out.
     pub fn shutdown(self) {
+        if let Some(metrics) = self.metrics {
+            metrics.shutdown();
+        }
         if let Some(provider) = self.tracer_provider
             && let Err(e) = provider.shutdown()
         {
@@ -60,7 +64,19 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig, env: &HashMap<String, Str
     for (k, v) in resource_attributes(env) {
         resource = resource.with_attribute(opentelemetry::KeyValue::new(k, v));
     }
-    let mut provider = SdkTracerProvider::builder().with_resource(resource.build()).with_sampler(sampler(env)?);
+    let resource = resource.build();
+    let metrics = match &endpoint {
+        Some(endpoint) => {
+            let interval = env
+                .get("OTEL_METRIC_EXPORT_INTERVAL")
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(std::time::Duration::from_secs(60));
+            Some(crate::metrics::OtlpMetrics::start(endpoint, resource.clone(), interval)?)
+        }
+        None => None,
+    };
+    let mut provider = SdkTracerProvider::builder().with_resource(resource).with_sampler(sampler(env)?);
     if let Some(endpoint) = endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -85,7 +101,7 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig, env: &HashMap<String, Str
         .with(fmt)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the tracing subscriber: {e}"))?;
-    Ok(Telemetry { tracer_provider: Some(provider) })
+    Ok(Telemetry { tracer_provider: Some(provider), metrics })
 }
 
 /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,key=value`.

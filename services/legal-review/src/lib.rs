@@ -42,6 +42,7 @@ notification = "http://127.0.0.1:50054"
 [review]
 claim_lease_secs = 900
 max_claim_lease_secs = 7200
+queue_metrics_interval_ms = 5000
 
 [timers]
 key_prefix = "crs:timers"
@@ -79,6 +80,8 @@ pub struct ReviewConfig {
     /// How long a claim lasts when the reviewer does not say.
     pub claim_lease_secs: i64,
     pub max_claim_lease_secs: i64,
+    /// How often the queue depth and oldest-case gauges are recomputed.
+    pub queue_metrics_interval_ms: u64,
 }
 
 /// The SLA timer index and its sweepers.
@@ -97,6 +100,7 @@ pub struct Application {
     review: LegalReview,
     relay: crs_platform::outbox::Relay,
     sweeper: crs_timers::sweeper::Sweeper,
+    queue_metrics: std::time::Duration,
 }
 
 impl Application {
@@ -118,8 +122,9 @@ impl Application {
                 ..Default::default()
             },
         );
+        let queue_metrics = std::time::Duration::from_millis(cfg.review.queue_metrics_interval_ms);
         let review = LegalReview::new(platform.db.clone(), platform.outbox.clone(), timers, cfg.review);
-        Ok(Self { platform, review, relay, sweeper })
+        Ok(Self { platform, review, relay, sweeper, queue_metrics })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -127,13 +132,13 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { platform, review, relay, sweeper } = self;
+        let Application { platform, review, relay, sweeper, queue_metrics } = self;
         // Start from a complete index: rebuild it from the database (Redis may have lost it).
         if let Err(e) = sweeper.rebuild().await {
             tracing::warn!(error = %e, "cannot rebuild the SLA timer index now; the sweeper will when Redis answers");
         }
         let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
-        let queues = tokio::spawn(metrics::watch_queues(platform.db.clone(), shutdown.clone()));
+        let queues = tokio::spawn(metrics::watch_queues(platform.db.clone(), queue_metrics, shutdown.clone()));
         let routes =
             tonic::service::Routes::new(LegalReviewServiceServer::with_interceptor(review, platform.verifier()));
         let served = platform

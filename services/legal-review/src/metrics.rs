@@ -42,8 +42,8 @@ pub fn count_decisions(submission: &Submission, decisions: &[ItemDecision]) {
     }
 }
 
-/// Refreshes the queue gauges every few seconds until `shutdown`.
-pub async fn watch_queues(db: DatabaseConnection, shutdown: CancellationToken) {
+/// Refreshes the queue gauges `every` so often until `shutdown`.
+pub async fn watch_queues(db: DatabaseConnection, every: Duration, shutdown: CancellationToken) {
     let open =
         [RequestStatus::Triaged, RequestStatus::InReview, RequestStatus::AwaitingInformation, RequestStatus::Escalated]
             .map(|s| s as i32);
@@ -75,7 +75,7 @@ pub async fn watch_queues(db: DatabaseConnection, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {},
+            _ = tokio::time::sleep(every) => {},
         }
     }
 }
