@@ -135,9 +135,20 @@ impl Demo {
     }
 
     pub async fn submit(&self, request: SubmitRequestRequest) -> anyhow::Result<GovernmentRequest> {
+        Ok(self.submit_traced(request).await?.0)
+    }
+
+    /// Submits, and returns the trace id intake's reply names (`x-trace-id`).
+    pub async fn submit_traced(
+        &self,
+        request: SubmitRequestRequest,
+    ) -> anyhow::Result<(GovernmentRequest, Option<String>)> {
         let mut intake = IntakeServiceClient::new(connect(&self.endpoints.intake, self.agency()?).await?);
-        let reply = intake.submit_request(request).await?.into_inner();
-        reply.request.ok_or_else(|| anyhow::anyhow!("intake replied without the request"))
+        let reply = intake.submit_request(request).await?;
+        let trace_id = reply.metadata().get("x-trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request =
+            reply.into_inner().request.ok_or_else(|| anyhow::anyhow!("intake replied without the request"))?;
+        Ok((request, trace_id))
     }
 
     /// The agency's view of its request.
@@ -275,8 +286,11 @@ pub async fn run(endpoints: Endpoints, authority: TokenAuthority) -> anyhow::Res
     demo.set_up().await?;
     println!("== 1. admin created agency {} (KZ); its callback is {}", demo.agency_id, demo.receiver.url("agency"));
 
-    let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await?;
+    let (submitted, trace_id) = demo.submit_traced(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await?;
     println!("== 2. agency submitted request {} -> {}", submitted.id, status_name(submitted.status));
+    if let Some(trace_id) = &trace_id {
+        println!("      trace id {trace_id} (search for it in your tracing backend)");
+    }
     for item in &submitted.items {
         println!("      item {}: {}", item.index, item.content_key);
     }
