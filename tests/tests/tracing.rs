@@ -155,6 +155,14 @@ async fn one_request_yields_one_trace_across_all_four_services() {
         assert!(names.contains(&rpc), "{rpc} is in the trace");
     }
 
+    // Database work follows the database conventions.
+    let db_span = in_trace.iter().find(|(_, s)| s.name == "outbox enqueue").expect("database spans in the trace");
+    let system = db_span.1.attributes.iter().find(|a| a.key == "db.system").and_then(|a| a.value.clone());
+    assert!(
+        matches!(system.and_then(|v| v.value), Some(Value::StringValue(ref v)) if v == "sqlite"),
+        "db.system is set"
+    );
+
     // Parent/link structure: one root (the agency's call); every other span's parent is in the
     // trace; the decision links to the reviewer's own call, which was exported too.
     let ids: HashSet<&[u8]> = in_trace.iter().map(|(_, s)| s.span_id.as_slice()).collect();

@@ -104,7 +104,7 @@ impl Outbox {
                 now.into(),
             ],
         );
-        conn.execute_raw(stmt).await?;
+        conn.execute_raw(stmt).instrument(crate::db::span(conn, "outbox enqueue")).await?;
         Ok(id)
     }
 
@@ -302,7 +302,7 @@ pub async fn inbox_first_time<C: ConnectionTrait>(conn: &C, event_id: &str) -> R
         "INSERT INTO inbox (event_id, applied_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
         vec![event_id.into(), now_millis().into()],
     );
-    Ok(conn.execute_raw(stmt).await?.rows_affected() == 1)
+    Ok(conn.execute_raw(stmt).instrument(crate::db::span(conn, "inbox record")).await?.rows_affected() == 1)
 }
 
 /// A statement written with `$n` placeholders, for either backend (SQLite reads them as `?n`).

@@ -14,6 +14,7 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::index::TimerIndex;
 use crate::store::ClockStore;
@@ -187,8 +188,12 @@ impl Sweeper {
         let now = now_ms();
         let txn = self.db.begin().await?;
         let ids: Vec<String> = members.iter().map(|m| m.case_id.clone()).collect();
-        let clocks: std::collections::HashMap<String, Clock> =
-            ClockStore::load_many(&txn, &ids, true).await?.into_iter().map(|c| (c.case_id.clone(), c)).collect();
+        let clocks: std::collections::HashMap<String, Clock> = ClockStore::load_many(&txn, &ids, true)
+            .instrument(crs_platform::db::span(&txn, "sla clocks load"))
+            .await?
+            .into_iter()
+            .map(|c| (c.case_id.clone(), c))
+            .collect();
         let mut advanced: Vec<(Clock, Clock)> = Vec::with_capacity(members.len());
         let mut fired: Vec<Firing> = Vec::with_capacity(members.len());
         for member in members {
@@ -218,12 +223,12 @@ impl Sweeper {
             advanced.push((clock.clone(), next));
             fired.push(firing);
         }
-        ClockStore::record_firings(&txn, &fired).await?;
+        ClockStore::record_firings(&txn, &fired).instrument(crs_platform::db::span(&txn, "sla firings record")).await?;
         for firing in &fired {
             self.handler.on_firing(&txn, firing).await?;
         }
         let changed: Vec<Clock> = advanced.iter().filter(|(b, a)| b != a).map(|(_, a)| a.clone()).collect();
-        ClockStore::save_many(&txn, &changed).await?;
+        ClockStore::save_many(&txn, &changed).instrument(crs_platform::db::span(&txn, "sla clocks advance")).await?;
         txn.commit().await?;
         for f in &fired {
             metrics::LATENESS.observe(f.lateness_ms() as f64 / 1000.0);

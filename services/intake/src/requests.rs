@@ -17,6 +17,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::entities::{information_answer, request, request_item};
 use crate::error::IntakeError;
@@ -100,7 +101,11 @@ impl Intake {
         let submission = to_submission(&row, &items);
 
         let txn = self.db.begin().await?;
-        if let Err(e) = request::ActiveModel::from(row.clone()).insert(&txn).await {
+        let inserted = request::ActiveModel::from(row.clone())
+            .insert(&txn)
+            .instrument(crs_platform::db::span(&txn, "requests insert"))
+            .await;
+        if let Err(e) = inserted {
             // A concurrent retry with the same key won the race: answer as it did.
             if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 drop(txn);

@@ -47,7 +47,12 @@ pub async fn watch_queues(db: DatabaseConnection, every: Duration, shutdown: Can
     let open =
         [RequestStatus::Triaged, RequestStatus::InReview, RequestStatus::AwaitingInformation, RequestStatus::Escalated]
             .map(|s| s as i32);
-    let mut known: Vec<String> = Vec::new();
+    // The queues triage routes to and the escalation queue exist from the start, at zero.
+    let mut known: Vec<String> = ["urgent", "standard", crate::sla::ESCALATED_QUEUE].map(String::from).to_vec();
+    for q in &known {
+        QUEUE_DEPTH.with_label_values(&[q.as_str()]).set(0);
+        QUEUE_OLDEST.with_label_values(&[q.as_str()]).set(0);
+    }
     loop {
         let rows: Result<Vec<(String, i64, Option<i64>)>, _> = case::Entity::find()
             .select_only()
@@ -67,7 +72,11 @@ pub async fn watch_queues(db: DatabaseConnection, every: Duration, shutdown: Can
                     QUEUE_OLDEST.with_label_values(&[q.as_str()]).set(0);
                 }
             }
-            known = rows.iter().map(|(q, _, _)| q.clone()).collect();
+            for (q, _, _) in &rows {
+                if !known.contains(q) {
+                    known.push(q.clone());
+                }
+            }
             for (queue, n, oldest) in rows {
                 QUEUE_DEPTH.with_label_values(&[queue.as_str()]).set(n);
                 QUEUE_OLDEST.with_label_values(&[queue.as_str()]).set(oldest.map_or(0, |o| (now - o) / 1000));
