@@ -118,6 +118,14 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     let trace_id = reply.metadata().get("x-trace-id").expect("the reply names its trace").to_str().unwrap().to_owned();
     let request_id = reply.into_inner().request.unwrap().id;
     demo.wait_status(&request_id, RequestStatus::Triaged).await.unwrap();
+
+    // A caller's own trace is continued: the reply names the trace the caller sent.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut get = tonic::Request::new(crs_proto::intake::GetRequestRequest { request_id: request_id.clone() });
+    get.metadata_mut().insert("traceparent", format!("00-{caller_trace}-00f067aa0ba902b7-01").parse().unwrap());
+    let continued = intake.get_request(get).await.unwrap();
+    assert_eq!(continued.metadata().get("x-trace-id").unwrap().to_str().unwrap(), caller_trace);
+
     demo.claim(&request_id).await.unwrap();
     demo.decide(&request_id).await.unwrap();
     demo.wait_status(&request_id, RequestStatus::Decided).await.unwrap();
@@ -184,6 +192,16 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     let reviewer_call = linked.get(&link.span_id).expect("the linked span was exported");
     assert_eq!(reviewer_call.name, "crs.review.v1.LegalReviewService/SubmitDecision");
     assert_ne!(hex::encode(&reviewer_call.trace_id), trace_id, "the reviewer's call is its own trace");
+
+    // Logs are JSON, one object per line, and carry the trace and span ids.
+    let needle = format!("\"trace_id\":\"{trace_id}\"");
+    for svc in SERVICES {
+        let log = suite.log(svc);
+        let line =
+            log.lines().find(|l| l.contains(&needle)).unwrap_or_else(|| panic!("{svc} logged the request's trace"));
+        let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON object per line");
+        assert!(parsed["span_id"].as_str().is_some_and(|s| s.len() == 16), "{line}");
+    }
 
     // The operators' metrics reach the OTLP backend too, from the service that owns each.
     let metrics = metrics.0.lock().unwrap().clone();
