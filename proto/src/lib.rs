@@ -42,3 +42,29 @@ pub use pb::intake::v1 as intake;
 pub use pb::notification::v1 as notification;
 pub use pb::review::v1 as review;
 pub use pb::triage::v1 as triage;
+
+/// Requests that travel through a transactional outbox carry the row's id as `event_id`, their
+/// idempotency key at the receiver.
+pub trait EventId {
+    fn set_event_id(&mut self, id: String);
+}
+
+macro_rules! event_id {
+    ($($ty:ty),* $(,)?) => {
+        $(impl EventId for $ty {
+            fn set_event_id(&mut self, id: String) {
+                self.event_id = id;
+            }
+        })*
+    };
+}
+
+event_id!(
+    triage::AssessRequestRequest,
+    review::EnqueueCaseRequest,
+    review::ResumeCaseRequest,
+    review::WithdrawCaseRequest,
+    intake::UpdateStatusRequest,
+    notification::NotifyRequest,
+    notification::PutSubscriptionRequest,
+);

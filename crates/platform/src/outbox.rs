@@ -58,6 +58,26 @@ where
     Arc::new(move |e| Box::pin(f(e)))
 }
 
+/// A handler that decodes the row as `M`, stamps it with the row's id as its `event_id`, and
+/// hands it to `call` (a gRPC call to the receiving service).
+pub fn forward<M, F, Fut>(call: F) -> Handler
+where
+    M: prost::Message + Default + crs_proto::EventId + Send + 'static,
+    F: Fn(M) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
+{
+    let call = Arc::new(call);
+    handler(move |e: Envelope| {
+        let call = call.clone();
+        async move {
+            let mut message: M = e.decode()?;
+            message.set_event_id(e.id);
+            call(message).await?;
+            Ok(())
+        }
+    })
+}
+
 /// The producer's side: enqueue inside a transaction, wake after commit.
 #[derive(Clone, Debug)]
 pub struct Outbox {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crs_platform::outbox::{Envelope, Handler, handler};
+use crs_platform::outbox::{Handler, forward};
 use crs_platform::peers::PeerChannel;
 use crs_proto::notification::notification_service_client::NotificationServiceClient;
 use crs_proto::notification::{NotifyRequest, PutSubscriptionRequest};
@@ -13,7 +13,7 @@ use crs_proto::triage::triage_service_client::TriageServiceClient;
 
 /// A new request goes to triage.
 pub const ASSESS: &str = "triage.assess";
-/// The agency is told its request was received.
+/// The agency is told its request was received (or withdrawn).
 pub const NOTIFY: &str = "notification.notify";
 /// An agency's callback endpoint is registered with notification.
 pub const SUBSCRIBE: &str = "notification.subscribe";
@@ -24,69 +24,43 @@ pub const RESUME: &str = "review.resume";
 
 pub fn handlers(triage: PeerChannel, review: PeerChannel, notification: PeerChannel) -> HashMap<&'static str, Handler> {
     let triage = TriageServiceClient::new(triage);
-    let withdraw = LegalReviewServiceClient::new(review);
-    let resume = withdraw.clone();
-    let notify = NotificationServiceClient::new(notification);
-    let subscribe = notify.clone();
+    let review = LegalReviewServiceClient::new(review);
+    let notification = NotificationServiceClient::new(notification);
+    let (review2, notification2) = (review.clone(), notification.clone());
     HashMap::from([
         (
             ASSESS,
-            handler(move |e: Envelope| {
-                let mut client = triage.clone();
-                async move {
-                    let mut request: AssessRequestRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.assess_request(request).await?;
-                    Ok(())
-                }
+            forward(move |r: AssessRequestRequest| {
+                let mut c = triage.clone();
+                async move { c.assess_request(r).await.map(drop) }
             }),
         ),
         (
             NOTIFY,
-            handler(move |e: Envelope| {
-                let mut client = notify.clone();
-                async move {
-                    let mut request: NotifyRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.notify(request).await?;
-                    Ok(())
-                }
+            forward(move |r: NotifyRequest| {
+                let mut c = notification.clone();
+                async move { c.notify(r).await.map(drop) }
             }),
         ),
         (
             SUBSCRIBE,
-            handler(move |e: Envelope| {
-                let mut client = subscribe.clone();
-                async move {
-                    let mut request: PutSubscriptionRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.put_subscription(request).await?;
-                    Ok(())
-                }
+            forward(move |r: PutSubscriptionRequest| {
+                let mut c = notification2.clone();
+                async move { c.put_subscription(r).await.map(drop) }
             }),
         ),
         (
             WITHDRAW,
-            handler(move |e: Envelope| {
-                let mut client = withdraw.clone();
-                async move {
-                    let mut request: WithdrawCaseRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.withdraw_case(request).await?;
-                    Ok(())
-                }
+            forward(move |r: WithdrawCaseRequest| {
+                let mut c = review.clone();
+                async move { c.withdraw_case(r).await.map(drop) }
             }),
         ),
         (
             RESUME,
-            handler(move |e: Envelope| {
-                let mut client = resume.clone();
-                async move {
-                    let mut request: ResumeCaseRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.resume_case(request).await?;
-                    Ok(())
-                }
+            forward(move |r: ResumeCaseRequest| {
+                let mut c = review2.clone();
+                async move { c.resume_case(r).await.map(drop) }
             }),
         ),
     ])

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crs_platform::outbox::{Envelope, Handler, handler};
+use crs_platform::outbox::{Handler, forward};
 use crs_platform::peers::PeerChannel;
 use crs_proto::intake::UpdateStatusRequest;
 use crs_proto::intake::intake_service_client::IntakeServiceClient;
@@ -11,7 +11,7 @@ use crs_proto::notification::notification_service_client::NotificationServiceCli
 
 /// Intake's projection follows the case.
 pub const STATUS: &str = "intake.status";
-/// Everyone concerned is told of a decision.
+/// Everyone concerned is told: decisions, questions to the agency, SLA warnings and breaches.
 pub const NOTIFY: &str = "notification.notify";
 
 pub fn handlers(intake: PeerChannel, notification: PeerChannel) -> HashMap<&'static str, Handler> {
@@ -20,26 +20,16 @@ pub fn handlers(intake: PeerChannel, notification: PeerChannel) -> HashMap<&'sta
     HashMap::from([
         (
             STATUS,
-            handler(move |e: Envelope| {
-                let mut client = intake.clone();
-                async move {
-                    let mut request: UpdateStatusRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.update_status(request).await?;
-                    Ok(())
-                }
+            forward(move |r: UpdateStatusRequest| {
+                let mut c = intake.clone();
+                async move { c.update_status(r).await.map(drop) }
             }),
         ),
         (
             NOTIFY,
-            handler(move |e: Envelope| {
-                let mut client = notification.clone();
-                async move {
-                    let mut request: NotifyRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.notify(request).await?;
-                    Ok(())
-                }
+            forward(move |r: NotifyRequest| {
+                let mut c = notification.clone();
+                async move { c.notify(r).await.map(drop) }
             }),
         ),
     ])

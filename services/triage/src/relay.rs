@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crs_platform::outbox::{Envelope, Handler, handler};
+use crs_platform::outbox::{Handler, forward};
 use crs_platform::peers::PeerChannel;
 use crs_proto::intake::UpdateStatusRequest;
 use crs_proto::intake::intake_service_client::IntakeServiceClient;
@@ -20,26 +20,16 @@ pub fn handlers(intake: PeerChannel, review: PeerChannel) -> HashMap<&'static st
     HashMap::from([
         (
             ENQUEUE,
-            handler(move |e: Envelope| {
-                let mut client = review.clone();
-                async move {
-                    let mut request: EnqueueCaseRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.enqueue_case(request).await?;
-                    Ok(())
-                }
+            forward(move |r: EnqueueCaseRequest| {
+                let mut c = review.clone();
+                async move { c.enqueue_case(r).await.map(drop) }
             }),
         ),
         (
             STATUS,
-            handler(move |e: Envelope| {
-                let mut client = intake.clone();
-                async move {
-                    let mut request: UpdateStatusRequest = e.decode()?;
-                    request.event_id = e.id;
-                    client.update_status(request).await?;
-                    Ok(())
-                }
+            forward(move |r: UpdateStatusRequest| {
+                let mut c = intake.clone();
+                async move { c.update_status(r).await.map(drop) }
             }),
         ),
     ])
