@@ -215,11 +215,7 @@ impl LegalReview {
             Some(s) => s.min(self.cfg.max_claim_lease_secs),
         };
         let txn = self.db.begin().await?;
-        let row = case::Entity::find_by_id(req.case_id.clone())
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        let row = lock_case(&txn, &req.case_id).await?;
         let status = status_of(&row);
         if !matches!(status, RequestStatus::Triaged | RequestStatus::InReview | RequestStatus::Escalated) {
             return Err(wrong_state(&row, "claim it"));
@@ -250,11 +246,8 @@ impl LegalReview {
                     &txn,
                     relay::STATUS,
                     &UpdateStatusRequest {
-                        request_id: row.id.clone(),
-                        status: RequestStatus::InReview as i32,
                         note: "under legal review".into(),
-                        occurred_at: Some(timestamp_from_millis(now)),
-                        ..Default::default()
+                        ..status_update(&row.id, RequestStatus::InReview, now)
                     },
                 )
                 .await?;
@@ -269,11 +262,7 @@ impl LegalReview {
     async fn decide(&self, principal: Principal, req: SubmitDecisionRequest) -> Result<Case> {
         auth::require_role(&principal, REVIEWERS)?;
         let txn = self.db.begin().await?;
-        let row = case::Entity::find_by_id(req.case_id.clone())
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        let row = lock_case(&txn, &req.case_id).await?;
         if !matches!(status_of(&row), RequestStatus::InReview | RequestStatus::Escalated) {
             return Err(wrong_state(&row, "decide it"));
         }
@@ -370,11 +359,7 @@ impl LegalReview {
         }
         v.into_result()?;
         let txn = self.db.begin().await?;
-        let row = case::Entity::find_by_id(req.case_id.clone())
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        let row = lock_case(&txn, &req.case_id).await?;
         if !matches!(status_of(&row), RequestStatus::InReview | RequestStatus::Escalated) {
             return Err(wrong_state(&row, "ask the agency a question"));
         }
@@ -404,13 +389,10 @@ impl LegalReview {
                 &txn,
                 relay::STATUS,
                 &UpdateStatusRequest {
-                    request_id: row.id.clone(),
-                    status: RequestStatus::AwaitingInformation as i32,
                     pending_question: req.question.clone(),
                     deadline: Some(deadline),
                     note: "the reviewer asked for information".into(),
-                    occurred_at: Some(timestamp_from_millis(now)),
-                    ..Default::default()
+                    ..status_update(&row.id, RequestStatus::AwaitingInformation, now)
                 },
             )
             .await?;
@@ -441,11 +423,7 @@ impl LegalReview {
         }
         let txn = self.db.begin().await?;
         let first = inbox_first_time(&txn, &req.event_id).await?;
-        let row = case::Entity::find_by_id(req.case_id.clone())
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| ReviewError::NotFound(req.case_id.clone()))?;
+        let row = lock_case(&txn, &req.case_id).await?;
         if !first || status_of(&row) != RequestStatus::AwaitingInformation {
             // A repeat, or an answer overtaken by events (e.g. a decision): nothing to resume.
             drop(txn);
@@ -472,12 +450,9 @@ impl LegalReview {
                 &txn,
                 relay::STATUS,
                 &UpdateStatusRequest {
-                    request_id: row.id.clone(),
-                    status: RequestStatus::InReview as i32,
                     deadline: Some(deadline),
                     note: "the agency answered; review resumed".into(),
-                    occurred_at: Some(timestamp_from_millis(now)),
-                    ..Default::default()
+                    ..status_update(&row.id, RequestStatus::InReview, now)
                 },
             )
             .await?;
@@ -593,6 +568,25 @@ fn validate_decisions(submission: &Submission, decisions: Vec<ItemDecision>) -> 
     v.into_result()?;
     out.sort_by_key(|d| d.item_index);
     Ok(out)
+}
+
+/// The case, locked for this transaction; NOT_FOUND if there is none.
+async fn lock_case(txn: &sea_orm::DatabaseTransaction, id: &str) -> Result<case::Model> {
+    case::Entity::find_by_id(id.to_owned())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| ReviewError::NotFound(id.to_owned()))
+}
+
+/// The step of a case that intake's projection is told about, as of `at`.
+fn status_update(request_id: &str, status: RequestStatus, at: i64) -> UpdateStatusRequest {
+    UpdateStatusRequest {
+        request_id: request_id.to_owned(),
+        status: status as i32,
+        occurred_at: Some(timestamp_from_millis(at)),
+        ..Default::default()
+    }
 }
 
 fn status_of(row: &case::Model) -> RequestStatus {
