@@ -58,6 +58,17 @@ async fn walk_a_request(backend: Backend) {
     demo.wait_status(&submitted.id, RequestStatus::InReview).await.unwrap();
     let decided = demo.decide(&case.id).await.unwrap();
     assert_eq!(decided.status, RequestStatus::Decided as i32);
+    // The reviewers' list shows the case with its decisions.
+    let mut review = crs_proto::review::legal_review_service_client::LegalReviewServiceClient::new(
+        crsctl::connect(&suite.endpoints.legal_review, demo.reviewer().unwrap()).await.unwrap(),
+    );
+    let listed = review
+        .list_cases(crs_proto::review::ListCasesRequest { status: RequestStatus::Decided as i32, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let listed_case = listed.cases.iter().find(|c| c.id == case.id).expect("the decided case is listed");
+    assert_eq!(listed_case.decisions.len(), 3, "with one decision per item");
 
     let view = demo.wait_status(&submitted.id, RequestStatus::Decided).await.unwrap();
     let outcomes: Vec<_> = view.items.iter().map(|i| i.outcome).collect();

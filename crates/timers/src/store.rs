@@ -253,25 +253,6 @@ impl ClockStore {
         .await
     }
 
-    /// Records a firing; `false` if this (case, threshold, generation) fired before.
-    pub async fn record_firing<C: ConnectionTrait>(conn: &C, f: &Firing) -> Result<bool, DbErr> {
-        let result = firing::Entity::insert(firing::ActiveModel {
-            case_id: Set(f.case_id.clone()),
-            threshold: Set(f.threshold as i32),
-            generation: Set(f.generation),
-            due_at: Set(f.due_at),
-            fired_at: Set(f.fired_at),
-        })
-        .on_conflict(
-            OnConflict::columns([firing::Column::CaseId, firing::Column::Threshold, firing::Column::Generation])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-        Ok(result == 1)
-    }
-
     /// Running clocks whose next threshold is due by `now`, earliest first (the fallback sweep).
     pub async fn due<C: ConnectionTrait>(conn: &C, now: i64, limit: u64) -> Result<Vec<Clock>, DbErr> {
         Ok(clock::Entity::find()

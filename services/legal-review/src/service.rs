@@ -200,10 +200,18 @@ impl LegalReview {
             .all(&self.db)
             .await?;
         let more = rows.len() as u64 > size;
-        let mut cases = Vec::with_capacity(rows.len());
-        for row in rows.iter().take(size as usize) {
-            cases.push(self.to_case(row).await?);
+        let rows: Vec<&case::Model> = rows.iter().take(size as usize).collect();
+        // The page's decisions in one query, not one per case.
+        let mut decisions: std::collections::HashMap<String, Vec<decision::Model>> = Default::default();
+        for d in decision::Entity::find()
+            .filter(decision::Column::CaseId.is_in(rows.iter().map(|r| r.id.clone())))
+            .order_by_asc(decision::Column::ItemIndex)
+            .all(&self.db)
+            .await?
+        {
+            decisions.entry(d.case_id.clone()).or_default().push(d);
         }
+        let cases = rows.iter().map(|r| to_case(r, decisions.get(&r.id).map_or(&[][..], Vec::as_slice))).collect();
         Ok(ListCasesResponse { cases, next_page_token: if more { (offset + size).to_string() } else { String::new() } })
     }
 

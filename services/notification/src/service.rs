@@ -149,13 +149,20 @@ impl Notifications {
             .all(&self.db)
             .await?;
         let more = rows.len() as u64 > size;
-        let mut notifications = Vec::new();
-        for row in rows.into_iter().take(size as usize) {
-            let deliveries = delivery::Entity::find()
-                .filter(delivery::Column::NotificationId.eq(row.id.clone()))
-                .order_by_asc(delivery::Column::Audience)
-                .all(&self.db)
-                .await?;
+        let rows: Vec<notification::Model> = rows.into_iter().take(size as usize).collect();
+        // The page's deliveries in one query, not one per notification.
+        let mut by_notification: std::collections::HashMap<String, Vec<delivery::Model>> = Default::default();
+        for d in delivery::Entity::find()
+            .filter(delivery::Column::NotificationId.is_in(rows.iter().map(|r| r.id.clone())))
+            .order_by_asc(delivery::Column::Audience)
+            .all(&self.db)
+            .await?
+        {
+            by_notification.entry(d.notification_id.clone()).or_default().push(d);
+        }
+        let mut notifications = Vec::with_capacity(rows.len());
+        for row in rows {
+            let deliveries = by_notification.remove(&row.id).unwrap_or_default();
             notifications.push(Notification {
                 id: row.id,
                 event_id: row.event_id,
