@@ -2,6 +2,8 @@
 //!
 //! Generated code lives in [`pb`], one module per versioned package (`pb::intake::v1`, ...).
 //! [`FILE_DESCRIPTOR_SET`] feeds server reflection so `grpcurl` works without `.proto` files.
+//! [`convert`] maps the wire enums onto the domain's vocabulary; [`InternalCall`] names the one
+//! RPC each hand-off message travels to, which is also its outbox topic.
 
 /// Generated messages, clients and servers, mirroring the proto package tree.
 #[rustfmt::skip]
@@ -34,37 +36,16 @@ pub mod pb {
     }
 }
 
+pub mod convert;
+pub mod internal;
+
 /// The encoded `FileDescriptorSet` of every CRS proto (and the well-known types they import).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crs_descriptor.bin"));
 
+pub use convert::ShortName;
+pub use internal::InternalCall;
 pub use pb::common::v1 as common;
 pub use pb::intake::v1 as intake;
 pub use pb::notification::v1 as notification;
 pub use pb::review::v1 as review;
 pub use pb::triage::v1 as triage;
-
-/// Requests that travel through a transactional outbox carry the row's id as `event_id`, their
-/// idempotency key at the receiver.
-pub trait EventId {
-    fn set_event_id(&mut self, id: String);
-}
-
-macro_rules! event_id {
-    ($($ty:ty),* $(,)?) => {
-        $(impl EventId for $ty {
-            fn set_event_id(&mut self, id: String) {
-                self.event_id = id;
-            }
-        })*
-    };
-}
-
-event_id!(
-    triage::AssessRequestRequest,
-    review::EnqueueCaseRequest,
-    review::ResumeCaseRequest,
-    review::WithdrawCaseRequest,
-    intake::UpdateStatusRequest,
-    notification::NotifyRequest,
-    notification::PutSubscriptionRequest,
-);

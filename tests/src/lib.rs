@@ -1,18 +1,19 @@
-//! A sandbox running the four CRS binaries as separate processes on free ports, each with its
-//! own database (fresh SQLite files, or fresh PostgreSQL databases), sharing one Redis.
+//! A sandbox running the four CRS binaries as separate processes, each with its own database
+//! (fresh SQLite files, or fresh PostgreSQL databases), sharing one Redis. The sandbox binds each
+//! service's listeners itself and hands them over at start (socket activation), so no port is
+//! chosen and then lost to another process, and a restarted service gets the same sockets.
 //!
 //! The binaries are the ones `cargo build --bins` put next to the test executable; `make test`
 //! builds them first.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crs_platform::auth::TokenAuthority;
+use crs_testkit::{Listeners, TestDb};
 use crsctl::demo::Endpoints;
-use sea_orm::{ConnectionTrait, Database};
 use secrecy::SecretString;
 
 pub const SERVICES: [&str; 4] = ["intake", "triage", "legal-review", "notification"];
@@ -23,17 +24,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// PostgreSQL server used to create test databases (trust auth on the test machine).
-fn postgres_admin_url() -> String {
-    std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
+    crs_testkit::redis::shared_url()
 }
 
 fn bin_dir() -> PathBuf {
@@ -44,6 +36,7 @@ fn bin_dir() -> PathBuf {
 
 struct Process {
     env: HashMap<String, String>,
+    listeners: Listeners,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -55,7 +48,7 @@ pub struct Suite {
     pub authority: TokenAuthority,
     dir: PathBuf,
     processes: HashMap<&'static str, Process>,
-    databases: Vec<String>,
+    databases: Vec<TestDb>,
     patience: Duration,
 }
 
@@ -87,34 +80,32 @@ impl Suite {
         std::fs::create_dir_all(&dir)?;
         let key = format!("e2e-signing-key-{run}-0123456789abcdef");
         let authority = TokenAuthority::new(&SecretString::from(key.clone()), "crs")?;
-        let ports: HashMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let mut listeners: HashMap<&str, Listeners> = HashMap::new();
+        for svc in SERVICES {
+            listeners.insert(svc, Listeners::bind()?);
+        }
+        let ports: HashMap<&str, u16> = listeners.iter().map(|(s, l)| (*s, l.grpc_port())).collect();
         let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
 
         let mut databases = Vec::new();
         let mut db_urls = HashMap::new();
         for svc in SERVICES {
-            let db_url = match backend {
-                Backend::Sqlite => format!("sqlite://{}/{svc}.db?mode=rwc", dir.display()),
-                Backend::Postgres => {
-                    let name = format!("crs_e2e_{run}_{}", svc.replace('-', "_"));
-                    let admin = Database::connect(postgres_admin_url()).await?;
-                    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
-                    admin.close().await?;
-                    databases.push(name.clone());
-                    let base = postgres_admin_url();
-                    let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(&base).to_owned();
-                    format!("{server}/{name}")
-                }
-            };
-            db_urls.insert(svc, db_url);
+            let db = TestDb::fresh(
+                match backend {
+                    Backend::Sqlite => crs_testkit::Backend::Sqlite,
+                    Backend::Postgres => crs_testkit::Backend::Postgres,
+                },
+                &format!("e2e_{svc}"),
+            )
+            .await?;
+            db_urls.insert(svc, db.url.clone());
+            databases.push(db);
         }
 
         let mut processes = HashMap::new();
         for svc in SERVICES {
             let env: HashMap<String, String> = [
-                ("CRS_SERVER__LISTEN_ADDR", format!("127.0.0.1:{}", ports[svc])),
                 ("CRS_SERVER__SHUTDOWN_GRACE_SECS", "2".into()),
-                ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("CRS_DATABASE__URL", db_urls[svc].clone()),
                 ("CRS_REDIS__URL", redis.to_owned()),
                 ("CRS_AUTH__SIGNING_KEY", key.clone()),
@@ -133,10 +124,7 @@ impl Suite {
                     ("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review")),
                     ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
                 ],
-                "triage" => vec![
-                    ("CRS_PEERS__INTAKE".to_owned(), url("intake")),
-                    ("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review")),
-                ],
+                "triage" => vec![("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review"))],
                 "legal-review" => vec![
                     ("CRS_PEERS__INTAKE".to_owned(), url("intake")),
                     ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
@@ -147,7 +135,8 @@ impl Suite {
             })
             .chain(extra.iter().filter(|(s, _, _)| *s == svc).map(|(_, k, v)| (k.to_string(), v.clone())))
             .collect();
-            processes.insert(svc, Process { env, child: None, log: dir.join(format!("{svc}.log")) });
+            let listeners = listeners.remove(svc).expect("bound above");
+            processes.insert(svc, Process { env, listeners, child: None, log: dir.join(format!("{svc}.log")) });
         }
 
         let mut suite = Suite {
@@ -178,7 +167,9 @@ impl Suite {
         anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build --bins` first (make test does)", bin.display());
         let process = self.processes.get_mut(svc).expect("known service");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&process.log)?;
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        process.listeners.pass_to(&mut cmd)?;
+        let child = cmd
             .envs(&process.env)
             .env_remove("CRS_CONFIG")
             .current_dir(&self.dir)
@@ -241,11 +232,8 @@ impl Suite {
         for svc in SERVICES {
             self.kill(svc);
         }
-        if !self.databases.is_empty() {
-            let admin = Database::connect(postgres_admin_url()).await?;
-            for name in std::mem::take(&mut self.databases) {
-                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
-            }
+        for db in std::mem::take(&mut self.databases) {
+            db.drop_now().await?;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())

@@ -56,8 +56,14 @@ async fn walk_a_request(backend: Backend) {
     let case = demo.claim(&submitted.id).await.unwrap();
     assert_eq!(case.status, RequestStatus::InReview as i32);
     demo.wait_status(&submitted.id, RequestStatus::InReview).await.unwrap();
-    let decided = demo.decide(&case.id).await.unwrap();
-    assert_eq!(decided.status, RequestStatus::Decided as i32);
+    // A global removal on a government order, on a speech case: four eyes before it takes effect.
+    let pending = demo.decide(&case.id).await.unwrap();
+    assert_eq!(pending.status, RequestStatus::AwaitingApproval as i32, "{pending:?}");
+    assert!(!pending.approval_reason.is_empty());
+    let approved = demo.approve(&case.id).await.unwrap();
+    assert_eq!(approved.status, RequestStatus::Decided as i32);
+    assert_eq!(approved.decided_by, "reviewer:ana");
+    assert_eq!(approved.approved_by, "reviewer:sam");
     // The reviewers' list shows the case with its decisions.
     let mut review = crs_proto::review::legal_review_service_client::LegalReviewServiceClient::new(
         crsctl::connect(&suite.endpoints.legal_review, demo.reviewer().unwrap()).await.unwrap(),
@@ -157,7 +163,7 @@ async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
     let case = demo.claim(&submitted.id).await.unwrap();
     // The agency's endpoint fails for a while, so deliveries are mid-retry when notification dies.
     receiver.set_failing(true);
-    demo.decide(&case.id).await.unwrap();
+    demo.decide_and_approve(&case.id).await.unwrap();
     suite.kill("legal-review");
     suite.restart("legal-review").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
@@ -246,7 +252,11 @@ async fn an_agency_answers_a_question_and_the_case_resumes() {
     );
     let question = "Which court ruling declared the assembly unlawful?";
     let asked = review
-        .request_information(RequestInformationRequest { case_id: submitted.id.clone(), question: question.into() })
+        .request_information(RequestInformationRequest {
+            case_id: submitted.id.clone(),
+            question: question.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -278,7 +288,7 @@ async fn an_agency_answers_a_question_and_the_case_resumes() {
         assert!(tokio::time::Instant::now() < deadline, "the case did not resume: {case:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    demo.decide(&submitted.id).await.unwrap();
+    demo.decide_and_approve(&submitted.id).await.unwrap();
     demo.wait_status(&submitted.id, RequestStatus::Decided).await.unwrap();
     let notes = demo
         .wait_delivered(

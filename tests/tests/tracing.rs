@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 /// Every span received, with the `service.name` of the process that sent it.
 #[derive(Clone, Default)]
@@ -127,7 +128,7 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     assert_eq!(continued.metadata().get("x-trace-id").unwrap().to_str().unwrap(), caller_trace);
 
     demo.claim(&request_id).await.unwrap();
-    demo.decide(&request_id).await.unwrap();
+    demo.decide_and_approve(&request_id).await.unwrap();
     demo.wait_status(&request_id, RequestStatus::Decided).await.unwrap();
     let notes =
         demo.wait_delivered(&request_id, &[NotificationKind::Acknowledged, NotificationKind::Decided]).await.unwrap();
@@ -151,16 +152,39 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     assert!(names.contains(&"review.decide"), "the decision is in the trace {trace_id}: {names:?}");
     assert!(names.contains(&"review.claim"), "so is the claim");
     assert_eq!(
-        names.iter().filter(|n| **n == "webhook.deliver process").count(),
+        names.iter().filter(|n| **n == "process webhook.deliver").count(),
         deliveries,
         "each notification delivery is in the trace: {names:?}"
     );
+    // Each hand-off is a call: the relay's consumer span, a CLIENT span with the RPC attributes,
+    // and the receiving server's span as the client span's child.
     for rpc in [
-        "crs.triage.v1.TriageService/AssessRequest",
-        "crs.review.v1.LegalReviewService/EnqueueCase",
-        "crs.notification.v1.NotificationService/Notify",
+        "crs.triage.v1.TriageInternalService/AssessRequest",
+        "crs.review.v1.LegalReviewInternalService/EnqueueCase",
+        "crs.notification.v1.NotificationInternalService/Notify",
+        "crs.intake.v1.IntakeInternalService/UpdateStatus",
     ] {
-        assert!(names.contains(&rpc), "{rpc} is in the trace");
+        let client = in_trace
+            .iter()
+            .find(|(_, s)| s.name == rpc && s.kind == SpanKind::Client as i32)
+            .unwrap_or_else(|| panic!("a client span for {rpc} in the trace"));
+        let attr = |span: &Span, key: &str| {
+            span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
+        };
+        assert!(matches!(attr(&client.1, "rpc.system"), Some(Value::StringValue(ref v)) if v == "grpc"));
+        let (service, method) = rpc.split_once('/').unwrap();
+        assert!(matches!(attr(&client.1, "rpc.service"), Some(Value::StringValue(ref v)) if v == service));
+        assert!(matches!(attr(&client.1, "rpc.method"), Some(Value::StringValue(ref v)) if v == method));
+        assert!(matches!(attr(&client.1, "server.port"), Some(Value::IntValue(p)) if p > 0));
+        let process =
+            in_trace.iter().find(|(_, s)| s.span_id == client.1.parent_span_id).expect("the client span's parent");
+        assert!(process.1.name.starts_with("process "), "{rpc} is called from the relay: {}", process.1.name);
+        assert!(
+            in_trace.iter().any(|(_, s)| s.name == rpc
+                && s.kind == SpanKind::Server as i32
+                && s.parent_span_id == client.1.span_id),
+            "{rpc}'s server span is the client span's child"
+        );
     }
 
     // Database work follows the database conventions.
@@ -255,9 +279,16 @@ async fn sla_firings_join_the_requests_trace() {
         in_trace.iter().filter(|s| s.name.starts_with("sla.")).map(|s| s.span_id.as_slice()).collect();
     let sent = in_trace
         .iter()
-        .filter(|s| s.name == "notification.notify process" && firing_ids.contains(s.parent_span_id.as_slice()))
+        .filter(|s| {
+            s.name == "process crs.notification.v1.NotificationInternalService/Notify"
+                && firing_ids.contains(s.parent_span_id.as_slice())
+        })
         .count();
     assert_eq!(sent, 4, "each firing's notification continues from the firing");
+    // Numbers stay numbers.
+    let breach = in_trace.iter().find(|s| s.name == "sla.breach").unwrap();
+    let percent = breach.attributes.iter().find(|a| a.key == "sla.threshold_percent").and_then(|a| a.value.clone());
+    assert!(matches!(percent.and_then(|v| v.value), Some(Value::IntValue(100))), "sla.threshold_percent is a number");
     suite.stop().await.unwrap();
     let _ = std::fs::remove_file(policies);
 }

@@ -16,7 +16,7 @@ use crs_proto::notification::{
     Audience, DeliveryState, ListNotificationsRequest, Notification, NotificationKind, PutSubscriptionRequest,
 };
 use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
-use crs_proto::review::{Case, ClaimCaseRequest, GetCaseRequest, SubmitDecisionRequest};
+use crs_proto::review::{ApproveDecisionRequest, Case, ClaimCaseRequest, GetCaseRequest, SubmitDecisionRequest};
 
 use crate::receiver::Receiver;
 use crate::{Bearer, connect};
@@ -71,6 +71,11 @@ impl Demo {
 
     pub fn reviewer(&self) -> anyhow::Result<Bearer> {
         self.bearer(Principal::Reviewer { id: "ana".into(), roles: vec![Role::Reviewer] })
+    }
+
+    /// The second reviewer: a senior reviewer who approves decisions that need four eyes.
+    pub fn approver(&self) -> anyhow::Result<Bearer> {
+        self.bearer(Principal::Reviewer { id: "sam".into(), roles: vec![Role::SeniorReviewer] })
     }
 
     pub fn agency(&self) -> anyhow::Result<Bearer> {
@@ -237,6 +242,26 @@ impl Demo {
             .into_inner())
     }
 
+    /// Decides, and approves as the second reviewer when the decision needs it.
+    pub async fn decide_and_approve(&self, case_id: &str) -> anyhow::Result<Case> {
+        let decided = self.decide(case_id).await?;
+        if decided.status == RequestStatus::AwaitingApproval as i32 { self.approve(case_id).await } else { Ok(decided) }
+    }
+
+    /// The second reviewer approves the decision awaiting approval.
+    pub async fn approve(&self, case_id: &str) -> anyhow::Result<Case> {
+        let mut review = LegalReviewServiceClient::new(connect(&self.endpoints.legal_review, self.approver()?).await?);
+        Ok(review
+            .approve_decision(ApproveDecisionRequest {
+                case_id: case_id.into(),
+                approve: true,
+                comment: "Checked against the law invoked and the platform policy; approved.".into(),
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Notification's record of the request, as an admin sees it.
     pub async fn notifications(&self, request_id: &str) -> anyhow::Result<Vec<Notification>> {
         let mut notification =
@@ -308,7 +333,12 @@ pub async fn run(endpoints: Endpoints, authority: TokenAuthority) -> anyhow::Res
     println!("== 4. reviewer ana claimed case {} -> {}", case.id, status_name(case.status));
     demo.wait_status(&submitted.id, RequestStatus::InReview).await?;
     let decided = demo.decide(&case.id).await?;
-    println!("== 5. reviewer decided -> {}", status_name(decided.status));
+    println!("== 5. reviewer ana decided -> {}", status_name(decided.status));
+    if decided.status == RequestStatus::AwaitingApproval as i32 {
+        println!("      a second reviewer must approve: {}", decided.approval_reason);
+        let approved = demo.approve(&case.id).await?;
+        println!("      senior reviewer sam approved -> {}", status_name(approved.status));
+    }
 
     let view = demo.wait_status(&submitted.id, RequestStatus::Decided).await?;
     println!("== 6. the agency now sees {}:", status_name(view.status));

@@ -33,6 +33,35 @@ pub trait ServiceConfig: DeserializeOwned {
     fn outbox(&self) -> &OutboxConfig;
 }
 
+/// A CRS service as a library: built from its configuration (binding its listeners, port 0
+/// picks a free one), then run until stopped. `main` and the tests start it the same way.
+pub trait Service: Sized + Send + 'static {
+    type Config: ServiceConfig + Send;
+    /// The service's name: `crs-<name>` is its binary, `service:<name>` its principal.
+    const NAME: &'static str;
+    /// Its built-in configuration defaults (the platform's apply first).
+    const DEFAULTS: &'static str;
+
+    fn build(cfg: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send;
+    /// Where its gRPC server listens.
+    fn local_addr(&self) -> SocketAddr;
+    /// Where its metrics are served.
+    fn admin_addr(&self) -> SocketAddr;
+    fn run_until_stopped(self, shutdown: CancellationToken) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A service binary's `main`: runs `S` as [`run_service`] describes.
+pub fn main<S: Service>() -> ExitCode {
+    run_service::<S::Config, _, _>(S::NAME, S::DEFAULTS, |cfg, shutdown| async move {
+        S::build(cfg).await?.run_until_stopped(shutdown).await
+    })
+}
+
+/// Loads `S`'s configuration from the built-in defaults and `env` alone (no file), as tests do.
+pub fn config_from_env<S: Service>(env: &HashMap<String, String>) -> anyhow::Result<S::Config> {
+    crate::config::load(&[crate::config::PLATFORM_DEFAULTS, S::DEFAULTS], None, env)
+}
+
 /// Connected platform parts: listener bound, database migrated, Redis handle, token authority.
 pub struct Platform {
     pub listener: TcpListener,
@@ -51,9 +80,9 @@ pub struct Platform {
 impl Platform {
     /// Binds, connects and migrates (with the service's migrator `M`).
     pub async fn start<M: MigratorTrait>(cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
-        let listener = crate::server::bind(cfg.server().listen_addr).await?;
+        let listener = crate::server::bind(cfg.server().listen_addr, crate::server::Listener::Grpc).await?;
         let local_addr = listener.local_addr()?;
-        let admin_listener = crate::server::bind(cfg.admin().listen_addr).await?;
+        let admin_listener = crate::server::bind(cfg.admin().listen_addr, crate::server::Listener::Admin).await?;
         let admin_addr = admin_listener.local_addr()?;
         let db = crate::db::connect::<M>(cfg.database()).await?;
         let redis = RedisHandle::new(&cfg.redis().url)?;
@@ -73,9 +102,9 @@ impl Platform {
         })
     }
 
-    /// The interceptor that authenticates every call to this service.
-    pub fn verifier(&self) -> crate::auth::VerifyToken {
-        self.authority.interceptor(self.revocations.clone())
+    /// The layer that authenticates every call to this service and guards its internal RPCs.
+    pub fn access(&self) -> crate::access::AccessLayer {
+        crate::access::AccessLayer::new(self.authority.clone(), self.revocations.clone())
     }
 
     pub fn dependencies(&self) -> Dependencies {
@@ -93,11 +122,18 @@ impl Platform {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, admin = %self.admin_addr, services = ?service_names, "listening");
         let deps = self.dependencies();
+        let access = self.access();
         let admin = tokio::spawn(crate::metrics::serve(self.admin_listener, shutdown.clone()));
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
-        let served =
-            crate::server::serve(routes, service_names, self.listener, deps, shutdown.clone(), self.grace).await;
+        let served = crate::server::serve(
+            routes,
+            service_names,
+            crate::server::Served { listener: self.listener, access, deps },
+            shutdown.clone(),
+            self.grace,
+        )
+        .await;
         shutdown.cancel();
         let _ = relay.await;
         let _ = revocations.await;
@@ -115,6 +151,7 @@ where
     F: FnOnce(C, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    crate::server::take_inherited_listeners();
     let env: HashMap<String, String> = std::env::vars().collect();
     let file = crate::config::file_from_args_or_env(&env);
     let cfg: C = match crate::config::load(&[crate::config::PLATFORM_DEFAULTS, defaults], file.as_deref(), &env) {

@@ -1,9 +1,9 @@
 //! Who is calling: bearer tokens naming a principal, verified the same way by every service.
 //!
 //! Tokens are HS256 JWTs signed with the deployment's key. The subject names the principal
-//! (`agency:<id>`, `reviewer:<id>`, `service:<name>`); reviewers carry roles. Servers verify in a
-//! tonic interceptor and put the [`Principal`] into the request's extensions; handlers ask for it
-//! with [`principal`] and check what it may do with the `require_*` helpers.
+//! (`agency:<id>`, `reviewer:<id>`, `service:<name>`); reviewers carry roles. Servers verify every
+//! call in one layer ([`crate::access`]) that puts the [`Principal`] into the request's extensions;
+//! handlers ask for it with [`principal`] and check what it may do with the `require_*` helpers.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +16,6 @@ use tonic::{Code, Request, Status};
 
 use crate::config::AuthConfig;
 use crate::error::ServiceError;
-use crate::revocation::Revocations;
 
 /// A reviewer's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,12 +199,6 @@ impl TokenAuthority {
         Ok((principal, data.claims.jti))
     }
 
-    /// The server-side interceptor: verifies the bearer token of every call and refuses revoked
-    /// tokens and subjects.
-    pub fn interceptor(&self, revocations: Revocations) -> VerifyToken {
-        VerifyToken { authority: Arc::new(self.clone()), revocations }
-    }
-
     /// The client-side interceptor for calls this service makes as `service:<name>`.
     pub fn service_credentials(&self, name: &str) -> ServiceCredentials {
         ServiceCredentials {
@@ -219,31 +212,6 @@ impl TokenAuthority {
 /// The id of the verified token, kept beside the principal (revocation is checked by it).
 #[derive(Debug, Clone)]
 pub struct TokenId(pub String);
-
-/// Verifies `authorization: Bearer <token>` and stores the [`Principal`] in the extensions.
-#[derive(Clone, Debug)]
-pub struct VerifyToken {
-    authority: Arc<TokenAuthority>,
-    revocations: Revocations,
-}
-
-impl Interceptor for VerifyToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request.metadata().get("authorization").ok_or(AuthError::Missing)?;
-        let value = header.to_str().map_err(|_| AuthError::Invalid("not ASCII".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".into()))?;
-        let (principal, token_id) = self.authority.verify(token.trim())?;
-        if self.revocations.is_revoked(&token_id, &principal.subject()) {
-            return Err(AuthError::Invalid("token revoked".into()).into());
-        }
-        request.extensions_mut().insert(principal);
-        request.extensions_mut().insert(TokenId(token_id));
-        Ok(request)
-    }
-}
 
 /// Attaches a fresh `service:<name>` token to outgoing calls, re-issuing it before it expires.
 #[derive(Clone, Debug)]

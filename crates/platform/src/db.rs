@@ -76,3 +76,60 @@ pub fn span(db: &impl sea_orm::ConnectionTrait, operation: &'static str) -> trac
         db.operation.name = operation
     )
 }
+
+/// Column definitions for migrations, written out so that a migration never changes once
+/// released (an entity may change; the migrations that built its table do not).
+pub mod columns {
+    use sea_orm::sea_query::{Alias, ColumnDef, ColumnType, StringLen};
+
+    fn col(name: &str, ty: ColumnType, nullable: bool) -> ColumnDef {
+        let mut c = ColumnDef::new_with_type(Alias::new(name), ty);
+        if !nullable {
+            c.not_null();
+        }
+        c
+    }
+
+    /// `varchar`, NOT NULL.
+    pub fn string(name: &str) -> ColumnDef {
+        col(name, ColumnType::String(StringLen::None), false)
+    }
+    /// `varchar`, nullable.
+    pub fn string_null(name: &str) -> ColumnDef {
+        col(name, ColumnType::String(StringLen::None), true)
+    }
+    /// `text`, NOT NULL.
+    pub fn text(name: &str) -> ColumnDef {
+        col(name, ColumnType::Text, false)
+    }
+    /// `integer`, NOT NULL.
+    pub fn integer(name: &str) -> ColumnDef {
+        col(name, ColumnType::Integer, false)
+    }
+    /// `bigint`, NOT NULL.
+    pub fn big(name: &str) -> ColumnDef {
+        col(name, ColumnType::BigInteger, false)
+    }
+    /// `bigint`, nullable.
+    pub fn big_null(name: &str) -> ColumnDef {
+        col(name, ColumnType::BigInteger, true)
+    }
+    /// `boolean`, NOT NULL.
+    pub fn boolean(name: &str) -> ColumnDef {
+        col(name, ColumnType::Boolean, false)
+    }
+    /// Bytes (`bytea` on PostgreSQL), NOT NULL.
+    pub fn bytes(name: &str) -> ColumnDef {
+        col(name, ColumnType::VarBinary(StringLen::None), false)
+    }
+    /// Bytes, nullable.
+    pub fn bytes_null(name: &str) -> ColumnDef {
+        col(name, ColumnType::VarBinary(StringLen::None), true)
+    }
+    /// A single-column primary key of `varchar`.
+    pub fn string_key(name: &str) -> ColumnDef {
+        let mut c = string(name);
+        c.primary_key();
+        c
+    }
+}

@@ -8,40 +8,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// Field-level problems with a request, reported as `google.rpc.BadRequest`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldViolations(Vec<(String, String)>);
-
-impl FieldViolations {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records that `field` (a path such as `items[3].url`) is wrong, and why.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(f, d)| (f.as_str(), d.as_str()))
-    }
-
-    /// `Ok(())` when nothing was recorded.
-    pub fn into_result(self) -> Result<(), FieldViolations> {
-        if self.0.is_empty() { Ok(()) } else { Err(self) }
-    }
-}
-
-impl std::fmt::Display for FieldViolations {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(field, d)| format!("{field}: {d}")).collect();
-        write!(f, "{}", parts.join("; "))
-    }
-}
+pub use crs_domain::FieldViolations;
 
 /// What a service error must say for the caller.
 pub trait ServiceError: std::error::Error {

@@ -2,6 +2,7 @@
 //! configuration, telemetry, server bootstrap, authentication, storage, errors,
 //! and the transactional outbox that carries every hand-off between services.
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
+pub mod paging;
 pub mod peers;
 pub mod redis;
 pub mod revocation;

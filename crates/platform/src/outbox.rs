@@ -1,12 +1,14 @@
 //! The transactional outbox, its relay, and the inbox: how every hand-off between services
 //! travels.
 //!
-//! A producer writes its state change and an outbox row in one transaction ([`Outbox::enqueue`]),
-//! then wakes the relay ([`Outbox::wake`]). The relay claims due rows with a lease (on PostgreSQL
-//! with `FOR UPDATE SKIP LOCKED`, so replicas never claim the same row), hands each to the
-//! handler registered for its topic (a gRPC call whose idempotency key is the row's id), deletes
-//! it on success, and on failure schedules a retry with capped exponential backoff and jitter.
-//! Rows are never dropped: a hand-off that keeps failing keeps retrying, and is visible as lag.
+//! A producer writes its state change and an outbox row in one transaction ([`Outbox::send`] for a
+//! hand-off to another service's internal RPC, whose path is the row's topic; [`Outbox::enqueue`]
+//! for the service's own deferred work), then wakes the relay ([`Outbox::wake`]). The relay claims
+//! due rows with a lease (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so replicas never claim the
+//! same row), hands each to the handler registered for its topic ([`route`]: a gRPC call whose
+//! idempotency key is the row's id), deletes it on success, and on failure schedules a retry with
+//! capped exponential backoff and jitter. Rows are never dropped: a hand-off that keeps failing
+//! keeps retrying, and is visible as lag.
 //!
 //! Receivers record each event id in their inbox ([`inbox_first_time`]) in the same transaction
 //! as the effect, so at-least-once delivery has exactly-once effect.
@@ -58,16 +60,17 @@ where
     Arc::new(move |e| Box::pin(f(e)))
 }
 
-/// A handler that decodes the row as `M`, stamps it with the row's id as its `event_id`, and
-/// hands it to `call` (a gRPC call to the receiving service).
-pub fn forward<M, F, Fut>(call: F) -> Handler
+/// The relay's route for hand-offs of `M`: decodes the row, stamps the row's id as its
+/// `event_id`, and hands it to `call` (the gRPC call to the receiving service's internal RPC).
+/// The topic is `M`'s RPC path, the same one [`Outbox::send`] writes.
+pub fn route<M, F, Fut>(call: F) -> (&'static str, Handler)
 where
-    M: prost::Message + Default + crs_proto::EventId + Send + 'static,
+    M: crs_proto::InternalCall,
     F: Fn(M) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
     let call = Arc::new(call);
-    handler(move |e: Envelope| {
+    let handler = handler(move |e: Envelope| {
         let call = call.clone();
         async move {
             let mut message: M = e.decode()?;
@@ -75,7 +78,8 @@ where
             call(message).await?;
             Ok(())
         }
-    })
+    });
+    (M::METHOD, handler)
 }
 
 /// The producer's side: enqueue inside a transaction, wake after commit.
@@ -90,8 +94,55 @@ impl Outbox {
         Self { db, wake: Arc::new(Notify::new()) }
     }
 
-    /// Adds a hand-off to `topic` within the caller's transaction; returns its event id. The
-    /// current trace context is stored with it so the delivery continues the trace.
+    /// Adds a hand-off of `message` to its internal RPC within the caller's transaction; returns
+    /// its event id. The current trace context is stored with it so the delivery continues the trace.
+    pub async fn send<C: ConnectionTrait, M: crs_proto::InternalCall>(
+        &self,
+        conn: &C,
+        message: &M,
+    ) -> Result<String, DbErr> {
+        self.enqueue(conn, M::METHOD, message).await
+    }
+
+    /// Like [`Outbox::send`] with the event id chosen by the caller, so that sending the same
+    /// event again (a retried command) hands off one event: a row still pending is not
+    /// duplicated, and the receiver's inbox drops a repeat of one already delivered.
+    pub async fn send_as<C: ConnectionTrait, M: crs_proto::InternalCall>(
+        &self,
+        conn: &C,
+        event_id: &str,
+        message: &M,
+    ) -> Result<(), DbErr> {
+        let now = now_millis();
+        let stmt = statement(
+            conn.get_database_backend(),
+            "INSERT INTO outbox (id, topic, payload, trace_context, created_at, available_at, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (id) DO NOTHING",
+            vec![
+                event_id.into(),
+                M::METHOD.into(),
+                Value::Bytes(Some(message.encode_to_vec())),
+                crate::telemetry::current_traceparent().into(),
+                now.into(),
+                now.into(),
+            ],
+        );
+        conn.execute_raw(stmt).instrument(crate::db::span(conn, "outbox enqueue")).await?;
+        Ok(())
+    }
+
+    /// Like [`Outbox::send`], continuing a stored trace (e.g. a case's, when its SLA timer fires).
+    pub async fn send_in_trace<C: ConnectionTrait, M: crs_proto::InternalCall>(
+        &self,
+        conn: &C,
+        message: &M,
+        traceparent: Option<String>,
+    ) -> Result<String, DbErr> {
+        self.enqueue_in_trace(conn, M::METHOD, message, traceparent).await
+    }
+
+    /// Adds work for this service's own relay under `topic` (e.g. a webhook delivery) within the
+    /// caller's transaction; returns its id.
     pub async fn enqueue<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -101,7 +152,7 @@ impl Outbox {
         self.enqueue_in_trace(conn, topic, message, crate::telemetry::current_traceparent()).await
     }
 
-    /// Like [`Outbox::enqueue`], continuing a stored trace (e.g. a case's, when its SLA timer fires).
+    /// Like [`Outbox::enqueue`], continuing a stored trace.
     pub async fn enqueue_in_trace<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -148,14 +199,20 @@ impl Outbox {
         Ok((n, oldest.map(|o| now_millis() - o).unwrap_or(0)))
     }
 
-    /// The relay delivering this outbox's rows through `handlers` (keyed by topic).
-    pub fn relay(&self, service: &str, cfg: OutboxConfig, handlers: HashMap<&'static str, Handler>) -> Relay {
+    /// The relay delivering this outbox's rows through `handlers` (topic and handler, as
+    /// [`route`] makes them).
+    pub fn relay(
+        &self,
+        service: &str,
+        cfg: OutboxConfig,
+        handlers: impl IntoIterator<Item = (&'static str, Handler)>,
+    ) -> Relay {
         Relay {
             service: service.to_owned(),
             db: self.db.clone(),
             wake: self.wake.clone(),
             cfg,
-            handlers: Arc::new(handlers),
+            handlers: Arc::new(handlers.into_iter().collect()),
         }
     }
 }
@@ -253,7 +310,7 @@ impl Relay {
     async fn deliver(&self, envelope: Envelope) -> Option<i64> {
         let span = tracing::info_span!(
             "outbox deliver",
-            otel.name = %format!("{} process", envelope.topic),
+            otel.name = %format!("process {}", envelope.topic.trim_start_matches('/')),
             otel.kind = "consumer",
             messaging.system = "crs-outbox",
             messaging.operation.type = "process",
@@ -385,5 +442,64 @@ impl MigrationTrait for OutboxMigration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(Alias::new("inbox")).to_owned()).await?;
         manager.drop_table(Table::drop().table(Alias::new("outbox")).to_owned()).await
+    }
+}
+
+/// Renames the topics of rows written before topics were derived from the RPC they call, so
+/// hand-offs pending across an upgrade are still delivered. Every service lists it after
+/// [`OutboxMigration`].
+pub struct OutboxTopicsByRpc;
+
+/// The topic names rows carried before, and the RPC each went to.
+const FORMER_TOPICS: &[(&str, &str)] = &[
+    ("triage.assess", <crs_proto::triage::AssessRequestRequest as crs_proto::InternalCall>::METHOD),
+    ("review.enqueue", <crs_proto::review::EnqueueCaseRequest as crs_proto::InternalCall>::METHOD),
+    ("review.resume", <crs_proto::review::ResumeCaseRequest as crs_proto::InternalCall>::METHOD),
+    ("review.withdraw", <crs_proto::review::WithdrawCaseRequest as crs_proto::InternalCall>::METHOD),
+    ("intake.status", <crs_proto::intake::UpdateStatusRequest as crs_proto::InternalCall>::METHOD),
+    ("notification.notify", <crs_proto::notification::NotifyRequest as crs_proto::InternalCall>::METHOD),
+    ("notification.subscribe", <crs_proto::notification::PutSubscriptionRequest as crs_proto::InternalCall>::METHOD),
+];
+
+impl MigrationName for OutboxTopicsByRpc {
+    fn name(&self) -> &str {
+        "m20261129_000001_outbox_topics_by_rpc"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for OutboxTopicsByRpc {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let backend = manager.get_database_backend();
+        // The RPC paths are longer than the 64 characters the first schema allowed, and events
+        // named by their sender (`withdrawn:<request id>`) longer than a bare UUID.
+        if backend == DbBackend::Postgres {
+            db.execute_unprepared("ALTER TABLE outbox ALTER COLUMN topic TYPE varchar(160)").await?;
+            db.execute_unprepared("ALTER TABLE outbox ALTER COLUMN id TYPE varchar(80)").await?;
+        }
+        for (old, new) in FORMER_TOPICS {
+            db.execute_raw(statement(
+                backend,
+                "UPDATE outbox SET topic = $1 WHERE topic = $2",
+                vec![(*new).into(), (*old).into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let backend = manager.get_database_backend();
+        for (old, new) in FORMER_TOPICS {
+            db.execute_raw(statement(
+                backend,
+                "UPDATE outbox SET topic = $1 WHERE topic = $2",
+                vec![(*old).into(), (*new).into()],
+            ))
+            .await?;
+        }
+        Ok(())
     }
 }

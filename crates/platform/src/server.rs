@@ -19,9 +19,43 @@ use tracing::Instrument;
 
 use crate::redis::RedisHandle;
 
-/// Binds the gRPC listener (port 0 picks a free port).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Which of the listeners a parent process may hand over (systemd socket activation order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Grpc = 0,
+    Admin = 1,
+}
+
+/// Listeners a parent process handed over (systemd socket activation: `LISTEN_FDS`, the gRPC
+/// listener first, the admin listener second), taken once before any thread starts, because
+/// taking them edits the environment.
+static INHERITED: std::sync::Mutex<Vec<Option<std::net::TcpListener>>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes the listeners a parent process handed over, if any. Call before starting threads.
+pub fn take_inherited_listeners() {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut taken = INHERITED.lock().expect("inherited listeners");
+    for i in 0..fds.len() {
+        taken.push(fds.take_tcp_listener(i).ok().flatten());
+    }
+}
+
+/// Binds a listener on `addr` (port 0 picks a free port), or uses the one a parent process
+/// bound and handed over, so a supervisor or a test can hold the port before the service starts.
+pub async fn bind(addr: SocketAddr, which: Listener) -> anyhow::Result<TcpListener> {
+    let inherited = INHERITED.lock().expect("inherited listeners").get_mut(which as usize).and_then(Option::take);
+    if let Some(listener) = inherited {
+        listener.set_nonblocking(true)?;
+        return Ok(TcpListener::from_std(listener)?);
+    }
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// What a server serves on: its listener, its access layer, the dependencies readiness watches.
+pub struct Served {
+    pub listener: TcpListener,
+    pub access: crate::access::AccessLayer,
+    pub deps: Dependencies,
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -56,11 +90,11 @@ pub struct Dependencies {
 pub async fn serve(
     routes: Routes,
     service_names: &[&'static str],
-    listener: TcpListener,
-    deps: Dependencies,
+    served: Served,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    let Served { listener, access, deps } = served;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec![""];
     names.extend_from_slice(service_names);
@@ -102,6 +136,7 @@ pub async fn serve(
 
     let server = tonic::transport::Server::builder()
         .layer(RpcTraceLayer)
+        .layer(access)
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection_v1)

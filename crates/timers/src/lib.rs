@@ -19,24 +19,19 @@ pub mod metrics;
 pub mod store;
 pub mod sweeper;
 
+pub use crs_domain::deadline::Deadline;
 pub use store::{ClockMigration, ClockStore};
 
-/// A clock as the database holds it.
+/// A clock as the database holds it: the case's SLA [`Deadline`] (whose arithmetic lives in the
+/// domain crate) and the firing state around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clock {
     pub case_id: String,
-    /// The legal budget, excluding paused time.
-    pub budget_ms: i64,
-    pub started_at: i64,
-    /// Set while paused (AWAITING_INFORMATION).
-    pub paused_at: Option<i64>,
-    /// Time spent paused before the current pause.
-    pub paused_total_ms: i64,
+    /// Budget, start, paused time and thresholds.
+    pub deadline: Deadline,
     /// Bumped on every change; index entries of older generations are stale.
     pub generation: i64,
-    /// Percentages of the budget at which to fire, ascending; 100 is the breach.
-    pub thresholds: Vec<u32>,
-    /// Index into `thresholds` of the next one to fire.
+    /// Index into the deadline's thresholds of the next one to fire.
     pub next_index: usize,
     pub stopped_at: Option<i64>,
     /// The case's trace context, so firings continue its trace.
@@ -46,12 +41,12 @@ pub struct Clock {
 impl Clock {
     /// When threshold `i` is due, given the time paused so far.
     pub fn due_at(&self, i: usize) -> i64 {
-        self.started_at + self.paused_total_ms + self.budget_ms * i64::from(self.thresholds[i]) / 100
+        self.deadline.threshold_at(i)
     }
 
     /// The next threshold to fire and when, if the clock is running.
     pub fn next_due(&self) -> Option<(usize, i64)> {
-        if self.stopped_at.is_some() || self.paused_at.is_some() || self.next_index >= self.thresholds.len() {
+        if self.stopped_at.is_some() || self.deadline.is_paused() || self.next_index >= self.deadline.thresholds.len() {
             return None;
         }
         Some((self.next_index, self.due_at(self.next_index)))
@@ -59,8 +54,7 @@ impl Clock {
 
     /// Budget left at `now`, not counting paused time.
     pub fn remaining_ms(&self, now: i64) -> i64 {
-        let paused_now = self.paused_at.map_or(0, |p| now - p);
-        self.started_at + self.paused_total_ms + paused_now + self.budget_ms - now
+        self.deadline.remaining_ms(now)
     }
 
     /// The index entry naming this clock's next threshold in this generation.
@@ -121,12 +115,8 @@ mod tests {
     fn clock() -> Clock {
         Clock {
             case_id: "c".into(),
-            budget_ms: 3_600_000,
-            started_at: 1_000,
-            paused_at: None,
-            paused_total_ms: 0,
+            deadline: Deadline::new(3_600_000, 1_000, &[50, 75, 90]),
             generation: 1,
-            thresholds: vec![50, 75, 90, 100],
             next_index: 0,
             stopped_at: None,
             trace_context: None,
@@ -138,14 +128,14 @@ mod tests {
         let mut c = clock();
         assert_eq!(c.due_at(0), 1_000 + 1_800_000);
         assert_eq!(c.due_at(3), 1_000 + 3_600_000);
-        c.paused_total_ms = 60_000;
+        c.deadline.paused_total_ms = 60_000;
         assert_eq!(c.due_at(3), 1_000 + 3_660_000);
     }
 
     #[test]
     fn paused_or_stopped_clocks_have_nothing_due() {
         let mut c = clock();
-        c.paused_at = Some(5_000);
+        c.deadline.pause(5_000);
         assert_eq!(c.next_due(), None);
         assert_eq!(c.remaining_ms(10_000), 3_600_000 - 4_000, "the pause does not count");
         let mut c = clock();

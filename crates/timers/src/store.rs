@@ -4,7 +4,7 @@
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Alias, Index, OnConflict};
-use sea_orm::{ConnectionTrait, DbErr, QueryOrder, QuerySelect, Schema, Set};
+use sea_orm::{ConnectionTrait, DbErr, QueryOrder, QuerySelect, Set};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
 use crate::{Clock, Firing};
@@ -65,12 +65,14 @@ impl From<clock::Model> for Clock {
     fn from(m: clock::Model) -> Clock {
         Clock {
             case_id: m.case_id,
-            budget_ms: m.budget_ms,
-            started_at: m.started_at,
-            paused_at: m.paused_at,
-            paused_total_ms: m.paused_total_ms,
+            deadline: crs_domain::deadline::Deadline {
+                budget_ms: m.budget_ms,
+                started_at: m.started_at,
+                paused_at: m.paused_at,
+                paused_total_ms: m.paused_total_ms,
+                thresholds: serde_json::from_str(&m.thresholds).unwrap_or_default(),
+            },
             generation: m.generation,
-            thresholds: serde_json::from_str(&m.thresholds).unwrap_or_default(),
             next_index: m.next_index.max(0) as usize,
             stopped_at: m.stopped_at,
             trace_context: m.trace_context,
@@ -81,12 +83,12 @@ impl From<clock::Model> for Clock {
 fn row(c: &Clock) -> clock::Model {
     clock::Model {
         case_id: c.case_id.clone(),
-        budget_ms: c.budget_ms,
-        started_at: c.started_at,
-        paused_at: c.paused_at,
-        paused_total_ms: c.paused_total_ms,
+        budget_ms: c.deadline.budget_ms,
+        started_at: c.deadline.started_at,
+        paused_at: c.deadline.paused_at,
+        paused_total_ms: c.deadline.paused_total_ms,
         generation: c.generation,
-        thresholds: serde_json::to_string(&c.thresholds).expect("numbers serialise"),
+        thresholds: serde_json::to_string(&c.deadline.thresholds).expect("numbers serialise"),
         next_index: c.next_index as i32,
         next_due_at: c.next_due().map(|(_, due)| due),
         stopped_at: c.stopped_at,
@@ -100,18 +102,10 @@ pub struct ClockStore;
 impl ClockStore {
     /// A new running clock: thresholds are sorted, and 100 % (the breach) is always one.
     pub fn new_clock(case_id: &str, budget_ms: i64, warnings: &[u32], started_at: i64, trace: Option<String>) -> Clock {
-        let mut thresholds: Vec<u32> = warnings.iter().copied().filter(|p| (1..100).contains(p)).collect();
-        thresholds.push(100);
-        thresholds.sort_unstable();
-        thresholds.dedup();
         Clock {
             case_id: case_id.to_owned(),
-            budget_ms,
-            started_at,
-            paused_at: None,
-            paused_total_ms: 0,
+            deadline: crs_domain::deadline::Deadline::new(budget_ms, started_at, warnings),
             generation: 1,
-            thresholds,
             next_index: 0,
             stopped_at: None,
             trace_context: trace,
@@ -219,10 +213,10 @@ impl ClockStore {
     /// Pauses the clock (the remaining budget is kept).
     pub async fn pause<C: ConnectionTrait>(conn: &C, case_id: &str, at: i64) -> Result<Option<(Clock, Clock)>, DbErr> {
         Self::change(conn, case_id, |c| {
-            if c.paused_at.is_some() || c.stopped_at.is_some() {
+            if c.deadline.is_paused() || c.stopped_at.is_some() {
                 return false;
             }
-            c.paused_at = Some(at);
+            c.deadline.pause(at);
             true
         })
         .await
@@ -230,13 +224,12 @@ impl ClockStore {
 
     /// Resumes a paused clock: every pending threshold moves by exactly the paused time.
     pub async fn resume<C: ConnectionTrait>(conn: &C, case_id: &str, at: i64) -> Result<Option<(Clock, Clock)>, DbErr> {
-        Self::change(conn, case_id, |c| match (c.paused_at, c.stopped_at) {
-            (Some(p), None) => {
-                c.paused_total_ms += (at - p).max(0);
-                c.paused_at = None;
-                true
+        Self::change(conn, case_id, |c| {
+            if !c.deadline.is_paused() || c.stopped_at.is_some() {
+                return false;
             }
-            _ => false,
+            c.deadline.resume(at);
+            true
         })
         .await
     }
@@ -303,9 +296,47 @@ impl MigrationName for ClockMigration {
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for ClockMigration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let schema = Schema::new(manager.get_database_backend());
-        manager.create_table(schema.create_table_from_entity(clock::Entity).if_not_exists().to_owned()).await?;
-        manager.create_table(schema.create_table_from_entity(firing::Entity).if_not_exists().to_owned()).await?;
+        use crs_platform::db::columns::*;
+        use sea_orm::sea_query::Table;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("sla_clocks"))
+                    .if_not_exists()
+                    .col(string_key("case_id"))
+                    .col(big("budget_ms"))
+                    .col(big("started_at"))
+                    .col(big_null("paused_at"))
+                    .col(big("paused_total_ms"))
+                    .col(big("generation"))
+                    .col(string("thresholds"))
+                    .col(integer("next_index"))
+                    .col(big_null("next_due_at"))
+                    .col(big_null("stopped_at"))
+                    .col(string_null("trace_context"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("sla_firings"))
+                    .if_not_exists()
+                    .col(string("case_id"))
+                    .col(integer("threshold"))
+                    .col(big("generation"))
+                    .col(big("due_at"))
+                    .col(big("fired_at"))
+                    .primary_key(
+                        Index::create()
+                            .name("pk-sla_firings")
+                            .col(Alias::new("case_id"))
+                            .col(Alias::new("threshold"))
+                            .col(Alias::new("generation")),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_index(
                 Index::create()

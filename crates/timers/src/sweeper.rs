@@ -212,7 +212,7 @@ impl Sweeper {
             }
             let firing = Firing {
                 case_id: clock.case_id.clone(),
-                threshold: clock.thresholds[index],
+                threshold: clock.deadline.thresholds[index],
                 generation: clock.generation,
                 due_at: due,
                 fired_at: now,

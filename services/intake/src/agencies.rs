@@ -3,6 +3,7 @@
 
 use crs_platform::FieldViolations;
 use crs_platform::auth::{self, Principal, Role};
+use crs_platform::paging;
 use crs_platform::revocation::Revoked;
 use crs_platform::time::now_millis;
 use crs_proto::common::{Category, LegalInstrument};
@@ -14,13 +15,10 @@ use sea_orm::{
 
 use crate::entities::{agency, issued_token, revocation};
 use crate::error::IntakeError;
-use crate::relay;
 use crate::service::{Intake, Result};
 use crate::validate;
 use crate::views::to_agency;
 
-const DEFAULT_PAGE_SIZE: u64 = 50;
-const MAX_PAGE_SIZE: u64 = 500;
 const DEFAULT_TOKEN_TTL_SECS: u64 = 24 * 3600;
 const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
 
@@ -90,8 +88,8 @@ impl Intake {
         auth::require_role(&principal, &[Role::Admin])?;
         let mut v = FieldViolations::new();
         validate::check_line(&mut v, "name", &req.name, self.limits.max_string_len, true);
-        if !validate::is_country_code(&req.jurisdiction) {
-            v.add("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case, e.g. DE");
+        if !crs_domain::vocab::is_country_code(&req.jurisdiction) {
+            v.add("jurisdiction", crs_domain::vocab::COUNTRY_CODE_RULE);
         }
         self.check_agency_fields(&mut v, (&req).into());
         v.into_result()?;
@@ -131,9 +129,8 @@ impl Intake {
     /// Tells notification where this agency is to be told things.
     async fn subscribe<C: sea_orm::ConnectionTrait>(&self, conn: &C, row: &agency::Model) -> Result<()> {
         self.outbox
-            .enqueue(
+            .send(
                 conn,
-                relay::SUBSCRIBE,
                 &PutSubscriptionRequest {
                     audience: Audience::Agency as i32,
                     agency_id: row.id.clone(),
@@ -248,26 +245,27 @@ impl Intake {
         req: ListAgenciesRequest,
     ) -> Result<ListAgenciesResponse> {
         auth::require_role(&principal, &[Role::Admin])?;
-        if !req.jurisdiction.is_empty() && !validate::is_country_code(&req.jurisdiction) {
-            return Err(IntakeError::invalid("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case"));
+        if !req.jurisdiction.is_empty() && !crs_domain::vocab::is_country_code(&req.jurisdiction) {
+            return Err(IntakeError::invalid("jurisdiction", crs_domain::vocab::COUNTRY_CODE_RULE));
         }
-        let size = match u64::from(req.page_size) {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let size = paging::page_size(req.page_size);
+        let after = paging::decode(&req.page_token, "agencies", &req.jurisdiction)?;
         let mut cond = Condition::all();
         if !req.jurisdiction.is_empty() {
             cond = cond.add(agency::Column::Jurisdiction.eq(req.jurisdiction.clone()));
         }
-        if !req.page_token.is_empty() {
-            cond = cond.add(agency::Column::Id.gt(req.page_token.clone()));
+        if let Some(id) = after.and_then(|p| p.into_iter().next()) {
+            cond = cond.add(agency::Column::Id.gt(id));
         }
         let rows =
             agency::Entity::find().filter(cond).order_by_asc(agency::Column::Id).limit(size + 1).all(&self.db).await?;
         let more = rows.len() as u64 > size;
         let rows: Vec<_> = rows.into_iter().take(size as usize).collect();
         Ok(ListAgenciesResponse {
-            next_page_token: if more { rows.last().map(|r| r.id.clone()).unwrap_or_default() } else { String::new() },
+            next_page_token: match (more, rows.last()) {
+                (true, Some(last)) => paging::encode("agencies", &req.jurisdiction, &[&last.id]),
+                _ => String::new(),
+            },
             agencies: rows.iter().map(to_agency).collect(),
         })
     }

@@ -64,8 +64,10 @@ pub mod request {
         pub status_at: i64,
         pub status_note: String,
         pub pending_question: String,
-        /// Encoded `SlaDeadline`, once triage has set one.
+        /// Encoded `SlaDeadline`, as legal review last reported it.
         pub deadline: Option<Vec<u8>>,
+        /// The case version of the last status legal review reported (0 before any).
+        pub status_version: i64,
         pub received_at: i64,
         pub updated_at: i64,
     }

@@ -18,6 +18,12 @@ pub enum IntakeError {
     IdempotencyKeyReused(String),
     #[error("request {id} is {status}; cannot {action}")]
     WrongState { id: String, status: String, action: &'static str },
+    /// The owner of the request's case refused what was asked (e.g. a withdrawal after a decision).
+    #[error("{0}")]
+    Refused(String),
+    /// A service this call depends on could not be reached: nothing was done; retry.
+    #[error("{peer} cannot be reached ({why}); nothing was changed, retry")]
+    PeerUnavailable { peer: &'static str, why: String },
     #[error("rate limit `{}` exceeded for {}; retry in {:.1} s", .0.tightest().name, .0.tightest().subject, .0.tightest().retry_after.as_secs_f64())]
     RateLimited(Box<crs_ratelimit::Decision>),
     #[error(transparent)]
@@ -38,9 +44,7 @@ impl From<FieldViolations> for IntakeError {
 
 impl IntakeError {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
-        let mut v = FieldViolations::new();
-        v.add(field, description);
-        IntakeError::InvalidArgument(v)
+        IntakeError::InvalidArgument(FieldViolations::single(field, description))
     }
 }
 
@@ -52,7 +56,8 @@ impl ServiceError for IntakeError {
             IntakeError::AgencySuspended(_) => Code::PermissionDenied,
             IntakeError::NotFound { .. } => Code::NotFound,
             IntakeError::IdempotencyKeyReused(_) => Code::AlreadyExists,
-            IntakeError::WrongState { .. } => Code::FailedPrecondition,
+            IntakeError::WrongState { .. } | IntakeError::Refused(_) => Code::FailedPrecondition,
+            IntakeError::PeerUnavailable { .. } => Code::Unavailable,
             IntakeError::RateLimited(_) => Code::ResourceExhausted,
             IntakeError::Internal(_) => Code::Internal,
         }

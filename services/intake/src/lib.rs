@@ -1,130 +1,46 @@
 //! CRS intake: authenticates agencies, validates and normalises their requests, stores each one
 //! with its hand-offs in one transaction, and keeps the agency's view of every request current.
+//!
+//! - `grpc`: the RPCs; `service`: state shared by the handlers;
+//! - `submit`: submissions and idempotency keys; `agency_view`: get and list; `withdraw`;
+//!   `information`: answers to reviewers' questions; `projection`: the status legal review
+//!   reports; `watch`: the resumable stream;
+//! - `agencies`: agencies and credentials; `limits`: rate limits; `validate`: input rules.
 
 #![forbid(unsafe_code)]
 
 mod agencies;
+mod agency_view;
+pub mod config;
 pub mod entities;
 pub mod error;
+mod grpc;
+mod information;
 pub mod limits;
 mod metrics;
 pub mod migration;
+mod projection;
 mod relay;
-mod requests;
 mod service;
+mod submit;
 pub mod validate;
 mod views;
 mod watch;
+mod withdraw;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crs_platform::app::Platform;
-use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
-};
 use crs_proto::intake::agency_admin_service_server::AgencyAdminServiceServer;
+use crs_proto::intake::intake_internal_service_server::IntakeInternalServiceServer;
 use crs_proto::intake::intake_service_server::IntakeServiceServer;
-use serde::Deserialize;
+use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
+pub use config::{Config, DEFAULTS, Limits, Peers};
 pub use service::Intake;
-
-/// Intake's built-in defaults (the platform's are applied first).
-pub const DEFAULTS: &str = r#"
-[server]
-listen_addr = "127.0.0.1:50051"
-
-[admin]
-listen_addr = "127.0.0.1:9101"
-
-[database]
-url = "sqlite://data/intake.db?mode=rwc"
-
-[peers]
-triage = "http://127.0.0.1:50052"
-legal_review = "http://127.0.0.1:50053"
-notification = "http://127.0.0.1:50054"
-
-[limits]
-max_items = 1000
-max_keywords = 20
-max_string_len = 2048
-max_text_len = 20000
-idempotency_retention_secs = 86400
-
-# Every submission is checked against its agency's rate and daily quota, its jurisdiction's and
-# the global limit, all at once. Binding orders (court and government orders) have their own,
-# larger buckets. A limit is `{ rate_per_sec, burst }` or `{ per_day }`; add `shadow = true` to
-# count and log what it would deny without denying.
-[rate_limits]
-key_prefix = "crs:rl"
-
-[rate_limits.tiers.standard.normal]
-requests = { rate_per_sec = 1.0, burst = 30 }
-daily = { per_day = 2000 }
-
-[rate_limits.tiers.standard.binding]
-requests = { rate_per_sec = 5.0, burst = 150 }
-daily = { per_day = 20000 }
-
-[rate_limits.tiers.high.normal]
-requests = { rate_per_sec = 5.0, burst = 150 }
-daily = { per_day = 10000 }
-
-[rate_limits.tiers.high.binding]
-requests = { rate_per_sec = 20.0, burst = 600 }
-daily = { per_day = 100000 }
-
-[rate_limits.jurisdiction]
-normal = { rate_per_sec = 20.0, burst = 300 }
-binding = { rate_per_sec = 50.0, burst = 1000 }
-
-[rate_limits.global]
-normal = { rate_per_sec = 200.0, burst = 3000 }
-binding = { rate_per_sec = 500.0, burst = 10000 }
-"#;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub server: ServerConfig,
-    pub admin: AdminConfig,
-    pub database: DatabaseConfig,
-    pub redis: RedisConfig,
-    pub auth: AuthConfig,
-    pub telemetry: TelemetryConfig,
-    pub outbox: OutboxConfig,
-    pub peers: Peers,
-    pub limits: Limits,
-    pub rate_limits: limits::RateLimitConfig,
-}
-
-crs_platform::impl_service_config!(Config);
-
-/// Where intake hands requests on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Peers {
-    pub triage: String,
-    pub legal_review: String,
-    pub notification: String,
-}
-
-/// Bounds on every input.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub max_items: usize,
-    pub max_keywords: usize,
-    /// Longest URL, id, name or reference.
-    pub max_string_len: usize,
-    /// Longest legal basis, justification or answer.
-    pub max_text_len: usize,
-    /// How long an idempotency key names its request; a client may retry for this long.
-    pub idempotency_retention_secs: i64,
-}
 
 /// The intake service, bound and ready to serve.
 pub struct Application {
@@ -133,46 +49,52 @@ pub struct Application {
     relay: crs_platform::outbox::Relay,
 }
 
-impl Application {
-    pub async fn build(cfg: Config) -> anyhow::Result<Self> {
+impl crs_platform::app::Service for Application {
+    type Config = Config;
+    const NAME: &'static str = "intake";
+    const DEFAULTS: &'static str = DEFAULTS;
+
+    async fn build(cfg: Config) -> anyhow::Result<Self> {
         cfg.rate_limits.check()?;
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
-        let credentials = platform.authority.service_credentials("intake");
+        let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let triage = crs_platform::peers::connect(&cfg.peers.triage, credentials.clone(), timeout)?;
         let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials.clone(), timeout)?;
         let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
-        let relay = platform.outbox.relay("intake", cfg.outbox.clone(), relay::handlers(triage, review, notification));
+        let relay =
+            platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(triage, review.clone(), notification));
         let intake = Intake::new(
             platform.db.clone(),
             platform.outbox.clone(),
             platform.authority.clone(),
             platform.redis.clone(),
             platform.revocations.clone(),
+            LegalReviewInternalServiceClient::new(review),
             cfg.limits,
             cfg.rate_limits.clone(),
         );
         Ok(Self { platform, intake, relay })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    fn local_addr(&self) -> SocketAddr {
         self.platform.local_addr
     }
 
-    /// Where `/metrics` is served.
-    pub fn admin_addr(&self) -> SocketAddr {
+    fn admin_addr(&self) -> SocketAddr {
         self.platform.admin_addr
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, intake, relay } = self;
         let housekeeping = tokio::spawn(housekeeping(intake.clone(), shutdown.clone()));
-        let verify = platform.verifier();
-        let routes = tonic::service::Routes::new(IntakeServiceServer::with_interceptor(intake.clone(), verify.clone()))
-            .add_service(AgencyAdminServiceServer::with_interceptor(intake, verify));
+        let routes = tonic::service::Routes::new(IntakeServiceServer::new(intake.clone()))
+            .add_service(AgencyAdminServiceServer::new(intake.clone()))
+            .add_service(IntakeInternalServiceServer::new(intake));
         let names = [
             <IntakeServiceServer<Intake> as NamedService>::NAME,
             <AgencyAdminServiceServer<Intake> as NamedService>::NAME,
+            <IntakeInternalServiceServer<Intake> as NamedService>::NAME,
         ];
         let served = platform.serve(routes, &names, relay, shutdown).await;
         let _ = housekeeping.await;

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use crs_platform::FieldViolations;
-use crs_proto::common::LegalInstrument;
 use crs_proto::intake::RateLimitOverride;
 use crs_ratelimit::{Decision, Limit, Rule};
 use serde::{Deserialize, Serialize};
@@ -140,8 +139,9 @@ pub fn validate_overrides(overrides: &[RateLimitOverride]) -> Result<Vec<StoredO
     v.into_result().map(|()| out)
 }
 
+/// Whether a submission's instrument binds the platform in law (see `crs_domain::vocab`).
 pub fn is_binding(instrument: i32) -> bool {
-    matches!(LegalInstrument::try_from(instrument), Ok(LegalInstrument::CourtOrder | LegalInstrument::GovernmentOrder))
+    crs_proto::convert::instrument(instrument).is_some_and(|i| i.is_binding())
 }
 
 /// The four limits a submission of `agency` is checked against.

@@ -21,9 +21,8 @@ pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Counts one submission. Labels come from validated vocabularies only, so a caller cannot
 /// create new series by sending odd values.
 pub fn count_submission(jurisdiction: &str, category: i32, result: Result<bool, &IntakeError>) {
-    let jurisdiction = if crate::validate::is_country_code(jurisdiction) { jurisdiction } else { "invalid" };
-    let category =
-        Category::try_from(category).map(|c| c.as_str_name().trim_start_matches("CATEGORY_")).unwrap_or("UNKNOWN");
+    let jurisdiction = if crs_domain::vocab::is_country_code(jurisdiction) { jurisdiction } else { "invalid" };
+    let category = crs_proto::convert::short_name_of::<Category>(category);
     let outcome = match result {
         Ok(false) => "accepted",
         Ok(true) => "replayed",

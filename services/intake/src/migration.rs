@@ -1,11 +1,10 @@
-//! Intake's schema. The first migration creates the tables from the entity definitions; later
-//! changes are new migrations with explicit DDL.
+//! Intake's schema, written out migration by migration: a released migration never changes, so a
+//! database upgraded step by step and a fresh one end up the same (the schema test checks that
+//! against the entities).
 
-use sea_orm::Schema;
+use crs_platform::db::columns::*;
 use sea_orm::sea_query::{Alias, Index};
 use sea_orm_migration::prelude::*;
-
-use crate::entities::{agency, information_answer, issued_token, request, request_item, revocation, status_event};
 
 pub struct Migrator;
 
@@ -17,21 +16,13 @@ impl MigratorTrait for Migrator {
             Box::new(CreateIntakeTables),
             Box::new(AgencyViewAndCredentials),
             Box::new(RateLimitOverrides),
+            Box::new(crs_platform::outbox::OutboxTopicsByRpc),
+            Box::new(ProjectionVersion),
         ]
     }
 }
 
 struct CreateIntakeTables;
-
-/// `table` as derived from its entity, minus the columns later migrations add.
-fn without_columns(table: &TableCreateStatement, name: &str, later: &[&str]) -> TableCreateStatement {
-    let mut out = Table::create();
-    out.table(Alias::new(name)).if_not_exists();
-    for c in table.get_columns().iter().filter(|c| !later.contains(&c.get_column_name().as_str())) {
-        out.col(c.clone());
-    }
-    out
-}
 
 impl MigrationName for CreateIntakeTables {
     fn name(&self) -> &str {
@@ -42,15 +33,91 @@ impl MigrationName for CreateIntakeTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateIntakeTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let schema = Schema::new(manager.get_database_backend());
-        // Columns added later (agencies.event_seq, status_events.agency_seq) come from the next
-        // migration, so this one creates the tables as they first were.
-        let agencies = schema.create_table_from_entity(agency::Entity);
-        manager.create_table(without_columns(&agencies, "agencies", &["event_seq", "rate_limit_overrides"])).await?;
-        manager.create_table(schema.create_table_from_entity(request::Entity).if_not_exists().to_owned()).await?;
-        manager.create_table(schema.create_table_from_entity(request_item::Entity).if_not_exists().to_owned()).await?;
-        let events = schema.create_table_from_entity(status_event::Entity);
-        manager.create_table(without_columns(&events, "status_events", &["agency_seq"])).await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("agencies"))
+                    .if_not_exists()
+                    .col(string_key("id"))
+                    .col(string("name"))
+                    .col(string("jurisdiction"))
+                    .col(string("contact_email"))
+                    .col(string("callback_url"))
+                    .col(string("callback_secret"))
+                    .col(string("allowed_instruments"))
+                    .col(string("allowed_categories"))
+                    .col(integer("status"))
+                    .col(string("rate_limit_tier"))
+                    .col(big("created_at"))
+                    .col(big("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("requests"))
+                    .if_not_exists()
+                    .col(string_key("id"))
+                    .col(string("agency_id"))
+                    .col(string("idempotency_key"))
+                    .col(string("body_hash"))
+                    .col(string("jurisdiction"))
+                    .col(integer("legal_instrument"))
+                    .col(integer("category"))
+                    .col(string("keywords"))
+                    .col(integer("requested_action"))
+                    .col(text("legal_basis"))
+                    .col(text("justification"))
+                    .col(string("reference"))
+                    .col(string("issuing_authority"))
+                    .col(integer("status"))
+                    .col(big("status_at"))
+                    .col(string("status_note"))
+                    .col(string("pending_question"))
+                    .col(bytes_null("deadline"))
+                    .col(big("received_at"))
+                    .col(big("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("request_items"))
+                    .if_not_exists()
+                    .col(string("request_id"))
+                    .col(integer("item_index"))
+                    .col(string("url"))
+                    .col(string("content_id"))
+                    .col(string("description"))
+                    .col(string("content_key"))
+                    .col(integer("outcome"))
+                    .col(integer("no_action_reason"))
+                    .col(text("explanation"))
+                    .primary_key(
+                        Index::create()
+                            .name("pk-request_items")
+                            .col(Alias::new("request_id"))
+                            .col(Alias::new("item_index")),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("status_events"))
+                    .if_not_exists()
+                    .col(big("seq").auto_increment().primary_key())
+                    .col(string("agency_id"))
+                    .col(string("request_id"))
+                    .col(integer("status"))
+                    .col(string("note"))
+                    .col(big("occurred_at"))
+                    .to_owned(),
+            )
+            .await?;
         // One request per (agency, idempotency key): concurrent retries collapse onto one row.
         manager
             .create_index(
@@ -134,11 +201,48 @@ impl MigrationTrait for AgencyViewAndCredentials {
                     .to_owned(),
             )
             .await?;
-        let schema = Schema::new(manager.get_database_backend());
-        manager.create_table(schema.create_table_from_entity(issued_token::Entity).if_not_exists().to_owned()).await?;
-        manager.create_table(schema.create_table_from_entity(revocation::Entity).if_not_exists().to_owned()).await?;
         manager
-            .create_table(schema.create_table_from_entity(information_answer::Entity).if_not_exists().to_owned())
+            .create_table(
+                Table::create()
+                    .table(Alias::new("issued_tokens"))
+                    .if_not_exists()
+                    .col(string_key("token_id"))
+                    .col(string("subject"))
+                    .col(string("issued_by"))
+                    .col(big("expires_at"))
+                    .col(big_null("revoked_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("revocations"))
+                    .if_not_exists()
+                    .col(string_key("entry"))
+                    .col(big_null("expires_at"))
+                    .col(string("revoked_by"))
+                    .col(big("revoked_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("information_answers"))
+                    .if_not_exists()
+                    .col(string("request_id"))
+                    .col(string("idempotency_key"))
+                    .col(text("answer"))
+                    .col(big("answered_at"))
+                    .primary_key(
+                        Index::create()
+                            .name("pk-information_answers")
+                            .col(Alias::new("request_id"))
+                            .col(Alias::new("idempotency_key")),
+                    )
+                    .to_owned(),
+            )
             .await
     }
 
@@ -184,6 +288,35 @@ impl MigrationTrait for RateLimitOverrides {
         manager
             .alter_table(
                 Table::alter().table(Alias::new("agencies")).drop_column(Alias::new("rate_limit_overrides")).to_owned(),
+            )
+            .await
+    }
+}
+
+/// The case version of the last status applied from legal review, so later updates never move
+/// the projection back.
+struct ProjectionVersion;
+
+impl MigrationName for ProjectionVersion {
+    fn name(&self) -> &str {
+        "m20261129_000002_projection_version"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ProjectionVersion {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter().table(Alias::new("requests")).add_column(big("status_version").default(0)).to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter().table(Alias::new("requests")).drop_column(Alias::new("status_version")).to_owned(),
             )
             .await
     }

@@ -1,23 +1,21 @@
-//! Intake's shared state and the gRPC surface: each RPC authenticates, then calls the handler of
-//! its concern (`requests`, `agencies`, `watch`).
+//! Intake's state shared by its handlers, and what several of them use: the calling agency,
+//! the requests a caller may see, and the agency's history of status changes.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crs_platform::auth::{self, Principal, Role, TokenAuthority};
 use crs_platform::outbox::{Outbox, statement};
+use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
 use crs_platform::revocation::Revocations;
 use crs_proto::common::RequestStatus;
-use crs_proto::intake::agency_admin_service_server::AgencyAdminService;
-use crs_proto::intake::intake_service_server::IntakeService;
-use crs_proto::intake::*;
+use crs_proto::intake::AgencyStatus;
+use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
 
 use crate::Limits;
 use crate::entities::{agency, request, request_item, status_event};
@@ -39,15 +37,19 @@ pub struct Intake {
     pub(crate) events: Arc<Notify>,
     /// Cancelled when the service drains: open streams end.
     pub(crate) stopping: CancellationToken,
+    /// Legal review, asked while the agency waits whether a withdrawal came before a decision.
+    pub(crate) review: LegalReviewInternalServiceClient<PeerChannel>,
 }
 
 impl Intake {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: DatabaseConnection,
         outbox: Outbox,
         authority: TokenAuthority,
         redis: RedisHandle,
         revocations: Revocations,
+        review: LegalReviewInternalServiceClient<PeerChannel>,
         limits: Limits,
         rate_limits: crate::limits::RateLimitConfig,
     ) -> Self {
@@ -63,6 +65,7 @@ impl Intake {
             limits: Arc::new(limits),
             events: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
+            review,
         }
     }
 
@@ -134,105 +137,4 @@ pub(crate) async fn record_event<C: ConnectionTrait>(
     .insert(conn)
     .await?;
     Ok(())
-}
-
-type Reply<T> = std::result::Result<Response<T>, Status>;
-
-#[tonic::async_trait]
-impl IntakeService for Intake {
-    async fn submit_request(&self, request: Request<SubmitRequestRequest>) -> Reply<SubmitRequestResponse> {
-        let principal = auth::principal(&request)?;
-        let req = request.into_inner();
-        let (jurisdiction, category) = (req.jurisdiction.clone(), req.category);
-        let result = self.submit(principal, req).await;
-        crate::metrics::count_submission(&jurisdiction, category, result.as_ref().map(|(r, _)| r.replayed));
-        let (reply, decision) = result?;
-        let mut response = Response::new(reply);
-        if let Some(decision) = decision {
-            for kv in crate::limits::metadata(&decision).into_headers() {
-                if let (Some(k), v) = kv {
-                    response.metadata_mut().as_mut().insert(k, v);
-                }
-            }
-        }
-        Ok(response)
-    }
-
-    async fn get_request(&self, request: Request<GetRequestRequest>) -> Reply<GetRequestResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.get(principal, request.into_inner()).await?))
-    }
-
-    async fn list_requests(&self, request: Request<ListRequestsRequest>) -> Reply<ListRequestsResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.list(principal, request.into_inner()).await?))
-    }
-
-    async fn withdraw_request(&self, request: Request<WithdrawRequestRequest>) -> Reply<WithdrawRequestResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.withdraw(principal, request.into_inner()).await?))
-    }
-
-    async fn provide_information(
-        &self,
-        request: Request<ProvideInformationRequest>,
-    ) -> Reply<ProvideInformationResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.provide_information(principal, request.into_inner()).await?))
-    }
-
-    type WatchRequestsStream = Pin<Box<dyn futures::Stream<Item = std::result::Result<RequestUpdate, Status>> + Send>>;
-
-    async fn watch_requests(&self, request: Request<WatchRequestsRequest>) -> Reply<Self::WatchRequestsStream> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.watch(principal, request.into_inner()).await?))
-    }
-
-    async fn update_status(&self, request: Request<UpdateStatusRequest>) -> Reply<UpdateStatusResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.update_status(principal, request.into_inner()).await?))
-    }
-}
-
-#[tonic::async_trait]
-impl AgencyAdminService for Intake {
-    async fn create_agency(&self, request: Request<CreateAgencyRequest>) -> Reply<Agency> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.create_agency(principal, request.into_inner()).await?))
-    }
-
-    async fn update_agency(&self, request: Request<UpdateAgencyRequest>) -> Reply<Agency> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.update_agency(principal, request.into_inner()).await?))
-    }
-
-    async fn suspend_agency(&self, request: Request<SuspendAgencyRequest>) -> Reply<Agency> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.suspend_agency(principal, request.into_inner()).await?))
-    }
-
-    async fn get_agency(&self, request: Request<GetAgencyRequest>) -> Reply<Agency> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.get_agency(principal, request.into_inner()).await?))
-    }
-
-    async fn list_agencies(&self, request: Request<ListAgenciesRequest>) -> Reply<ListAgenciesResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.list_agencies(principal, request.into_inner()).await?))
-    }
-
-    async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Reply<IssueTokenResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.issue_token(principal, request.into_inner()).await?))
-    }
-
-    async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Reply<RevokeTokenResponse> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.revoke_token(principal, request.into_inner()).await?))
-    }
-
-    async fn set_rate_limit_overrides(&self, request: Request<SetRateLimitOverridesRequest>) -> Reply<Agency> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.set_rate_limit_overrides(principal, request.into_inner()).await?))
-    }
 }

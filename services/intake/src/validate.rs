@@ -39,8 +39,8 @@ pub fn submission(
         v.add("idempotency_key", "must not start with '~'");
     }
 
-    if !is_country_code(&req.jurisdiction) {
-        v.add("jurisdiction", "must be an ISO 3166-1 alpha-2 code in upper case, e.g. DE");
+    if !crs_domain::vocab::is_country_code(&req.jurisdiction) {
+        v.add("jurisdiction", crs_domain::vocab::COUNTRY_CODE_RULE);
     } else if req.jurisdiction != agency.jurisdiction {
         v.add("jurisdiction", format!("must be the agency's own jurisdiction ({})", agency.jurisdiction));
     }
@@ -71,10 +71,7 @@ pub fn submission(
         v.add("requested_action", "must be a known requested action");
     }
 
-    let binding = matches!(
-        LegalInstrument::try_from(req.legal_instrument),
-        Ok(LegalInstrument::CourtOrder | LegalInstrument::GovernmentOrder)
-    );
+    let binding = crate::limits::is_binding(req.legal_instrument);
     check_text(&mut v, "legal_basis", &req.legal_basis, limits.max_text_len, binding);
     check_text(&mut v, "justification", &req.justification, limits.max_text_len, binding);
     check_line(&mut v, "reference", &req.reference, limits.max_string_len, false);
@@ -177,10 +174,6 @@ pub fn normalise_url(raw: &str, max_len: usize) -> Result<String, String> {
 fn allowed(json_list: &str, value: i32) -> bool {
     let list: Vec<i32> = serde_json::from_str(json_list).unwrap_or_default();
     list.is_empty() || list.contains(&value)
-}
-
-pub fn is_country_code(s: &str) -> bool {
-    s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 fn is_content_id(s: &str) -> bool {

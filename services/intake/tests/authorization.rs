@@ -134,7 +134,8 @@ impl World {
             Caller::Reviewer => p(Principal::Reviewer { id: "r".into(), roles: vec![Role::Reviewer] }),
             Caller::SeniorReviewer => p(Principal::Reviewer { id: "s".into(), roles: vec![Role::SeniorReviewer] }),
             Caller::Admin => p(Principal::Reviewer { id: "a".into(), roles: vec![Role::Admin] }),
-            Caller::Service => p(Principal::Service { name: "triage".into() }),
+            // Legal review, the one service that reports status to intake.
+            Caller::Service => p(Principal::Service { name: "legal-review".into() }),
         }
     }
 
@@ -154,6 +155,7 @@ impl World {
             }
         };
         let mut intake = intake_service_client::IntakeServiceClient::new(channel.clone());
+        let mut internal = intake_internal_service_client::IntakeInternalServiceClient::new(channel.clone());
         let mut admin = agency_admin_service_client::AgencyAdminServiceClient::new(channel);
         let request_id = self.own_request().await;
         let result = match rpc {
@@ -179,7 +181,7 @@ impl World {
                 .await
                 .map(|_| ()),
             Rpc::WatchRequests => intake.watch_requests(WatchRequestsRequest::default()).await.map(|_| ()),
-            Rpc::UpdateStatus => intake
+            Rpc::UpdateStatus => internal
                 .update_status(UpdateStatusRequest {
                     event_id: uuid::Uuid::new_v4().to_string(),
                     request_id,
@@ -229,6 +231,7 @@ impl World {
 /// Calls without any authorization header.
 async fn call_plain(rpc: Rpc, channel: tonic::transport::Channel, world: &World) -> Code {
     let mut intake = intake_service_client::IntakeServiceClient::new(channel.clone());
+    let mut internal = intake_internal_service_client::IntakeInternalServiceClient::new(channel.clone());
     let mut admin = agency_admin_service_client::AgencyAdminServiceClient::new(channel);
     let request_id = world.own_request().await;
     let result = match rpc {
@@ -242,7 +245,7 @@ async fn call_plain(rpc: Rpc, channel: tonic::transport::Channel, world: &World)
             intake.provide_information(ProvideInformationRequest { request_id, ..Default::default() }).await.map(|_| ())
         }
         Rpc::WatchRequests => intake.watch_requests(WatchRequestsRequest::default()).await.map(|_| ()),
-        Rpc::UpdateStatus => intake.update_status(UpdateStatusRequest::default()).await.map(|_| ()),
+        Rpc::UpdateStatus => internal.update_status(UpdateStatusRequest::default()).await.map(|_| ()),
         Rpc::CreateAgency => admin.create_agency(CreateAgencyRequest::default()).await.map(|_| ()),
         Rpc::UpdateAgency => admin.update_agency(UpdateAgencyRequest::default()).await.map(|_| ()),
         Rpc::SuspendAgency => admin.suspend_agency(SuspendAgencyRequest::default()).await.map(|_| ()),

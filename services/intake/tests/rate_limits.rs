@@ -143,8 +143,9 @@ async fn reqwest_get(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_intake_processes_share_one_agencys_limit() {
     // Two intake processes on one PostgreSQL database, as replicas run in production.
-    let (db_url, pg_name) = support::fresh_database(Backend::Postgres).await;
-    let first = Intake::start_on(&db_url, pg_name, &[]).await;
+    let db = crs_testkit::TestDb::fresh(Backend::Postgres, "intake").await.unwrap();
+    let db_url = db.url.clone();
+    let first = Intake::start_on(db, &[]).await;
     let agency = first.agency().await;
     set_burst(&first, &agency, "agency", 4, false).await;
     let second = support::Process::start(&db_url).await;
@@ -162,7 +163,7 @@ async fn two_intake_processes_share_one_agencys_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_flight_loses_nothing() {
-    let mut redis = support::PrivateRedis::start();
+    let mut redis = crs_testkit::PrivateRedis::start();
     let intake = Intake::start_with(Backend::Sqlite, &[("CRS_REDIS__URL", &redis.url())]).await;
     let agency = intake.agency().await;
     set_burst(&intake, &agency, "agency", 5, false).await;

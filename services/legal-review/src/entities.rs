@@ -13,27 +13,37 @@ pub mod case {
         #[sea_orm(indexed)]
         pub queue: String,
         pub priority: i32,
+        /// When the decision is due, counting the pauses so far (the ordering column; the clock
+        /// in `sla_clocks` is the truth).
         pub due_at: i64,
-        /// Encoded `Submission` as intake accepted it.
+        /// Encoded `Submission` as intake accepted it; empty for a withdrawal that arrived before
+        /// its case.
         pub submission: Vec<u8>,
         /// Encoded `Assessment` as triage made it.
         pub assessment: Vec<u8>,
-        /// Encoded `SlaDeadline`.
-        pub deadline: Vec<u8>,
+        /// The claim holder (`reviewer:<id>`); empty when unclaimed.
         pub assigned_reviewer: String,
         pub claim_expires_at: i64,
+        /// The claim holder was known to be senior when the claim was taken.
+        pub claim_senior: bool,
+        /// Escalated at some point: senior reviewers only from then on.
+        pub escalated: bool,
         #[sea_orm(column_type = "Text")]
         pub decision_summary: String,
+        /// Who submitted the decision awaiting approval or in effect.
         pub decided_by: String,
+        /// Who approved the decision in effect.
+        pub approved_by: String,
+        /// Why the decision awaiting approval needs a second reviewer.
+        pub approval_reason: String,
         pub decided_at: Option<i64>,
         /// The reviewer's open question to the agency, while AWAITING_INFORMATION.
         #[sea_orm(column_type = "Text")]
         pub pending_question: String,
-        /// The agency's latest answer.
-        #[sea_orm(column_type = "Text")]
-        pub last_answer: String,
         /// The request's trace, so reviewers' actions and SLA firings join it.
         pub trace_context: Option<String>,
+        /// Bumped with every change; intake's projection applies status updates in this order.
+        pub version: i64,
         pub created_at: i64,
         pub updated_at: i64,
     }
@@ -47,7 +57,7 @@ pub mod case {
 pub mod decision {
     use sea_orm::entity::prelude::*;
 
-    /// The decision on one item of a case.
+    /// The decision on one item of a case: awaiting approval, or in effect.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "decisions")]
     pub struct Model {
@@ -62,6 +72,9 @@ pub mod decision {
         pub legal_ground: String,
         #[sea_orm(column_type = "Text")]
         pub explanation: String,
+        /// The platform policy cited beside an illegal-content ground.
+        #[sea_orm(column_type = "Text")]
+        pub platform_policy: String,
         /// JSON array of ISO country codes.
         pub territorial_scope: String,
         pub decided_by: String,
@@ -74,18 +87,81 @@ pub mod decision {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod withdrawal {
+pub mod information {
     use sea_orm::entity::prelude::*;
 
-    /// A withdrawal that reached legal review before its case did; the case starts withdrawn.
+    /// One question put to the agency and its answer; rounds are numbered from 1 and never
+    /// overwritten.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "case_withdrawals")]
+    #[sea_orm(table_name = "information_exchanges")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub case_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub round: i32,
+        pub asked_by: String,
         #[sea_orm(column_type = "Text")]
-        pub reason: String,
-        pub withdrawn_at: i64,
+        pub question: String,
+        pub asked_at: i64,
+        #[sea_orm(column_type = "Text")]
+        pub answer: String,
+        pub answered_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_entry {
+    use sea_orm::entity::prelude::*;
+
+    /// The append-only, hash-chained audit trail (see `crs_domain::audit`). On PostgreSQL the
+    /// service's role may only INSERT and SELECT here.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sequence: i64,
+        #[sea_orm(indexed)]
+        pub case_id: String,
+        pub actor: String,
+        pub action: String,
+        #[sea_orm(column_type = "Text")]
+        pub details: String,
+        pub trace_id: String,
+        #[sea_orm(indexed)]
+        pub at: i64,
+        pub previous_hash: String,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod command_result {
+    use sea_orm::entity::prelude::*;
+
+    /// The first result of a reviewer's command sent with an idempotency key, returned again
+    /// to a retry with the same key.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "command_results")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub actor: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub idempotency_key: String,
+        pub case_id: String,
+        pub command: String,
+        /// SHA-256 of the command's request, to tell a retry from a reuse of the key.
+        pub request_hash: String,
+        /// The encoded `Case` first returned.
+        pub response: Vec<u8>,
+        pub created_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

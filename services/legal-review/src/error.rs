@@ -1,5 +1,6 @@
 //! Legal review's errors, mapped once to gRPC status codes.
 
+use crs_domain::case::Refusal;
 use crs_platform::auth::AuthError;
 use crs_platform::error::{FieldViolations, ServiceError};
 use tonic::{Code, Status};
@@ -10,12 +11,16 @@ pub enum ReviewError {
     InvalidArgument(FieldViolations),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("case {0} not found")]
+    #[error("{0} not found")]
     NotFound(String),
-    #[error("case {id} is {status}; cannot {action}")]
-    WrongState { id: String, status: String, action: &'static str },
-    #[error("case {id} is claimed by {holder} until its lease ends")]
-    ClaimedByOther { id: String, holder: String },
+    /// A case command the rules refused.
+    #[error("case {id}: {refusal}")]
+    Refused { id: String, refusal: Refusal },
+    /// A withdrawal that came after the decision took effect.
+    #[error("case {id} was decided ({decision}); a decision that took effect cannot be withdrawn")]
+    AlreadyDecided { id: String, decision: String },
+    #[error("idempotency key {0:?} was already used for another command")]
+    IdempotencyKeyReused(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -34,9 +39,15 @@ impl From<FieldViolations> for ReviewError {
 
 impl ReviewError {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
-        let mut v = FieldViolations::new();
-        v.add(field, description);
-        ReviewError::InvalidArgument(v)
+        ReviewError::InvalidArgument(FieldViolations::single(field, description))
+    }
+
+    /// A refusal of the rules about case `id`.
+    pub fn refused(id: &str, refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(v) => ReviewError::InvalidArgument(v),
+            refusal => ReviewError::Refused { id: id.to_owned(), refusal },
+        }
     }
 }
 
@@ -46,7 +57,13 @@ impl ServiceError for ReviewError {
             ReviewError::InvalidArgument(_) => Code::InvalidArgument,
             ReviewError::Auth(e) => e.code(),
             ReviewError::NotFound(_) => Code::NotFound,
-            ReviewError::WrongState { .. } | ReviewError::ClaimedByOther { .. } => Code::FailedPrecondition,
+            ReviewError::Refused { refusal, .. } => match refusal {
+                Refusal::State(_) | Refusal::ClaimedByOther { .. } | Refusal::NoClaim => Code::FailedPrecondition,
+                Refusal::SeniorOnly | Refusal::OwnDecision | Refusal::HolderOrSenior => Code::PermissionDenied,
+                Refusal::Invalid(_) => Code::InvalidArgument,
+            },
+            ReviewError::AlreadyDecided { .. } => Code::FailedPrecondition,
+            ReviewError::IdempotencyKeyReused(_) => Code::AlreadyExists,
             ReviewError::Internal(_) => Code::Internal,
         }
     }

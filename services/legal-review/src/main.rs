@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    crs_platform::app::run_service("legal-review", crs_legal_review::DEFAULTS, |cfg, shutdown| async move {
-        crs_legal_review::Application::build(cfg).await?.run_until_stopped(shutdown).await
-    })
+    crs_platform::app::main::<crs_legal_review::Application>()
 }

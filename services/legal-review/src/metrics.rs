@@ -4,7 +4,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crs_proto::common::{Category, ItemDecision, ItemOutcome, RequestStatus, Submission};
+use crs_proto::common::{Category, ItemDecision, ItemOutcome, Submission};
+use crs_proto::convert::short_name_of;
 use prometheus::{IntCounterVec, IntGaugeVec, register_int_counter_vec, register_int_gauge_vec};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use crate::entities::case;
 pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "crs_item_decisions_total",
-        "Item decisions by jurisdiction, category and outcome.",
+        "Item decisions that took effect, by jurisdiction, category and outcome.",
         &["jurisdiction", "category", "outcome"]
     )
     .expect("registers once")
@@ -31,24 +32,22 @@ pub static QUEUE_OLDEST: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 pub fn count_decisions(submission: &Submission, decisions: &[ItemDecision]) {
-    let category = Category::try_from(submission.category)
-        .map(|c| c.as_str_name().trim_start_matches("CATEGORY_"))
-        .unwrap_or("UNKNOWN");
+    let category = short_name_of::<Category>(submission.category);
     for d in decisions {
-        let outcome = ItemOutcome::try_from(d.outcome)
-            .map(|o| o.as_str_name().trim_start_matches("ITEM_OUTCOME_"))
-            .unwrap_or("UNKNOWN");
-        DECISIONS.with_label_values(&[submission.jurisdiction.as_str(), category, outcome]).inc();
+        DECISIONS
+            .with_label_values(&[submission.jurisdiction.as_str(), category, short_name_of::<ItemOutcome>(d.outcome)])
+            .inc();
     }
 }
 
-/// Refreshes the queue gauges `every` so often until `shutdown`.
-pub async fn watch_queues(db: DatabaseConnection, every: Duration, shutdown: CancellationToken) {
-    let open =
-        [RequestStatus::Triaged, RequestStatus::InReview, RequestStatus::AwaitingInformation, RequestStatus::Escalated]
-            .map(|s| s as i32);
-    // The queues triage routes to and the escalation queue exist from the start, at zero.
-    let mut known: Vec<String> = ["urgent", "standard", crate::sla::ESCALATED_QUEUE].map(String::from).to_vec();
+/// Refreshes the queue gauges `every` so often until `shutdown`; `known` queues are reported
+/// at zero when empty.
+pub async fn watch_queues(
+    db: DatabaseConnection,
+    mut known: Vec<String>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     for q in &known {
         QUEUE_DEPTH.with_label_values(&[q.as_str()]).set(0);
         QUEUE_OLDEST.with_label_values(&[q.as_str()]).set(0);
@@ -59,7 +58,7 @@ pub async fn watch_queues(db: DatabaseConnection, every: Duration, shutdown: Can
             .column(case::Column::Queue)
             .column_as(case::Column::Id.count(), "n")
             .column_as(case::Column::CreatedAt.min(), "oldest")
-            .filter(case::Column::Status.is_in(open))
+            .filter(case::Column::Status.is_in(crate::service::open_statuses()))
             .group_by(case::Column::Queue)
             .into_tuple()
             .all(&db)
@@ -72,12 +71,10 @@ pub async fn watch_queues(db: DatabaseConnection, every: Duration, shutdown: Can
                     QUEUE_OLDEST.with_label_values(&[q.as_str()]).set(0);
                 }
             }
-            for (q, _, _) in &rows {
-                if !known.contains(q) {
-                    known.push(q.clone());
-                }
-            }
             for (queue, n, oldest) in rows {
+                if !known.contains(&queue) {
+                    known.push(queue.clone());
+                }
                 QUEUE_DEPTH.with_label_values(&[queue.as_str()]).set(n);
                 QUEUE_OLDEST.with_label_values(&[queue.as_str()]).set(oldest.map_or(0, |o| (now - o) / 1000));
             }

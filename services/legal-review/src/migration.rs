@@ -1,11 +1,11 @@
-//! Legal review's schema. The first migration creates the tables from the entity definitions;
-//! later changes are new migrations with explicit DDL.
+//! Legal review's schema, written out migration by migration: a released migration never
+//! changes, so a database upgraded step by step and a fresh one end up the same (the schema
+//! test checks that against the entities).
 
-use sea_orm::Schema;
-use sea_orm::sea_query::Alias;
+use crs_platform::db::columns::*;
+use sea_orm::DbBackend;
+use sea_orm::sea_query::{Alias, Index, Table};
 use sea_orm_migration::prelude::*;
-
-use crate::entities::{case, decision, withdrawal};
 
 pub struct Migrator;
 
@@ -18,8 +18,14 @@ impl MigratorTrait for Migrator {
             Box::new(InformationAndWithdrawal),
             Box::new(crs_timers::ClockMigration),
             Box::new(CaseTraceContext),
+            Box::new(crs_platform::outbox::OutboxTopicsByRpc),
+            Box::new(ReviewIntegrity),
         ]
     }
+}
+
+fn t(name: &str) -> Alias {
+    Alias::new(name)
 }
 
 struct CreateReviewTables;
@@ -33,25 +39,53 @@ impl MigrationName for CreateReviewTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateReviewTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let schema = Schema::new(manager.get_database_backend());
-        // The case columns a later migration adds are left out, so this creates the table as it was.
-        let cases = schema.create_table_from_entity(case::Entity);
-        let mut first = Table::create();
-        first.table(Alias::new("cases")).if_not_exists();
-        for c in cases
-            .get_columns()
-            .iter()
-            .filter(|c| !["pending_question", "last_answer", "trace_context"].contains(&c.get_column_name().as_str()))
-        {
-            first.col(c.clone());
-        }
-        manager.create_table(first).await?;
-        manager.create_table(schema.create_table_from_entity(decision::Entity).if_not_exists().to_owned()).await
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("cases"))
+                    .if_not_exists()
+                    .col(string_key("id"))
+                    .col(integer("status"))
+                    .col(string("queue"))
+                    .col(integer("priority"))
+                    .col(big("due_at"))
+                    .col(bytes("submission"))
+                    .col(bytes("assessment"))
+                    .col(bytes("deadline"))
+                    .col(string("assigned_reviewer"))
+                    .col(big("claim_expires_at"))
+                    .col(text("decision_summary"))
+                    .col(string("decided_by"))
+                    .col(big_null("decided_at"))
+                    .col(big("created_at"))
+                    .col(big("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("decisions"))
+                    .if_not_exists()
+                    .col(string("case_id"))
+                    .col(integer("item_index"))
+                    .col(integer("outcome"))
+                    .col(integer("no_action_reason"))
+                    .col(integer("ground"))
+                    .col(text("legal_ground"))
+                    .col(text("explanation"))
+                    .col(string("territorial_scope"))
+                    .col(string("decided_by"))
+                    .col(big("decided_at"))
+                    .primary_key(Index::create().name("pk-decisions").col(t("case_id")).col(t("item_index")))
+                    .to_owned(),
+            )
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in ["decisions", "cases"] {
-            manager.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
+            manager.drop_table(Table::drop().table(t(table)).to_owned()).await?;
         }
         Ok(())
     }
@@ -71,24 +105,26 @@ impl MigrationTrait for InformationAndWithdrawal {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for column in ["pending_question", "last_answer"] {
             manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new("cases"))
-                        .add_column(ColumnDef::new(Alias::new(column)).text().not_null().default(""))
-                        .to_owned(),
-                )
+                .alter_table(Table::alter().table(t("cases")).add_column(text(column).default("")).to_owned())
                 .await?;
         }
-        let schema = Schema::new(manager.get_database_backend());
-        manager.create_table(schema.create_table_from_entity(withdrawal::Entity).if_not_exists().to_owned()).await
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("case_withdrawals"))
+                    .if_not_exists()
+                    .col(string_key("case_id"))
+                    .col(text("reason"))
+                    .col(big("withdrawn_at"))
+                    .to_owned(),
+            )
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("case_withdrawals")).to_owned()).await?;
+        manager.drop_table(Table::drop().table(t("case_withdrawals")).to_owned()).await?;
         for column in ["pending_question", "last_answer"] {
-            manager
-                .alter_table(Table::alter().table(Alias::new("cases")).drop_column(Alias::new(column)).to_owned())
-                .await?;
+            manager.alter_table(Table::alter().table(t("cases")).drop_column(t(column)).to_owned()).await?;
         }
         Ok(())
     }
@@ -109,16 +145,151 @@ impl MigrationTrait for CaseTraceContext {
         manager
             .alter_table(
                 Table::alter()
-                    .table(Alias::new("cases"))
-                    .add_column(ColumnDef::new(Alias::new("trace_context")).string_len(256).null())
+                    .table(t("cases"))
+                    .add_column(ColumnDef::new(t("trace_context")).string_len(256).null())
                     .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.alter_table(Table::alter().table(t("cases")).drop_column(t("trace_context")).to_owned()).await
+    }
+}
+
+/// Review that can be trusted: escalation that holds, second-reviewer approval, a case version
+/// for intake's projection, every question and answer kept, the audit trail, idempotent
+/// commands, and withdrawals that precede their case kept as withdrawn cases. The deadline now
+/// lives in columns and the SLA clock, not in a copied blob.
+struct ReviewIntegrity;
+
+impl MigrationName for ReviewIntegrity {
+    fn name(&self) -> &str {
+        "m20261129_000002_review_integrity"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ReviewIntegrity {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let backend = manager.get_database_backend();
+        for column in [
+            boolean("claim_senior").default(false).to_owned(),
+            boolean("escalated").default(false).to_owned(),
+            string("approved_by").default("").to_owned(),
+            string("approval_reason").default("").to_owned(),
+            big("version").default(0).to_owned(),
+        ] {
+            manager.alter_table(Table::alter().table(t("cases")).add_column(column).to_owned()).await?;
+        }
+        // Escalated cases stay escalated; only senior reviewers could claim them.
+        db.execute_unprepared("UPDATE cases SET escalated = TRUE, claim_senior = TRUE WHERE status = 5").await?;
+        db.execute_unprepared("UPDATE cases SET version = 1").await?;
         manager
-            .alter_table(Table::alter().table(Alias::new("cases")).drop_column(Alias::new("trace_context")).to_owned())
-            .await
+            .alter_table(
+                Table::alter().table(t("decisions")).add_column(text("platform_policy").default("")).to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("information_exchanges"))
+                    .col(string("case_id"))
+                    .col(integer("round"))
+                    .col(string("asked_by"))
+                    .col(text("question"))
+                    .col(big("asked_at"))
+                    .col(text("answer"))
+                    .col(big_null("answered_at"))
+                    .primary_key(Index::create().name("pk-information_exchanges").col(t("case_id")).col(t("round")))
+                    .to_owned(),
+            )
+            .await?;
+        // The one question and answer a case kept before: the latest answer, then a pending question.
+        db.execute_unprepared(
+            "INSERT INTO information_exchanges (case_id, round, asked_by, question, asked_at, answer, answered_at) \
+             SELECT id, 1, '', '(not recorded)', updated_at, last_answer, updated_at FROM cases WHERE last_answer <> ''",
+        )
+        .await?;
+        db.execute_unprepared(
+            "INSERT INTO information_exchanges (case_id, round, asked_by, question, asked_at, answer, answered_at) \
+             SELECT id, CASE WHEN last_answer <> '' THEN 2 ELSE 1 END, assigned_reviewer, pending_question, updated_at, '', NULL \
+             FROM cases WHERE pending_question <> ''",
+        )
+        .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("audit_entries"))
+                    .col(big("sequence").primary_key().to_owned())
+                    .col(string("case_id"))
+                    .col(string("actor"))
+                    .col(string("action"))
+                    .col(text("details"))
+                    .col(string("trace_id"))
+                    .col(big("at"))
+                    .col(string("previous_hash"))
+                    .col(string("hash"))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, column) in [("audit_entries_case_id", "case_id"), ("audit_entries_at", "at")] {
+            manager
+                .create_index(Index::create().name(name).table(t("audit_entries")).col(t(column)).to_owned())
+                .await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("command_results"))
+                    .col(string("actor"))
+                    .col(string("idempotency_key"))
+                    .col(string("case_id"))
+                    .col(string("command"))
+                    .col(string("request_hash"))
+                    .col(bytes("response"))
+                    .col(big("created_at"))
+                    .primary_key(Index::create().name("pk-command_results").col(t("actor")).col(t("idempotency_key")))
+                    .to_owned(),
+            )
+            .await?;
+        // Claim-next reads a queue's most urgent cases.
+        manager
+            .create_index(
+                Index::create()
+                    .name("cases_queue_priority_due")
+                    .table(t("cases"))
+                    .col(t("queue"))
+                    .col(t("priority"))
+                    .col(t("due_at"))
+                    .to_owned(),
+            )
+            .await?;
+
+        // A withdrawal that came before its case becomes the case itself, withdrawn: the row is
+        // the gate both the withdrawal and the enqueue pass.
+        let empty = if backend == DbBackend::Postgres { "'\\x'::bytea" } else { "X''" };
+        db.execute_unprepared(&format!(
+            "INSERT INTO cases (id, status, queue, priority, due_at, submission, assessment, deadline, \
+             assigned_reviewer, claim_expires_at, decision_summary, decided_by, decided_at, pending_question, \
+             last_answer, trace_context, created_at, updated_at, claim_senior, escalated, approved_by, \
+             approval_reason, version) \
+             SELECT case_id, 8, '', 0, 0, {empty}, {empty}, {empty}, '', 0, '', '', NULL, '', '', NULL, withdrawn_at, \
+             withdrawn_at, FALSE, FALSE, '', '', 1 FROM case_withdrawals \
+             WHERE case_id NOT IN (SELECT id FROM cases)"
+        ))
+        .await?;
+        manager.drop_table(Table::drop().table(t("case_withdrawals")).to_owned()).await?;
+        for column in ["deadline", "last_answer"] {
+            manager.alter_table(Table::alter().table(t("cases")).drop_column(t(column)).to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
+        Err(DbErr::Migration("the review integrity migration keeps the audit trail and cannot be undone".into()))
     }
 }

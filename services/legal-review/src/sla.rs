@@ -1,26 +1,23 @@
 //! What a firing SLA threshold does to a case: a warning tells on-call; a breach also escalates
-//! the case to senior reviewers and tells the agency's projection. Both travel through the
-//! outbox in the firing's transaction, continuing the case's trace.
+//! the case to senior reviewers (ending a junior's claim) and tells intake's projection. All of
+//! it, and the audit entry, is written in the firing's transaction, continuing the case's trace.
 
-use crs_platform::outbox::Outbox;
-use crs_platform::time::timestamp_from_millis;
-use crs_proto::common::{RequestStatus, SlaDeadline, Submission};
-use crs_proto::intake::UpdateStatusRequest;
 use crs_proto::notification::{NotificationKind, NotifyRequest};
 use crs_timers::Firing;
 use crs_timers::sweeper::FiringHandler;
-use prost::Message;
-use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set};
+use sea_orm::DatabaseTransaction;
+use serde_json::json;
 use tracing::Instrument;
 
-use crate::entities::case;
-use crate::relay;
+use crate::commands::{Effects, Step};
+use crate::service::LegalReview;
+use crate::store;
 
-/// Queue of cases whose deadline passed: senior reviewers work it.
-pub const ESCALATED_QUEUE: &str = "escalated";
+/// The actor the audit trail names for what the SLA clock did.
+const SLA_ACTOR: &str = "system:sla";
 
 pub struct SlaHandler {
-    pub outbox: Outbox,
+    pub review: LegalReview,
 }
 
 #[async_trait::async_trait]
@@ -31,66 +28,70 @@ impl FiringHandler for SlaHandler {
             "sla threshold fired",
             otel.name = if firing.is_breach() { "sla.breach" } else { "sla.warning" },
             case_id = %firing.case_id,
-            sla.threshold_percent = firing.threshold,
+            sla.threshold_percent = i64::from(firing.threshold),
             sla.lateness_ms = firing.lateness_ms(),
         );
         crs_platform::telemetry::continue_stored_trace(&span, firing.trace_context.as_deref());
-        self.act(txn, firing).instrument(span).await
+        self.act(txn, firing).instrument(span).await.map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
 impl SlaHandler {
-    async fn act(&self, txn: &DatabaseTransaction, firing: &Firing) -> anyhow::Result<()> {
-        let Some(row) = case::Entity::find_by_id(firing.case_id.clone()).one(txn).await? else {
-            anyhow::bail!("no case {} for its clock", firing.case_id);
-        };
-        let submission = Submission::decode(row.submission.as_slice())?;
-        let deadline = SlaDeadline::decode(row.deadline.as_slice()).ok();
-        let trace = crs_platform::telemetry::current_traceparent();
-        let kind = if firing.is_breach() { NotificationKind::SlaBreach } else { NotificationKind::SlaWarning };
-        let message = if firing.is_breach() {
-            format!("SLA deadline passed for case {}; escalated to senior reviewers", row.id)
+    async fn act(&self, txn: &DatabaseTransaction, firing: &Firing) -> Result<(), crate::error::ReviewError> {
+        let row = store::lock(txn, &firing.case_id).await?;
+        let submission = store::submission(&row)?;
+        let assessment = store::assessment(&row)?;
+        let clock = crs_timers::ClockStore::load(txn, &row.id, false).await?;
+        let deadline = crate::views::deadline(&assessment, clock.as_ref(), firing.fired_at);
+        let (kind, action, message) = if firing.is_breach() {
+            (
+                NotificationKind::SlaBreach,
+                "sla_breach",
+                format!("SLA deadline passed for case {}; escalated to senior reviewers", row.id),
+            )
         } else {
-            format!("{} % of the SLA budget used for case {}", firing.threshold, row.id)
+            (
+                NotificationKind::SlaWarning,
+                "sla_warning",
+                format!("{} % of the SLA budget used for case {}", firing.threshold, row.id),
+            )
         };
-        self.outbox
-            .enqueue_in_trace(
+        self.review
+            .outbox
+            .send(
                 txn,
-                relay::NOTIFY,
                 &NotifyRequest {
                     kind: kind as i32,
                     submission: Some(submission),
-                    deadline: deadline.clone(),
+                    deadline,
                     message: message.clone(),
                     sla_threshold_percent: firing.threshold,
                     ..Default::default()
                 },
-                trace.clone(),
             )
             .await?;
-        let status = RequestStatus::try_from(row.status).unwrap_or_default();
-        if firing.is_breach() && matches!(status, RequestStatus::Triaged | RequestStatus::InReview) {
-            let mut active: case::ActiveModel = row.clone().into();
-            active.status = Set(RequestStatus::Escalated as i32);
-            active.queue = Set(ESCALATED_QUEUE.into());
-            active.updated_at = Set(firing.fired_at);
-            active.update(txn).await?;
-            self.outbox
-                .enqueue_in_trace(
-                    txn,
-                    relay::STATUS,
-                    &UpdateStatusRequest {
-                        request_id: row.id.clone(),
-                        status: RequestStatus::Escalated as i32,
-                        deadline,
-                        note: message,
-                        occurred_at: Some(timestamp_from_millis(firing.fired_at)),
-                        ..Default::default()
-                    },
-                    trace,
-                )
+        let mut fx = Effects::default();
+        fx.record(
+            &row,
+            SLA_ACTOR,
+            action,
+            json!({ "threshold_percent": firing.threshold, "due_at": firing.due_at, "lateness_ms": firing.lateness_ms() }),
+        );
+        if firing.is_breach()
+            && let Ok(change) = store::to_domain(&row)?.breach()
+            && !change.events.is_empty()
+        {
+            for ended in change.events.iter().filter_map(|e| match e {
+                crs_domain::case::Event::ClaimEnded { holder } => Some(holder.clone()),
+                _ => None,
+            }) {
+                fx.record(&row, SLA_ACTOR, "claim_ended", json!({ "holder": ended, "why": "escalated on breach" }));
+            }
+            self.review
+                .apply(txn, Step { row: &row, change: &change, note: &message, now: firing.fired_at }, &mut fx, |_| {})
                 .await?;
         }
+        crate::audit::append(txn, fx.audit, firing.fired_at).await?;
         Ok(())
     }
 }

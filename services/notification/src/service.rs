@@ -3,8 +3,12 @@
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::error::FieldViolations;
 use crs_platform::outbox::{Outbox, inbox_first_time};
+use crs_platform::paging;
 use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
+use crs_proto::ShortName;
 use crs_proto::common::{Category, ItemOutcome, LegalInstrument, NoActionReason, Submission};
+use crs_proto::convert::short_name_of;
+use crs_proto::notification::notification_internal_service_server::NotificationInternalService;
 use crs_proto::notification::notification_service_server::NotificationService;
 use crs_proto::notification::*;
 use sea_orm::{
@@ -18,9 +22,6 @@ use crate::error::NotificationError;
 use crate::webhook;
 
 type Result<T> = std::result::Result<T, NotificationError>;
-
-const DEFAULT_PAGE_SIZE: u64 = 50;
-const MAX_PAGE_SIZE: u64 = 500;
 
 #[derive(Clone)]
 pub struct Notifications {
@@ -46,8 +47,7 @@ impl Notifications {
         Self { db, outbox }
     }
 
-    async fn notify(&self, principal: Principal, req: NotifyRequest) -> Result<NotifyResponse> {
-        auth::require_service(&principal)?;
+    async fn notify(&self, req: NotifyRequest) -> Result<NotifyResponse> {
         let mut v = FieldViolations::new();
         if req.event_id.is_empty() {
             v.add("event_id", "is required");
@@ -129,22 +129,21 @@ impl Notifications {
         if !req.request_id.is_empty() {
             cond = cond.add(notification::Column::RequestId.eq(req.request_id.clone()));
         }
-        let offset: u64 = if req.page_token.is_empty() {
-            0
-        } else {
-            req.page_token
-                .parse()
-                .map_err(|_| NotificationError::invalid("page_token", "is not a token this service issued"))?
-        };
-        let size = match u64::from(req.page_size) {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        // Oldest first; the token is the position after the last one returned.
+        let filters = format!("request={};caller={}", req.request_id, principal.subject());
+        if let Some(pos) = paging::decode(&req.page_token, "notifications", &filters)? {
+            let bad = || NotificationError::invalid("page_token", "is not a token this service issued");
+            let [at, id] = <[String; 2]>::try_from(pos).map_err(|_| bad())?;
+            let at: i64 = at.parse().map_err(|_| bad())?;
+            cond = cond.add(Condition::any().add(notification::Column::CreatedAt.gt(at)).add(
+                Condition::all().add(notification::Column::CreatedAt.eq(at)).add(notification::Column::Id.gt(id)),
+            ));
+        }
+        let size = paging::page_size(req.page_size);
         let rows = notification::Entity::find()
             .filter(cond)
             .order_by_asc(notification::Column::CreatedAt)
             .order_by_asc(notification::Column::Id)
-            .offset(offset)
             .limit(size + 1)
             .all(&self.db)
             .await?;
@@ -160,6 +159,10 @@ impl Notifications {
         {
             by_notification.entry(d.notification_id.clone()).or_default().push(d);
         }
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => paging::encode("notifications", &filters, &[&last.created_at.to_string(), &last.id]),
+            _ => String::new(),
+        };
         let mut notifications = Vec::with_capacity(rows.len());
         for row in rows {
             let deliveries = by_notification.remove(&row.id).unwrap_or_default();
@@ -184,16 +187,10 @@ impl Notifications {
                     .collect(),
             });
         }
-        Ok(ListNotificationsResponse {
-            notifications,
-            next_page_token: if more { (offset + size).to_string() } else { String::new() },
-        })
+        Ok(ListNotificationsResponse { notifications, next_page_token })
     }
 
-    async fn put_subscription(&self, principal: Principal, req: PutSubscriptionRequest) -> Result<Subscription> {
-        if !matches!(principal, Principal::Service { .. }) {
-            auth::require_role(&principal, &[Role::Admin])?;
-        }
+    async fn put_subscription(&self, req: PutSubscriptionRequest) -> Result<Subscription> {
         let mut v = FieldViolations::new();
         let audience = Audience::try_from(req.audience).unwrap_or(Audience::Unspecified);
         match audience {
@@ -248,15 +245,6 @@ fn to_subscription(row: &subscription::Model) -> Subscription {
     }
 }
 
-fn name<E: Copy>(
-    value: i32,
-    parse: impl Fn(i32) -> Option<E>,
-    show: impl Fn(E) -> &'static str,
-    prefix: &str,
-) -> String {
-    parse(value).map(|e| show(e).trim_start_matches(prefix).to_owned()).unwrap_or_default()
-}
-
 /// The JSON body of a notification, the same for every audience.
 fn payload(id: &str, kind: NotificationKind, req: &NotifyRequest, s: &Submission) -> serde_json::Value {
     let decisions: Vec<serde_json::Value> = req
@@ -268,8 +256,8 @@ fn payload(id: &str, kind: NotificationKind, req: &NotifyRequest, s: &Submission
                 "item_index": d.item_index,
                 "url": item.map(|i| i.url.clone()).unwrap_or_default(),
                 "content_id": item.map(|i| i.content_id.clone()).unwrap_or_default(),
-                "outcome": name(d.outcome, |v| ItemOutcome::try_from(v).ok(), |e| e.as_str_name(), "ITEM_OUTCOME_"),
-                "no_action_reason": name(d.no_action_reason, |v| NoActionReason::try_from(v).ok(), |e| e.as_str_name(), "NO_ACTION_REASON_"),
+                "outcome": short_name_of::<ItemOutcome>(d.outcome),
+                "no_action_reason": short_name_of::<NoActionReason>(d.no_action_reason),
                 "legal_ground": d.legal_ground,
                 "explanation": d.explanation,
                 "territorial_scope": d.territorial_scope,
@@ -278,12 +266,12 @@ fn payload(id: &str, kind: NotificationKind, req: &NotifyRequest, s: &Submission
         .collect();
     serde_json::json!({
         "notification_id": id,
-        "kind": kind.as_str_name().trim_start_matches("NOTIFICATION_KIND_"),
+        "kind": kind.short_name(),
         "request_id": s.request_id,
         "agency_id": s.agency_id,
         "jurisdiction": s.jurisdiction,
-        "legal_instrument": name(s.legal_instrument, |v| LegalInstrument::try_from(v).ok(), |e| e.as_str_name(), "LEGAL_INSTRUMENT_"),
-        "category": name(s.category, |v| Category::try_from(v).ok(), |e| e.as_str_name(), "CATEGORY_"),
+        "legal_instrument": short_name_of::<LegalInstrument>(s.legal_instrument),
+        "category": short_name_of::<Category>(s.category),
         "reference": s.reference,
         "message": req.message,
         "deadline_due_at_ms": req.deadline.as_ref().and_then(|d| d.due_at.as_ref()).map(millis_from_timestamp),
@@ -294,11 +282,6 @@ fn payload(id: &str, kind: NotificationKind, req: &NotifyRequest, s: &Submission
 
 #[tonic::async_trait]
 impl NotificationService for Notifications {
-    async fn notify(&self, request: Request<NotifyRequest>) -> std::result::Result<Response<NotifyResponse>, Status> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(Notifications::notify(self, principal, request.into_inner()).await?))
-    }
-
     async fn list_notifications(
         &self,
         request: Request<ListNotificationsRequest>,
@@ -312,7 +295,8 @@ impl NotificationService for Notifications {
         request: Request<PutSubscriptionRequest>,
     ) -> std::result::Result<Response<Subscription>, Status> {
         let principal = auth::principal(&request)?;
-        Ok(Response::new(Notifications::put_subscription(self, principal, request.into_inner()).await?))
+        auth::require_role(&principal, &[Role::Admin]).map_err(NotificationError::from)?;
+        Ok(Response::new(Notifications::put_subscription(self, request.into_inner()).await?))
     }
 
     async fn list_subscriptions(
@@ -338,5 +322,22 @@ impl NotificationService for Notifications {
         _request: Request<ExportStatementsOfReasonsRequest>,
     ) -> std::result::Result<Response<ExportStatementsOfReasonsResponse>, Status> {
         Err(Status::unimplemented("ExportStatementsOfReasons is not available in this version"))
+    }
+}
+
+/// Only the services the access table lists reach these (see `crs_platform::access`).
+#[tonic::async_trait]
+impl NotificationInternalService for Notifications {
+    async fn notify(&self, request: Request<NotifyRequest>) -> std::result::Result<Response<NotifyResponse>, Status> {
+        auth::principal(&request)?;
+        Ok(Response::new(Notifications::notify(self, request.into_inner()).await?))
+    }
+
+    async fn put_agency_subscription(
+        &self,
+        request: Request<PutSubscriptionRequest>,
+    ) -> std::result::Result<Response<Subscription>, Status> {
+        auth::principal(&request)?;
+        Ok(Response::new(Notifications::put_subscription(self, request.into_inner()).await?))
     }
 }

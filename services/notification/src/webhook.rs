@@ -68,10 +68,7 @@ impl Sender {
             .ok_or_else(|| anyhow::anyhow!("notification {} not found", row.notification_id))?;
         let mut body: serde_json::Value = serde_json::from_str(&note.payload)?;
         body["delivery_id"] = row.id.clone().into();
-        body["audience"] = Audience::try_from(row.audience)
-            .map(|a| a.as_str_name().trim_start_matches("AUDIENCE_").to_owned())
-            .unwrap_or_default()
-            .into();
+        body["audience"] = crs_proto::convert::short_name_of::<Audience>(row.audience).into();
         let bytes = serde_json::to_vec(&body)?;
         let mut post = self
             .http
@@ -107,9 +104,7 @@ impl Sender {
             }
         }
         active.update(&self.db).await?;
-        let audience = Audience::try_from(row.audience)
-            .map(|a| a.as_str_name().trim_start_matches("AUDIENCE_"))
-            .unwrap_or("UNKNOWN");
+        let audience = crs_proto::convert::short_name_of::<Audience>(row.audience);
         DELIVERIES.with_label_values(&[audience, if outcome.is_ok() { "delivered" } else { "retrying" }]).inc();
         match outcome {
             Ok(()) => {

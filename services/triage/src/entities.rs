@@ -11,7 +11,6 @@ pub mod assessment {
         pub priority: i32,
         pub policy_id: String,
         pub queue: String,
-        pub due_at: i64,
         pub human_rights_review: bool,
         pub duplicate_of: String,
         /// The full `Assessment` as sent on, encoded, so replays answer byte for byte.

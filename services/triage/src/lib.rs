@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod entities;
 pub mod error;
 pub mod migration;
@@ -14,63 +15,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crs_platform::app::Platform;
-use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
-};
+use crs_proto::triage::triage_internal_service_server::TriageInternalServiceServer;
 use crs_proto::triage::triage_service_server::TriageServiceServer;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
+pub use config::{Config, DEFAULTS, Peers, PolicyConfig};
 pub use service::Triage;
-
-pub const DEFAULTS: &str = r#"
-[server]
-listen_addr = "127.0.0.1:50052"
-
-[admin]
-listen_addr = "127.0.0.1:9102"
-
-[database]
-url = "sqlite://data/triage.db?mode=rwc"
-
-[peers]
-intake = "http://127.0.0.1:50051"
-legal_review = "http://127.0.0.1:50053"
-
-[policies]
-file = ""
-"#;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub server: ServerConfig,
-    pub admin: AdminConfig,
-    pub database: DatabaseConfig,
-    pub redis: RedisConfig,
-    pub auth: AuthConfig,
-    pub telemetry: TelemetryConfig,
-    pub outbox: OutboxConfig,
-    pub peers: Peers,
-    pub policies: PolicyConfig,
-}
-
-crs_platform::impl_service_config!(Config);
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Peers {
-    pub intake: String,
-    pub legal_review: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// A TOML policy file replacing the built-in one; empty uses `config/sla-policies.toml`.
-    pub file: String,
-}
 
 pub struct Application {
     platform: Platform,
@@ -78,8 +29,12 @@ pub struct Application {
     relay: crs_platform::outbox::Relay,
 }
 
-impl Application {
-    pub async fn build(cfg: Config) -> anyhow::Result<Self> {
+impl crs_platform::app::Service for Application {
+    type Config = Config;
+    const NAME: &'static str = "triage";
+    const DEFAULTS: &'static str = DEFAULTS;
+
+    async fn build(cfg: Config) -> anyhow::Result<Self> {
         let policies = if cfg.policies.file.is_empty() {
             policy::Policies::parse(policy::BUILT_IN)?
         } else {
@@ -88,22 +43,30 @@ impl Application {
             policy::Policies::parse(&text)?
         };
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
-        let credentials = platform.authority.service_credentials("triage");
+        let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let intake = crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout)?;
         let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials, timeout)?;
-        let relay = platform.outbox.relay("triage", cfg.outbox.clone(), relay::handlers(intake, review));
+        let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(review));
         let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies);
         Ok(Self { platform, triage, relay })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    fn local_addr(&self) -> SocketAddr {
         self.platform.local_addr
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    fn admin_addr(&self) -> SocketAddr {
+        self.platform.admin_addr
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, triage, relay } = self;
-        let routes = tonic::service::Routes::new(TriageServiceServer::with_interceptor(triage, platform.verifier()));
-        platform.serve(routes, &[<TriageServiceServer<Triage> as NamedService>::NAME], relay, shutdown).await
+        let routes = tonic::service::Routes::new(TriageServiceServer::new(triage.clone()))
+            .add_service(TriageInternalServiceServer::new(triage));
+        let names = [
+            <TriageServiceServer<Triage> as NamedService>::NAME,
+            <TriageInternalServiceServer<Triage> as NamedService>::NAME,
+        ];
+        platform.serve(routes, &names, relay, shutdown).await
     }
 }

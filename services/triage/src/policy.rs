@@ -21,6 +21,9 @@ pub struct Policy {
     pub budget_secs: i64,
     pub pauses_while_awaiting_information: bool,
     pub warning_percents: Vec<u32>,
+    /// Decisions under this policy need a second, senior reviewer.
+    #[serde(default)]
+    pub high_risk: bool,
     #[serde(default, rename = "match")]
     pub matcher: Match,
 }
@@ -52,11 +55,8 @@ impl Policies {
         let file: PolicyFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid SLA policy file: {e}"))?;
         for p in &file.policy {
             anyhow::ensure!(p.budget_secs > 0, "policy {}: budget_secs must be positive", p.id);
-            anyhow::ensure!(
-                p.warning_percents.iter().all(|w| (1..100).contains(w)),
-                "policy {}: warning_percents must be between 1 and 99",
-                p.id
-            );
+            crs_domain::deadline::check_warnings("warning_percents", &p.warning_percents)
+                .map_err(|v| anyhow::anyhow!("policy {}: {v}", p.id))?;
             for i in &p.matcher.instruments {
                 anyhow::ensure!(
                     LegalInstrument::from_str_name(&format!("LEGAL_INSTRUMENT_{i}")).is_some(),
@@ -123,6 +123,7 @@ impl Policy {
             budget: Some(crs_platform::time::duration(self.budget_secs)),
             pauses_while_awaiting_information: self.pauses_while_awaiting_information,
             warning_percents: self.warning_percents.clone(),
+            high_risk: self.high_risk,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Triage's RPC handlers.
 
-use crs_platform::auth::{self, Principal, Role};
+use crs_domain::deadline::Deadline;
+use crs_platform::auth::{self, Role};
 use crs_platform::outbox::{Outbox, inbox_first_time};
 use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
-use crs_proto::common::{Assessment, Category, Keyword, LegalInstrument, RequestStatus, SlaDeadline, Submission};
-use crs_proto::intake::UpdateStatusRequest;
+use crs_proto::ShortName;
+use crs_proto::common::{Assessment, Category, Keyword, Submission};
 use crs_proto::review::EnqueueCaseRequest;
+use crs_proto::triage::triage_internal_service_server::TriageInternalService;
 use crs_proto::triage::triage_service_server::TriageService;
 use crs_proto::triage::*;
 use prost::Message;
@@ -15,7 +17,6 @@ use tonic::{Request, Response, Status};
 use crate::entities::{assessment, content_index};
 use crate::error::TriageError;
 use crate::policy::{Policies, Policy};
-use crate::relay;
 
 type Result<T> = std::result::Result<T, TriageError>;
 
@@ -34,8 +35,7 @@ impl Triage {
         Self { db, outbox, policies: std::sync::Arc::new(policies) }
     }
 
-    async fn assess(&self, principal: Principal, req: AssessRequestRequest) -> Result<AssessRequestResponse> {
-        auth::require_service(&principal)?;
+    async fn assess(&self, req: AssessRequestRequest) -> Result<AssessRequestResponse> {
         if req.event_id.is_empty() {
             return Err(TriageError::invalid("event_id", "is required"));
         }
@@ -71,7 +71,6 @@ impl Triage {
             priority: assessment.priority as i32,
             policy_id: policy.id.clone(),
             queue: assessment.queue.clone(),
-            due_at: received_at + policy.budget_secs * 1000,
             human_rights_review: assessment.human_rights_review,
             duplicate_of: assessment.duplicate_of.clone(),
             encoded: assessment.encode_to_vec(),
@@ -89,36 +88,13 @@ impl Triage {
             .insert(&txn)
             .await?;
         }
-        let deadline = SlaDeadline {
-            policy_id: policy.id.clone(),
-            legal_reference: policy.legal_reference.clone(),
-            budget: Some(crs_platform::time::duration(policy.budget_secs)),
-            due_at: assessment.due_at,
-            paused: false,
-            remaining_when_paused: None,
-        };
         self.outbox
-            .enqueue(
+            .send(
                 &txn,
-                relay::ENQUEUE,
                 &EnqueueCaseRequest {
                     event_id: String::new(),
                     submission: Some(submission.clone()),
                     assessment: Some(assessment.clone()),
-                },
-            )
-            .await?;
-        self.outbox
-            .enqueue(
-                &txn,
-                relay::STATUS,
-                &UpdateStatusRequest {
-                    request_id: submission.request_id.clone(),
-                    status: RequestStatus::Triaged as i32,
-                    deadline: Some(deadline),
-                    note: format!("triaged under {}", policy.name),
-                    occurred_at: assessment.assessed_at,
-                    ..Default::default()
                 },
             )
             .await?;
@@ -154,10 +130,7 @@ fn assess(s: &Submission, policy: &Policy, received_at: i64, earlier: &[content_
         b if b <= 259_200 => 35,
         _ => 20,
     };
-    let binding = matches!(
-        LegalInstrument::try_from(s.legal_instrument),
-        Ok(LegalInstrument::CourtOrder | LegalInstrument::GovernmentOrder)
-    );
+    let binding = crs_proto::convert::instrument(s.legal_instrument).is_some_and(|i| i.is_binding());
     if binding {
         priority += 10;
         reasons.push("legally binding order".into());
@@ -168,7 +141,7 @@ fn assess(s: &Submission, policy: &Policy, received_at: i64, earlier: &[content_
         Category::ProtectionOfMinors | Category::RiskForPublicSecurity | Category::Violence | Category::SelfHarm
     ) {
         priority += 5;
-        reasons.push(format!("high-harm category {}", category.as_str_name()));
+        reasons.push(format!("high-harm category {}", category.short_name()));
     }
     // Requests about speech and civic discourse carry the risk of over-removal of protected
     // expression: a human-rights review looks at them before anything is restricted.
@@ -192,11 +165,13 @@ fn assess(s: &Submission, policy: &Policy, received_at: i64, earlier: &[content_
             }
         }
     }
+    // The initial due time; legal review owns the running deadline from here on.
+    let deadline = Deadline::new(policy.budget_secs * 1000, received_at, &policy.warning_percents);
     Assessment {
         request_id: s.request_id.clone(),
         priority: priority.min(100),
         policy: Some(policy.to_proto()),
-        due_at: Some(timestamp_from_millis(received_at + policy.budget_secs * 1000)),
+        due_at: Some(timestamp_from_millis(deadline.due_at(received_at))),
         queue: if policy.budget_secs <= URGENT_BUDGET_SECS { "urgent".into() } else { "standard".into() },
         human_rights_review,
         duplicate_of,
@@ -207,26 +182,13 @@ fn assess(s: &Submission, policy: &Policy, received_at: i64, earlier: &[content_
 
 #[tonic::async_trait]
 impl TriageService for Triage {
-    async fn assess_request(
-        &self,
-        request: Request<AssessRequestRequest>,
-    ) -> std::result::Result<Response<AssessRequestResponse>, Status> {
-        let principal = auth::principal(&request)?;
-        Ok(Response::new(self.assess(principal, request.into_inner()).await?))
-    }
-
     async fn get_assessment(
         &self,
         request: Request<GetAssessmentRequest>,
     ) -> std::result::Result<Response<Assessment>, Status> {
         let principal = auth::principal(&request)?;
-        if !matches!(principal, Principal::Service { .. })
-            && !principal.has_role(Role::Reviewer)
-            && !principal.has_role(Role::SeniorReviewer)
-            && !principal.has_role(Role::Admin)
-        {
-            return Err(TriageError::from(auth::AuthError::Forbidden(principal.subject())).into());
-        }
+        auth::require_role(&principal, &[Role::Reviewer, Role::SeniorReviewer, Role::Admin])
+            .map_err(TriageError::from)?;
         Ok(Response::new(self.stored(&request.get_ref().request_id).await?))
     }
 
@@ -241,10 +203,23 @@ impl TriageService for Triage {
     }
 }
 
+/// Only the services the access table lists reach this (see `crs_platform::access`).
+#[tonic::async_trait]
+impl TriageInternalService for Triage {
+    async fn assess_request(
+        &self,
+        request: Request<AssessRequestRequest>,
+    ) -> std::result::Result<Response<AssessRequestResponse>, Status> {
+        auth::principal(&request)?;
+        Ok(Response::new(self.assess(request.into_inner()).await?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::BUILT_IN;
+    use crs_proto::common::LegalInstrument;
 
     #[test]
     fn shorter_deadlines_and_binding_orders_come_first() {

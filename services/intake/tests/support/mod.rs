@@ -1,66 +1,41 @@
 //! An in-process intake on its own fresh database (SQLite file or PostgreSQL database), with
-//! the real Redis, and helpers to call it as any principal.
+//! the real Redis, and helpers to call it as any principal. Built on `crs-testkit`.
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use crs_intake::{Application, Config, DEFAULTS};
+use crs_intake::Application;
 use crs_platform::auth::{Principal, Role, TokenAuthority};
 use crs_proto::common::{Category, ContentItem, LegalInstrument, RequestedAction};
 use crs_proto::intake::agency_admin_service_client::AgencyAdminServiceClient;
 use crs_proto::intake::intake_service_client::IntakeServiceClient;
 use crs_proto::intake::{CreateAgencyRequest, SubmitRequestRequest};
+use crs_testkit::service::{Running, ServiceEnv};
+use crs_testkit::{TestDb, service};
 use crsctl::{Authed, Bearer, connect};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use secrecy::SecretString;
-use tokio_util::sync::CancellationToken;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use crs_testkit::Backend;
 
-pub const KEY: &str = "intake-tests-signing-key-0123456789abcdef";
+pub const KEY: &str = crs_testkit::service::SIGNING_KEY;
 
 pub fn authority() -> TokenAuthority {
-    TokenAuthority::new(&SecretString::from(KEY), "crs").unwrap()
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh, empty database for one intake.
-pub async fn fresh_database(backend: Backend) -> (String, Option<String>) {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    match backend {
-        Backend::Sqlite => {
-            let path = std::env::temp_dir().join(format!("crs-intake-{id}.db"));
-            (format!("sqlite://{}?mode=rwc", path.display()), None)
-        }
-        Backend::Postgres => {
-            let name = format!("crs_intake_{id}");
-            let admin = Database::connect(postgres_admin_url()).await.unwrap();
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-            let base = postgres_admin_url();
-            (format!("{}/{name}", base.rsplit_once('/').unwrap().0), Some(name))
-        }
-    }
+    crs_testkit::service::authority()
 }
 
 /// A running intake.
 pub struct Intake {
+    /// The legal review it asks about withdrawals.
+    review: Running,
+    review_db: TestDb,
     pub url: String,
     /// Where `/metrics` is served.
     pub admin_addr: std::net::SocketAddr,
     pub db: DatabaseConnection,
     pub authority: TokenAuthority,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    pg_name: Option<String>,
+    pub test_db: TestDb,
+    running: Running,
 }
 
 impl Intake {
@@ -70,55 +45,45 @@ impl Intake {
 
     /// Starts an intake with extra `CRS_*` settings.
     pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Intake {
-        let (db_url, pg_name) = fresh_database(backend).await;
-        Self::start_on(&db_url, pg_name, extra).await
+        let db = TestDb::fresh(backend, "intake").await.unwrap();
+        Self::start_on(db, extra).await
     }
 
     /// Starts an intake on an existing database (a second replica shares the first one's).
-    pub async fn start_on(db_url: &str, pg_name: Option<String>, extra: &[(&str, &str)]) -> Intake {
-        crs_platform::telemetry::init_for_tests();
-        let unreachable = "http://127.0.0.1:9".to_owned();
-        let env: HashMap<String, String> = [
-            ("CRS_SERVER__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-            ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-            ("CRS_DATABASE__URL", db_url.to_owned()),
-            ("CRS_REDIS__URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
-            ("CRS_AUTH__SIGNING_KEY", KEY.to_owned()),
-            ("CRS_PEERS__TRIAGE", unreachable.clone()),
-            ("CRS_PEERS__LEGAL_REVIEW", unreachable.clone()),
-            ("CRS_PEERS__NOTIFICATION", unreachable),
-            ("CRS_LIMITS__MAX_ITEMS", "10".to_owned()),
-            ("CRS_OUTBOX__POLL_INTERVAL_MS", "5000".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-        let cfg: Config =
-            crs_platform::config::load(&[crs_platform::config::PLATFORM_DEFAULTS, DEFAULTS], None, &env).unwrap();
-        let app = Application::build(cfg).await.unwrap();
-        let url = format!("http://{}", app.local_addr());
-        let admin_addr = app.admin_addr();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        crsctl::wait_serving(&url, Duration::from_secs(30)).await.unwrap();
-        let db = Database::connect(db_url).await.unwrap();
-        Intake { url, admin_addr, db, authority: authority(), shutdown, task, pg_name }
-    }
-
-    /// The database URL, for a second replica.
-    pub fn pg_name(&self) -> Option<String> {
-        self.pg_name.clone()
+    pub async fn start_on(db: TestDb, extra: &[(&str, &str)]) -> Intake {
+        // Withdrawals are decided by legal review while the agency waits: run one beside it.
+        let review_db = TestDb::fresh(db.backend, "review").await.unwrap();
+        let review = service::start::<crs_legal_review::Application>(&ServiceEnv::on::<crs_legal_review::Application>(
+            review_db.clone(),
+        ))
+        .await;
+        let mut env = ServiceEnv::on::<Application>(db.clone())
+            .set("CRS_PEERS__LEGAL_REVIEW", review.url.clone())
+            .set("CRS_LIMITS__MAX_ITEMS", "10")
+            .set("CRS_OUTBOX__POLL_INTERVAL_MS", "5000");
+        for (k, v) in extra {
+            env = env.set(k, *v);
+        }
+        let running = service::start::<Application>(&env).await;
+        let conn = db.connect().await.unwrap();
+        Intake {
+            review,
+            review_db,
+            url: running.url.clone(),
+            admin_addr: running.admin_addr,
+            db: conn,
+            authority: authority(),
+            test_db: db,
+            running,
+        }
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
+        self.running.stop().await;
+        self.review.stop().await;
         self.db.close().await.unwrap();
-        if let Some(name) = self.pg_name {
-            let admin = Database::connect(postgres_admin_url()).await.unwrap();
-            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-        }
+        self.test_db.drop_now().await.unwrap();
+        self.review_db.drop_now().await.unwrap();
     }
 
     pub fn bearer(&self, principal: Principal) -> Bearer {
@@ -215,12 +180,13 @@ pub struct Process {
 
 impl Process {
     pub async fn start(db_url: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_crs-intake"))
-            .env("CRS_SERVER__LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0")
+        let listeners = crs_testkit::Listeners::bind().unwrap();
+        let port = listeners.grpc_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crs-intake"));
+        listeners.pass_to(&mut cmd).unwrap();
+        let child = cmd
             .env("CRS_DATABASE__URL", db_url)
-            .env("CRS_REDIS__URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+            .env("CRS_REDIS__URL", crs_testkit::redis::shared_url())
             .env("CRS_AUTH__SIGNING_KEY", KEY)
             .env("CRS_PEERS__TRIAGE", "http://127.0.0.1:9")
             .env("CRS_PEERS__LEGAL_REVIEW", "http://127.0.0.1:9")
@@ -230,7 +196,7 @@ impl Process {
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        crsctl::wait_serving(&url, Duration::from_secs(30)).await.unwrap();
+        crs_testkit::wait_serving(&url, Duration::from_secs(30)).await.unwrap();
         Process { url, child }
     }
 
@@ -241,53 +207,5 @@ impl Process {
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A redis-server of the test's own, which it may kill and restart on the same port.
-pub struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = PrivateRedis { port, child: None };
-        r.restart();
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn restart(&mut self) {
-        self.kill();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

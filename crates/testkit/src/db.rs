@@ -1,0 +1,81 @@
+//! A fresh, empty database per test: a SQLite file in the temp directory, or a PostgreSQL
+//! database with a random name on the test server (`CRS_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped by [`TestDb::drop_now`].
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of one test's own.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    pub backend: Backend,
+    /// The URL a service is configured with.
+    pub url: String,
+    /// The PostgreSQL database's name, to drop it.
+    pg_name: Option<String>,
+    /// The SQLite file, to remove it.
+    path: Option<std::path::PathBuf>,
+}
+
+impl TestDb {
+    /// Creates an empty database; `label` goes into its name, to find it when debugging.
+    pub async fn fresh(backend: Backend, label: &str) -> anyhow::Result<TestDb> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let label: String =
+            label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("crs-{label}-{id}.db"));
+                Ok(TestDb {
+                    backend,
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    pg_name: None,
+                    path: Some(path),
+                })
+            }
+            Backend::Postgres => {
+                let name = format!("crs_{label}_{id}");
+                let admin = Database::connect(postgres_admin_url()).await?;
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+                admin.close().await?;
+                let base = postgres_admin_url();
+                let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(&base).to_owned();
+                Ok(TestDb { backend, url: format!("{server}/{name}"), pg_name: Some(name), path: None })
+            }
+        }
+    }
+
+    /// A connection of the test's own to the database.
+    pub async fn connect(&self) -> anyhow::Result<DatabaseConnection> {
+        Ok(Database::connect(&self.url).await?)
+    }
+
+    /// Drops the database (or removes the file).
+    pub async fn drop_now(self) -> anyhow::Result<()> {
+        if let Some(name) = &self.pg_name {
+            let admin = Database::connect(postgres_admin_url()).await?;
+            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+            admin.close().await?;
+        }
+        if let Some(path) = &self.path {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        Ok(())
+    }
+}

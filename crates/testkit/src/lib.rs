@@ -1,0 +1,103 @@
+//! What CRS's tests share, so each test starts what it needs in a few lines:
+//!
+//! - [`db`]: a fresh SQLite file or PostgreSQL database per test, dropped afterwards;
+//! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
+//! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
+//!   any principal;
+//! - [`eventually`]: waiting for something that happens asynchronously, with a bound;
+//! - [`schema`]: the check that a service's migrations produce what its entities expect.
+
+#![forbid(unsafe_code)]
+
+pub mod db;
+pub mod redis;
+pub mod schema;
+pub mod service;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use db::{Backend, TestDb};
+pub use redis::PrivateRedis;
+pub use service::{Running, ServiceEnv};
+
+/// Calls `check` until it returns `Some`, at most for `within`; panics naming `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until the gRPC server at `url` reports SERVING on `grpc.health.v1`.
+pub async fn wait_serving(url: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = String::from("not reachable");
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned())
+            && let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(500)).connect().await
+        {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
+                Ok(r)
+                    if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
+                {
+                    return Ok(());
+                }
+                Ok(r) => last = format!("status {}", r.get_ref().status),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{url} did not become SERVING within {within:?} (last: {last})")
+}
+
+/// A service binary's listeners, bound by the test before the process starts (so no other
+/// process can take the port between choosing and using it) and handed over by systemd socket
+/// activation (`LISTEN_FDS`): the gRPC listener, then the admin one. The test keeps them, so a
+/// killed process restarts on the very same sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: std::net::TcpListener,
+    pub admin: std::net::TcpListener,
+}
+
+impl Listeners {
+    pub fn bind() -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            grpc: std::net::TcpListener::bind("127.0.0.1:0")?,
+            admin: std::net::TcpListener::bind("127.0.0.1:0")?,
+        })
+    }
+
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Hands copies of both listeners to `cmd` as fds 3 and 4.
+    pub fn pass_to(&self, cmd: &mut std::process::Command) -> anyhow::Result<()> {
+        use command_fds::{CommandFdExt, FdMapping};
+        cmd.env("LISTEN_FDS", "2").env_remove("LISTEN_PID").env_remove("LISTEN_FDS_FIRST_FD");
+        cmd.fd_mappings(vec![
+            FdMapping { parent_fd: self.grpc.try_clone()?.into(), child_fd: 3 },
+            FdMapping { parent_fd: self.admin.try_clone()?.into(), child_fd: 4 },
+        ])
+        .map_err(|e| anyhow::anyhow!("cannot hand the listeners over: {e:?}"))?;
+        Ok(())
+    }
+}

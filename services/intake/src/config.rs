@@ -1,0 +1,102 @@
+//! Intake's configuration: the shared sections, its peers, the bounds on every input, and the
+//! rate limits.
+
+use crs_platform::config::{
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+};
+use serde::Deserialize;
+
+/// Intake's built-in defaults (the platform's are applied first).
+pub const DEFAULTS: &str = r#"
+[server]
+listen_addr = "127.0.0.1:50051"
+
+[admin]
+listen_addr = "127.0.0.1:9101"
+
+[database]
+url = "sqlite://data/intake.db?mode=rwc"
+
+[peers]
+triage = "http://127.0.0.1:50052"
+legal_review = "http://127.0.0.1:50053"
+notification = "http://127.0.0.1:50054"
+
+[limits]
+max_items = 1000
+max_keywords = 20
+max_string_len = 2048
+max_text_len = 20000
+idempotency_retention_secs = 86400
+
+# Every submission is checked against its agency's rate and daily quota, its jurisdiction's and
+# the global limit, all at once. Binding orders (court and government orders) have their own,
+# larger buckets. A limit is `{ rate_per_sec, burst }` or `{ per_day }`; add `shadow = true` to
+# count and log what it would deny without denying.
+[rate_limits]
+key_prefix = "crs:rl"
+
+[rate_limits.tiers.standard.normal]
+requests = { rate_per_sec = 1.0, burst = 30 }
+daily = { per_day = 2000 }
+
+[rate_limits.tiers.standard.binding]
+requests = { rate_per_sec = 5.0, burst = 150 }
+daily = { per_day = 20000 }
+
+[rate_limits.tiers.high.normal]
+requests = { rate_per_sec = 5.0, burst = 150 }
+daily = { per_day = 10000 }
+
+[rate_limits.tiers.high.binding]
+requests = { rate_per_sec = 20.0, burst = 600 }
+daily = { per_day = 100000 }
+
+[rate_limits.jurisdiction]
+normal = { rate_per_sec = 20.0, burst = 300 }
+binding = { rate_per_sec = 50.0, burst = 1000 }
+
+[rate_limits.global]
+normal = { rate_per_sec = 200.0, burst = 3000 }
+binding = { rate_per_sec = 500.0, burst = 10000 }
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig,
+    pub telemetry: TelemetryConfig,
+    pub outbox: OutboxConfig,
+    pub peers: Peers,
+    pub limits: Limits,
+    pub rate_limits: crate::limits::RateLimitConfig,
+}
+
+crs_platform::impl_service_config!(Config);
+
+/// Where intake hands requests on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peers {
+    pub triage: String,
+    pub legal_review: String,
+    pub notification: String,
+}
+
+/// Bounds on every input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_items: usize,
+    pub max_keywords: usize,
+    /// Longest URL, id, name or reference.
+    pub max_string_len: usize,
+    /// Longest legal basis, justification or answer.
+    pub max_text_len: usize,
+    /// How long an idempotency key names its request; a client may retry for this long.
+    pub idempotency_retention_secs: i64,
+}

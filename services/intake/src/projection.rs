@@ -1,0 +1,79 @@
+//! Intake's projection of each request's status, kept current by legal review, the one owner of
+//! a request's status once triaged. Each update carries the case's version; an update no newer
+//! than the one applied changes nothing, so hand-offs relayed out of order never move the
+//! agency's view back.
+
+use crs_platform::outbox::inbox_first_time;
+use crs_platform::time::{millis_from_timestamp, now_millis};
+use crs_proto::common::RequestStatus;
+use crs_proto::intake::{UpdateStatusRequest, UpdateStatusResponse};
+use prost::Message;
+use sea_orm::{ActiveModelTrait, EntityTrait, QuerySelect, Set, TransactionTrait};
+
+use crate::entities::{request, request_item};
+use crate::error::IntakeError;
+use crate::service::{Intake, Result, record_event};
+
+impl Intake {
+    pub(crate) async fn update_status(&self, req: UpdateStatusRequest) -> Result<UpdateStatusResponse> {
+        if req.event_id.is_empty() {
+            return Err(IntakeError::invalid("event_id", "is required"));
+        }
+        let status = crs_proto::convert::status(req.status)
+            .ok_or_else(|| IntakeError::invalid("status", "must be a known status"))?;
+        let txn = self.db.begin().await?;
+        if !inbox_first_time(&txn, &req.event_id).await? {
+            return Ok(UpdateStatusResponse { applied: false });
+        }
+        let row = request::Entity::find_by_id(req.request_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| IntakeError::NotFound { kind: "request", id: req.request_id.clone() })?;
+        let occurred_at = req.occurred_at.as_ref().map(millis_from_timestamp).unwrap_or_else(now_millis);
+        let current = crs_proto::convert::status(row.status).unwrap_or(crs_domain::Status::Received);
+        let newer = match req.case_version {
+            // Hand-offs written before case versions existed: a final status is never replaced
+            // by an earlier step, and steps apply in the order they happened.
+            0 => !current.is_final() && (status.is_final() || occurred_at >= row.status_at),
+            v => v as i64 > row.status_version,
+        };
+        if !newer {
+            txn.commit().await?;
+            tracing::info!(request_id = %row.id, status = status.name(), "stale status update ignored");
+            return Ok(UpdateStatusResponse { applied: false });
+        }
+        let mut active: request::ActiveModel = row.clone().into();
+        active.status = Set(req.status);
+        active.status_at = Set(occurred_at);
+        active.status_note = Set(req.note.clone());
+        active.pending_question = Set(req.pending_question.clone());
+        if req.case_version > 0 {
+            active.status_version = Set(req.case_version as i64);
+        }
+        if let Some(deadline) = &req.deadline {
+            active.deadline = Set(Some(deadline.encode_to_vec()));
+        }
+        active.updated_at = Set(now_millis());
+        let updated = active.update(&txn).await?;
+        for decision in &req.item_decisions {
+            if let Some(item) =
+                request_item::Entity::find_by_id((row.id.clone(), decision.item_index as i32)).one(&txn).await?
+            {
+                let mut item: request_item::ActiveModel = item.into();
+                item.outcome = Set(decision.outcome);
+                item.no_action_reason = Set(decision.no_action_reason);
+                item.explanation = Set(decision.explanation.clone());
+                item.update(&txn).await?;
+            }
+        }
+        // A step that only moves the deadline (the clock paused or resumed) is no new event.
+        if status != current {
+            record_event(&txn, &updated, RequestStatus::try_from(req.status).unwrap_or_default(), &req.note).await?;
+        }
+        txn.commit().await?;
+        self.events.notify_waiters();
+        tracing::info!(request_id = %row.id, status = status.name(), version = req.case_version, "status updated");
+        Ok(UpdateStatusResponse { applied: true })
+    }
+}

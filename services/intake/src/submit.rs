@@ -1,0 +1,196 @@
+//! Submissions: validated, rate-limited, stored with their hand-offs in one transaction, and
+//! answered from storage when retried with the same idempotency key.
+
+use crs_platform::auth::Principal;
+use crs_platform::time::now_millis;
+use crs_proto::common::{ItemOutcome, RequestStatus};
+use crs_proto::intake::*;
+use crs_proto::notification::{NotificationKind, NotifyRequest};
+use crs_proto::triage::AssessRequestRequest;
+use prost::Message;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::entities::{request, request_item};
+use crate::error::IntakeError;
+use crate::service::{Intake, Result, record_event};
+use crate::validate;
+use crate::views::{to_government_request, to_submission};
+
+/// Idempotency keys past their retention are rewritten with this prefix, freeing the key.
+const EXPIRED_KEY_PREFIX: &str = "~expired:";
+
+impl Intake {
+    /// Validates, checks the rate limits, and stores the request with its hand-offs. A retry of
+    /// an accepted request is answered from storage and consumes no limit; the decision comes
+    /// back so the caller sees `x-ratelimit-*`.
+    pub(crate) async fn submit(
+        &self,
+        principal: Principal,
+        req: SubmitRequestRequest,
+    ) -> Result<(SubmitRequestResponse, Option<crs_ratelimit::Decision>)> {
+        let agency = self.calling_agency(&principal).await?;
+        let valid = validate::submission(&req, &agency, &self.limits)?;
+        let body_hash = body_hash(&req);
+
+        if let Some(existing) = self.find_by_key(&agency.id, &req.idempotency_key).await? {
+            return Ok((self.replay(existing, &body_hash, &req.idempotency_key).await?, None));
+        }
+
+        let rules = crate::limits::rules(&self.rate_limits, &agency, crate::limits::is_binding(req.legal_instrument));
+        let decision = self.limiter.check(&rules, 1).await;
+        if !decision.allowed {
+            // A concurrent twin of this call may have been accepted meanwhile: answer as it was.
+            if let Some(existing) = self.find_by_key(&agency.id, &req.idempotency_key).await? {
+                return Ok((self.replay(existing, &body_hash, &req.idempotency_key).await?, None));
+            }
+            tracing::info!(agency_id = %agency.id, rule = %decision.tightest().name, "submission rate-limited");
+            return Err(IntakeError::RateLimited(Box::new(decision)));
+        }
+
+        let now = now_millis();
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = request::Model {
+            id: id.clone(),
+            agency_id: agency.id.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            body_hash,
+            jurisdiction: req.jurisdiction.clone(),
+            legal_instrument: req.legal_instrument,
+            category: req.category,
+            keywords: serde_json::to_string(&req.keywords).expect("numbers serialise"),
+            requested_action: req.requested_action,
+            legal_basis: req.legal_basis.clone(),
+            justification: req.justification.clone(),
+            reference: req.reference.clone(),
+            issuing_authority: req.issuing_authority.clone(),
+            status: RequestStatus::Received as i32,
+            status_at: now,
+            status_note: String::new(),
+            pending_question: String::new(),
+            deadline: None,
+            status_version: 0,
+            received_at: now,
+            updated_at: now,
+        };
+        let items: Vec<request_item::Model> = valid
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| request_item::Model {
+                request_id: id.clone(),
+                item_index: i as i32,
+                url: item.url,
+                content_id: item.content_id,
+                description: item.description,
+                content_key: item.content_key,
+                outcome: ItemOutcome::Pending as i32,
+                no_action_reason: 0,
+                explanation: String::new(),
+            })
+            .collect();
+        let submission = to_submission(&row, &items);
+
+        let txn = self.db.begin().await?;
+        let inserted = request::ActiveModel::from(row.clone())
+            .insert(&txn)
+            .instrument(crs_platform::db::span(&txn, "requests insert"))
+            .await;
+        if let Err(e) = inserted {
+            // A concurrent retry with the same key won the race: answer as it did.
+            if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+                drop(txn);
+                let existing = self.find_by_key(&agency.id, &req.idempotency_key).await?.ok_or_else(|| {
+                    IntakeError::Internal(anyhow::anyhow!("idempotency key conflict but no request found"))
+                })?;
+                return Ok((self.replay(existing, &row.body_hash, &req.idempotency_key).await?, None));
+            }
+            return Err(e.into());
+        }
+        request_item::Entity::insert_many(items.iter().cloned().map(request_item::ActiveModel::from))
+            .exec(&txn)
+            .await?;
+        record_event(&txn, &row, RequestStatus::Received, "received").await?;
+        self.outbox
+            .send(&txn, &AssessRequestRequest { event_id: String::new(), submission: Some(submission.clone()) })
+            .await?;
+        self.outbox
+            .send(
+                &txn,
+                &NotifyRequest {
+                    kind: NotificationKind::Acknowledged as i32,
+                    submission: Some(submission),
+                    message: "request received".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        txn.commit().await?;
+        self.committed();
+        tracing::info!(request_id = %row.id, agency_id = %row.agency_id, items = items.len(), "request received");
+        Ok((
+            SubmitRequestResponse { request: Some(to_government_request(&row, &items)), replayed: false },
+            Some(decision),
+        ))
+    }
+
+    /// Wakes the relay and open streams after a commit.
+    pub(crate) fn committed(&self) {
+        self.outbox.wake();
+        self.events.notify_waiters();
+    }
+
+    /// The live request holding `key` for the agency. A key older than the retention period is
+    /// released first, so it can name a new request.
+    async fn find_by_key(&self, agency_id: &str, key: &str) -> Result<Option<request::Model>> {
+        let found = request::Entity::find()
+            .filter(request::Column::AgencyId.eq(agency_id))
+            .filter(request::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?;
+        match found {
+            Some(row) if row.received_at < now_millis() - self.limits.idempotency_retention_secs * 1000 => {
+                self.expire_key(&row.id).await?;
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn expire_key(&self, request_id: &str) -> Result<()> {
+        request::Entity::update_many()
+            .col_expr(request::Column::IdempotencyKey, Expr::value(format!("{EXPIRED_KEY_PREFIX}{request_id}")))
+            .filter(request::Column::Id.eq(request_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Releases every idempotency key past its retention (run periodically).
+    pub(crate) async fn expire_idempotency_keys(&self) -> Result<u64> {
+        let cutoff = now_millis() - self.limits.idempotency_retention_secs * 1000;
+        let stmt = crs_platform::outbox::statement(
+            sea_orm::ConnectionTrait::get_database_backend(&self.db),
+            "UPDATE requests SET idempotency_key = $1 || id WHERE received_at < $2 AND idempotency_key NOT LIKE $3",
+            vec![EXPIRED_KEY_PREFIX.into(), cutoff.into(), format!("{EXPIRED_KEY_PREFIX}%").into()],
+        );
+        Ok(sea_orm::ConnectionTrait::execute_raw(&self.db, stmt).await?.rows_affected())
+    }
+
+    async fn replay(&self, existing: request::Model, body_hash: &str, key: &str) -> Result<SubmitRequestResponse> {
+        if existing.body_hash != body_hash {
+            return Err(IntakeError::IdempotencyKeyReused(key.to_owned()));
+        }
+        let items = self.items_of(&existing.id).await?;
+        Ok(SubmitRequestResponse { request: Some(to_government_request(&existing, &items)), replayed: true })
+    }
+}
+
+/// The body's fingerprint, without the idempotency key itself.
+fn body_hash(req: &SubmitRequestRequest) -> String {
+    let mut body = req.clone();
+    body.idempotency_key.clear();
+    hex::encode(Sha256::digest(body.encode_to_vec()))
+}

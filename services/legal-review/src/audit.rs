@@ -1,0 +1,162 @@
+//! The audit trail: every action on a case appended, in the transaction of the action, to one
+//! hash chain over the whole trail (see `crs_domain::audit`), and read back or verified.
+//!
+//! Appends are serialised (an advisory lock on PostgreSQL; SQLite has one writer) so sequence
+//! numbers have no gaps and each entry links to the one committed before it. Commands append
+//! last, just before committing, to hold that lock as briefly as possible.
+
+use crs_domain::audit::{Entry, Verification, Verifier};
+use crs_platform::outbox::statement;
+use sea_orm::{ColumnTrait, DatabaseConnection, Set};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::entities::audit_entry;
+
+/// The advisory lock that serialises appends on PostgreSQL.
+const APPEND_LOCK: i64 = 0x0c25_a0d1_7000_0001;
+
+/// An action to record.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub case_id: String,
+    /// `reviewer:<id>`, `service:<name>`, `agency:<id>` or `system:sla`.
+    pub actor: String,
+    /// What was done: `enqueue`, `claim`, `decide`, ...
+    pub action: &'static str,
+    /// The action's full content.
+    pub details: serde_json::Value,
+}
+
+/// Appends `actions` to the trail inside `txn`, in order.
+pub async fn append(txn: &DatabaseTransaction, actions: Vec<Action>, at: i64) -> Result<(), sea_orm::DbErr> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        txn.execute_raw(statement(backend, "SELECT pg_advisory_xact_lock($1)", vec![APPEND_LOCK.into()])).await?;
+    }
+    let last = audit_entry::Entity::find().order_by_desc(audit_entry::Column::Sequence).limit(1).one(txn).await?;
+    let mut previous: Option<(u64, String)> = last.map(|e| (e.sequence as u64, e.hash));
+    let trace_id = crs_platform::telemetry::current_trace_id().unwrap_or_default();
+    let mut rows = Vec::with_capacity(actions.len());
+    for a in actions {
+        let entry = Entry::next(
+            previous.as_ref().map(|(s, h)| (*s, h.as_str())),
+            &a.case_id,
+            &a.actor,
+            a.action,
+            a.details.to_string(),
+            trace_id.clone(),
+            at,
+        );
+        previous = Some((entry.sequence, entry.hash.clone()));
+        rows.push(audit_entry::ActiveModel {
+            sequence: Set(entry.sequence as i64),
+            case_id: Set(entry.case_id),
+            actor: Set(entry.actor),
+            action: Set(entry.action),
+            details: Set(entry.details_json),
+            trace_id: Set(entry.trace_id),
+            at: Set(entry.at),
+            previous_hash: Set(entry.previous_hash),
+            hash: Set(entry.hash),
+        });
+    }
+    audit_entry::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    Ok(())
+}
+
+pub fn to_entry(m: audit_entry::Model) -> Entry {
+    Entry {
+        sequence: m.sequence as u64,
+        case_id: m.case_id,
+        actor: m.actor,
+        action: m.action,
+        details_json: m.details,
+        trace_id: m.trace_id,
+        at: m.at,
+        previous_hash: m.previous_hash,
+        hash: m.hash,
+    }
+}
+
+/// Entries read per query while verifying.
+const VERIFY_PAGE: u64 = 1000;
+
+/// Recomputes the chain over the entries recorded in `[from, to)` (the whole trail when both are
+/// unset) and reports the first entry altered, inserted or missing.
+pub async fn verify(
+    db: &DatabaseConnection,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Verification, sea_orm::DbErr> {
+    // Where to start: the first entry of the range, checked against the entry before it.
+    let first_in_range = match from {
+        Some(f) => audit_entry::Entity::find()
+            .filter(audit_entry::Column::At.gte(f))
+            .order_by_asc(audit_entry::Column::Sequence)
+            .one(db)
+            .await?
+            .map(|e| e.sequence),
+        None => Some(1),
+    };
+    let Some(start) = first_in_range else {
+        return Ok(Verification { entries_checked: 0, first_broken: None, problem: None });
+    };
+    let mut verifier = match start {
+        1 => Verifier::from_start(),
+        s => match audit_entry::Entity::find_by_id(s - 1).one(db).await? {
+            Some(anchor) => Verifier::after(&to_entry(anchor)),
+            // The anchor itself is gone: the range starts after a deleted entry.
+            None => {
+                return Ok(Verification {
+                    entries_checked: 0,
+                    first_broken: Some((s - 1) as u64),
+                    problem: Some(format!("entry {} is missing", s - 1)),
+                });
+            }
+        },
+    };
+    let mut next = start;
+    let mut beyond_range = false;
+    'pages: loop {
+        let page = audit_entry::Entity::find()
+            .filter(audit_entry::Column::Sequence.gte(next))
+            .order_by_asc(audit_entry::Column::Sequence)
+            .limit(VERIFY_PAGE)
+            .all(db)
+            .await?;
+        let full = page.len() as u64 == VERIFY_PAGE;
+        for e in page {
+            next = e.sequence + 1;
+            // One entry past the range is checked too: its link proves the range's last entry.
+            if to.is_some_and(|t| e.at >= t) {
+                beyond_range = true;
+            }
+            if !verifier.check(&to_entry(e)) || beyond_range {
+                break 'pages;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    let last = if to.is_some() {
+        None
+    } else {
+        audit_entry::Entity::find()
+            .select_only()
+            .column_as(audit_entry::Column::Sequence.max(), "last")
+            .into_tuple::<Option<i64>>()
+            .one(db)
+            .await?
+            .flatten()
+            .map(|l| l as u64)
+    };
+    let mut result = verifier.finish(last);
+    if beyond_range && result.first_broken.is_none() {
+        result.entries_checked -= 1;
+    }
+    Ok(result)
+}
