@@ -65,7 +65,15 @@ pub struct Config {
     pub timers: TimerConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = migration::Migrator, check = Config::check_own);
+
+impl Config {
+    /// Legal review's own sections, for `--check-config`: its peers' addresses.
+    fn check_own(&self) -> anyhow::Result<()> {
+        crs_platform::app::check_peer("peers.intake", &self.peers.intake)?;
+        crs_platform::app::check_peer("peers.notification", &self.peers.notification)
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

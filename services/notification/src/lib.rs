@@ -51,7 +51,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = migration::Migrator);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -56,7 +56,16 @@ pub struct Config {
     pub policies: PolicyConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = migration::Migrator, check = Config::check_own);
+
+impl Config {
+    /// Triage's own sections, for `--check-config`: its peers' addresses and its policy file.
+    fn check_own(&self) -> anyhow::Result<()> {
+        crs_platform::app::check_peer("peers.intake", &self.peers.intake)?;
+        crs_platform::app::check_peer("peers.legal_review", &self.peers.legal_review)?;
+        self.policies.load().map(drop)
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +81,18 @@ pub struct PolicyConfig {
     pub file: String,
 }
 
+impl PolicyConfig {
+    /// Reads and parses the policy file (or the built-in one).
+    pub fn load(&self) -> anyhow::Result<policy::Policies> {
+        if self.file.is_empty() {
+            return policy::Policies::parse(policy::BUILT_IN);
+        }
+        let text = std::fs::read_to_string(&self.file)
+            .map_err(|e| anyhow::anyhow!("cannot read policies.file {}: {e}", self.file))?;
+        policy::Policies::parse(&text).map_err(|e| anyhow::anyhow!("policies.file {}: {e:#}", self.file))
+    }
+}
+
 pub struct Application {
     platform: Platform,
     triage: Triage,
@@ -80,13 +101,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
-        let policies = if cfg.policies.file.is_empty() {
-            policy::Policies::parse(policy::BUILT_IN)?
-        } else {
-            let text = std::fs::read_to_string(&cfg.policies.file)
-                .map_err(|e| anyhow::anyhow!("cannot read policies.file {}: {e}", cfg.policies.file))?;
-            policy::Policies::parse(&text)?
-        };
+        let policies = cfg.policies.load()?;
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
         let credentials = platform.authority.service_credentials("triage");
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
