@@ -109,7 +109,7 @@ def test_objects_carry_the_standard_labels(rendered: Rendered) -> None:
     for obj in rendered.objects:
         labels = obj["metadata"].get("labels", {})
         missing = [label for label in STANDARD_LABELS if label not in labels]
-        if obj["kind"] in {"Secret", "ServiceMonitor", "PrometheusRule"} or obj["metadata"]["name"].endswith("-migrations") and obj["kind"] in {"ServiceAccount", "NetworkPolicy"}:
+        if obj["kind"] in {"Secret", "ServiceMonitor", "PrometheusRule"}:  # shared by every component
             missing = [m for m in missing if m != "app.kubernetes.io/component"]
         assert not missing, f"{obj['kind']}/{obj['metadata']['name']} lacks {missing}"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
