@@ -2,17 +2,18 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench chart-test proto services
+.PHONY: run test lint fmt bench chart-test chart proto services
 
 ## run: build, start the four services on SQLite under ./data with Redis, and run the demo
 run:
 	@scripts/run.sh
 
-## test: every test: unit tests and the cross-service end-to-end tests (PostgreSQL and SQLite)
+## test: every test: unit tests, the cross-service end-to-end tests (PostgreSQL and SQLite) and the Helm chart's
 test:
 	@scripts/ensure-test-services.sh
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	@scripts/chart-test.sh
 
 ## lint: formatting and clippy, warnings as errors
 lint:
@@ -32,5 +33,12 @@ bench:
 	$(CARGO) bench -p crs-ratelimit
 	$(CARGO) bench -p crs-timers
 
+## chart-test: the Helm chart rendered by Helm's engine, linted, validated against Kubernetes' schemas,
+## and its configuration checked by the service binaries it runs (--check-config)
 chart-test:
-	@echo "no Helm chart in this version"
+	$(CARGO) build --workspace --bins
+	@scripts/chart-test.sh
+
+## chart: package the Helm chart into dist/
+chart:
+	@scripts/chart-test.sh --package dist

@@ -22,8 +22,12 @@ use crate::redis::RedisHandle;
 use crate::revocation::Revocations;
 use crate::server::Dependencies;
 
-/// What a service's configuration shares with every other service.
+/// What a service's configuration shares with every other service, and what [`run_service`]
+/// needs to know about the service beyond it.
 pub trait ServiceConfig: DeserializeOwned {
+    /// The service's database migrations, which `--migrate-only` applies.
+    type Migrator: MigratorTrait;
+
     fn server(&self) -> &ServerConfig;
     fn admin(&self) -> &AdminConfig;
     fn database(&self) -> &DatabaseConfig;
@@ -31,6 +35,13 @@ pub trait ServiceConfig: DeserializeOwned {
     fn auth(&self) -> &AuthConfig;
     fn telemetry(&self) -> &TelemetryConfig;
     fn outbox(&self) -> &OutboxConfig;
+
+    /// Checks what loading cannot: that files are readable and URLs well formed. The default
+    /// checks the shared sections; a service adds its own sections' checks through
+    /// [`impl_service_config!`]'s `check =`.
+    fn check(&self) -> anyhow::Result<()> {
+        check_shared(self)
+    }
 }
 
 /// A CRS service as a library: built from its configuration (binding its listeners, port 0
@@ -145,6 +156,11 @@ impl Platform {
 /// Runs a service binary: loads configuration (defaults → `--config`/`CRS_CONFIG` file →
 /// `CRS_*` environment), sets up telemetry, runs `serve` until SIGTERM/SIGINT, flushes telemetry.
 /// Bad configuration exits with status 2 and a message naming what is wrong.
+///
+/// Two flags stop short of serving: `--check-config` loads and checks the configuration, prints
+/// `configuration OK` and exits 0 (or names the problem and exits 2) without connecting to
+/// anything; `--migrate-only` connects to the database, applies pending migrations and exits.
+/// Both together check only what migrating needs.
 pub fn run_service<C, F, Fut>(service_name: &str, defaults: &str, serve: F) -> ExitCode
 where
     C: ServiceConfig,
@@ -153,6 +169,8 @@ where
 {
     crate::server::take_inherited_listeners();
     let env: HashMap<String, String> = std::env::vars().collect();
+    let flags: Vec<String> = std::env::args().skip(1).collect();
+    let mode = Mode::from_args(&flags);
     let file = crate::config::file_from_args_or_env(&env);
     let cfg: C = match crate::config::load(&[crate::config::PLATFORM_DEFAULTS, defaults], file.as_deref(), &env) {
         Ok(cfg) => cfg,
@@ -161,6 +179,16 @@ where
             return ExitCode::from(2);
         }
     };
+    if mode.check_only || mode.migrate_only {
+        if let Err(e) = check(&cfg, mode.migrate_only) {
+            eprintln!("crs-{service_name}: {e:#}");
+            return ExitCode::from(2);
+        }
+        if mode.check_only {
+            println!("configuration OK");
+            return ExitCode::SUCCESS;
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -168,6 +196,18 @@ where
             return ExitCode::FAILURE;
         }
     };
+    if mode.migrate_only {
+        return match runtime.block_on(migrate::<C::Migrator>(cfg.database())) {
+            Ok(applied) => {
+                println!("crs-{service_name}: database up to date ({applied} pending migrations applied)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crs-{service_name}: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     runtime.block_on(async move {
         let telemetry = match crate::telemetry::init(&format!("crs-{service_name}"), cfg.telemetry(), &env) {
             Ok(t) => t,
@@ -195,11 +235,118 @@ where
     })
 }
 
-/// Implements [`ServiceConfig`] for a struct with the six shared sections as fields.
+/// The flags that make a service binary do something other than serve.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Mode {
+    check_only: bool,
+    migrate_only: bool,
+}
+
+impl Mode {
+    fn from_args(args: &[String]) -> Mode {
+        Mode {
+            check_only: args.iter().any(|a| a == "--check-config"),
+            migrate_only: args.iter().any(|a| a == "--migrate-only"),
+        }
+    }
+}
+
+/// What `--check-config` verifies: everything serving needs from the configuration, or, for
+/// `--migrate-only`, the database section alone (a migration job holds no signing key).
+pub fn check(cfg: &impl ServiceConfig, migrate_only: bool) -> anyhow::Result<()> {
+    if migrate_only { check_database(cfg.database()) } else { cfg.check() }
+}
+
+/// Connects, applies the pending migrations of `M` and answers how many there were.
+async fn migrate<M: MigratorTrait>(database: &DatabaseConfig) -> anyhow::Result<usize> {
+    let db = crate::db::connect::<M>(&DatabaseConfig { migrate: false, ..database.clone() }).await?;
+    let pending = M::get_pending_migrations(&db).await.map_err(|e| anyhow::anyhow!("cannot read migrations: {e}"))?;
+    M::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    let _ = db.close().await;
+    Ok(pending.len())
+}
+
+/// Checks the sections every service shares: distinct listen addresses, the database and Redis
+/// URLs, the signing key (read and measured as at start-up), the log filter, the OTLP endpoint
+/// and the outbox's numbers.
+pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
+    let (grpc, admin) = (cfg.server().listen_addr, cfg.admin().listen_addr);
+    anyhow::ensure!(
+        grpc.port() == 0 || grpc != admin,
+        "server.listen_addr and admin.listen_addr are both {grpc}; give them different ports"
+    );
+    check_database(cfg.database())?;
+    check_url("redis.url", &cfg.redis().url, &["redis", "rediss"])?;
+    RedisHandle::new(&cfg.redis().url)?;
+    TokenAuthority::from_config(cfg.auth())?;
+    let telemetry = cfg.telemetry();
+    tracing_subscriber::EnvFilter::try_new(&telemetry.log_filter)
+        .map_err(|e| anyhow::anyhow!("invalid telemetry.log_filter {:?}: {e}", telemetry.log_filter))?;
+    if let Some(endpoint) = telemetry.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        check_url("telemetry.otlp_endpoint", endpoint, &["http", "https"])?;
+    }
+    let outbox = cfg.outbox();
+    anyhow::ensure!(outbox.batch_size >= 1, "outbox.batch_size must be at least 1");
+    for (key, ms) in [
+        ("outbox.poll_interval_ms", outbox.poll_interval_ms),
+        ("outbox.lease_ms", outbox.lease_ms),
+        ("outbox.call_timeout_ms", outbox.call_timeout_ms),
+    ] {
+        anyhow::ensure!(ms > 0, "{key} must be positive");
+    }
+    anyhow::ensure!(
+        outbox.initial_backoff_ms <= outbox.max_backoff_ms,
+        "outbox.initial_backoff_ms ({}) exceeds outbox.max_backoff_ms ({})",
+        outbox.initial_backoff_ms,
+        outbox.max_backoff_ms
+    );
+    Ok(())
+}
+
+/// The database section: a `sqlite:` or `postgres:` URL and a usable pool size.
+pub fn check_database(database: &DatabaseConfig) -> anyhow::Result<()> {
+    if !database.url.starts_with("sqlite:") {
+        check_url("database.url", &database.url, &["sqlite", "postgres", "postgresql"])?;
+    }
+    anyhow::ensure!(database.max_connections >= 1, "database.max_connections must be at least 1");
+    Ok(())
+}
+
+/// A peer's address (`peers.*`): an `http:` or `https:` URL.
+pub fn check_peer(key: &str, url: &str) -> anyhow::Result<()> {
+    check_url(key, url, &["http", "https"])
+}
+
+/// Checks that `key`'s `value` is a URL with one of `schemes` and a host. Messages show the URL
+/// without its password, and not at all when it does not parse (it may hold one).
+pub fn check_url(key: &str, value: &str, schemes: &[&str]) -> anyhow::Result<()> {
+    let url = url::Url::parse(value).map_err(|e| anyhow::anyhow!("{key} is not a valid URL: {e}"))?;
+    let wanted = schemes.iter().map(|s| format!("{s}:")).collect::<Vec<_>>().join(" or ");
+    anyhow::ensure!(schemes.contains(&url.scheme()), "{key} must be a {wanted} URL, not {}", crate::db::redact(value));
+    anyhow::ensure!(url.host_str().is_some_and(|h| !h.is_empty()), "{key} names no host: {}", crate::db::redact(value));
+    Ok(())
+}
+
+/// Implements [`ServiceConfig`] for a struct with the six shared sections as fields:
+/// `impl_service_config!(Config, migrator = migration::Migrator)`, optionally followed by
+/// `check = Config::check_own`, a `fn(&Config) -> anyhow::Result<()>` for the service's own
+/// sections, run after the shared checks.
 #[macro_export]
 macro_rules! impl_service_config {
-    ($ty:ty) => {
+    ($ty:ty, migrator = $migrator:ty) => {
+        $crate::impl_service_config!(@impl $ty, $migrator, {});
+    };
+    ($ty:ty, migrator = $migrator:ty, check = $check:path) => {
+        $crate::impl_service_config!(@impl $ty, $migrator, {
+            fn check(&self) -> ::anyhow::Result<()> {
+                $crate::app::check_shared(self)?;
+                $check(self)
+            }
+        });
+    };
+    (@impl $ty:ty, $migrator:ty, { $($check:tt)* }) => {
         impl $crate::app::ServiceConfig for $ty {
+            type Migrator = $migrator;
             fn server(&self) -> &$crate::config::ServerConfig {
                 &self.server
             }
@@ -221,6 +368,153 @@ macro_rules! impl_service_config {
             fn outbox(&self) -> &$crate::config::OutboxConfig {
                 &self.outbox
             }
+            $($check)*
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use sea_orm_migration::MigrationTrait;
+    use serde::Deserialize;
+
+    use super::*;
+
+    struct NoMigrations;
+
+    impl MigratorTrait for NoMigrations {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            Vec::new()
+        }
+    }
+
+    /// A service with the shared sections and one peer, checked like a real one.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TestConfig {
+        server: ServerConfig,
+        admin: AdminConfig,
+        database: DatabaseConfig,
+        redis: RedisConfig,
+        auth: AuthConfig,
+        telemetry: TelemetryConfig,
+        outbox: OutboxConfig,
+        peers: TestPeers,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TestPeers {
+        next: String,
+    }
+
+    crate::impl_service_config!(TestConfig, migrator = NoMigrations, check = TestConfig::check_own);
+
+    impl TestConfig {
+        fn check_own(&self) -> anyhow::Result<()> {
+            check_peer("peers.next", &self.peers.next)
+        }
+    }
+
+    const DEFAULTS: &str = r#"
+        [server]
+        listen_addr = "127.0.0.1:50051"
+        [admin]
+        listen_addr = "127.0.0.1:9101"
+        [database]
+        url = "sqlite://data/test.db?mode=rwc"
+        [peers]
+        next = "http://127.0.0.1:50052"
+    "#;
+
+    /// A signing key file of `len` bytes in a fresh directory.
+    fn key_file(len: usize) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("crs-check-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("signing.key");
+        std::fs::write(&path, "k".repeat(len)).unwrap();
+        path
+    }
+
+    /// Loads as `run_service` does (defaults, then `env`) and checks as `--check-config` does.
+    fn check_with(env: &[(&str, &str)], migrate_only: bool) -> anyhow::Result<()> {
+        let key = key_file(48);
+        let mut env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.entry("CRS_AUTH__SIGNING_KEY_FILE".into()).or_insert_with(|| key.display().to_string());
+        let cfg: TestConfig = crate::config::load(&[crate::config::PLATFORM_DEFAULTS, DEFAULTS], None, &env)?;
+        check(&cfg, migrate_only)
+    }
+
+    fn problem(env: &[(&str, &str)]) -> String {
+        format!("{:#}", check_with(env, false).expect_err("the check should refuse this configuration"))
+    }
+
+    #[test]
+    fn a_complete_configuration_passes() {
+        check_with(&[], false).unwrap();
+        check_with(
+            &[
+                ("CRS_DATABASE__URL", "postgres://crs:secret@db.example:5432/crs_intake"),
+                ("CRS_REDIS__URL", "redis://:secret@redis.example:6380/0"),
+                ("CRS_TELEMETRY__OTLP_ENDPOINT", "http://collector.observability:4317"),
+                ("CRS_PEERS__NEXT", "https://triage.crs.svc:50051"),
+            ],
+            false,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_while_loading() {
+        let err = check_with(&[("CRS_SERVER__LISTEN_ADR", "0.0.0.0:1")], false).unwrap_err();
+        assert!(format!("{err:#}").contains("listen_adr"), "{err:#}");
+    }
+
+    #[test]
+    fn the_signing_key_file_must_be_readable_and_long_enough() {
+        let missing = std::env::temp_dir().join(format!("crs-missing-{}", uuid::Uuid::new_v4()));
+        let missing = missing.display().to_string();
+        let err = problem(&[("CRS_AUTH__SIGNING_KEY_FILE", &missing)]);
+        assert!(err.contains("auth.signing_key_file") && err.contains(&missing), "{err}");
+        let short = key_file(10).display().to_string();
+        assert!(problem(&[("CRS_AUTH__SIGNING_KEY_FILE", &short)]).contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn urls_need_their_schemes_and_passwords_stay_hidden() {
+        let err = problem(&[("CRS_DATABASE__URL", "mysql://crs:hunter2@db/crs")]);
+        assert!(err.contains("database.url") && err.contains("postgres:"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(problem(&[("CRS_DATABASE__URL", "not a url")]).contains("database.url"));
+        assert!(problem(&[("CRS_REDIS__URL", "http://127.0.0.1:6379")]).contains("redis.url"));
+        assert!(problem(&[("CRS_PEERS__NEXT", "ftp://triage:50052")]).contains("peers.next"));
+        assert!(problem(&[("CRS_PEERS__NEXT", "triage:50052")]).contains("peers.next"));
+        assert!(problem(&[("CRS_TELEMETRY__OTLP_ENDPOINT", "collector:4317")]).contains("telemetry.otlp_endpoint"));
+    }
+
+    #[test]
+    fn other_shared_settings_are_checked() {
+        assert!(problem(&[("CRS_TELEMETRY__LOG_FILTER", "info,[")]).contains("telemetry.log_filter"));
+        assert!(problem(&[("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:50051")]).contains("different ports"));
+        assert!(problem(&[("CRS_DATABASE__MAX_CONNECTIONS", "0")]).contains("database.max_connections"));
+        assert!(problem(&[("CRS_OUTBOX__INITIAL_BACKOFF_MS", "60000")]).contains("outbox.initial_backoff_ms"));
+    }
+
+    #[test]
+    fn migrating_needs_only_the_database() {
+        let missing = ("CRS_AUTH__SIGNING_KEY_FILE", "/nonexistent/signing.key");
+        check_with(&[missing, ("CRS_PEERS__NEXT", "nowhere")], true).unwrap();
+        assert!(check_with(&[missing, ("CRS_DATABASE__URL", "mysql://db/crs")], true).is_err());
+        assert!(check_with(&[missing], false).is_err());
+    }
+
+    #[test]
+    fn flags_choose_the_mode() {
+        let args = |a: &[&str]| Mode::from_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(args(&["--config", "c.toml"]), Mode::default());
+        assert_eq!(args(&["--check-config"]), Mode { check_only: true, migrate_only: false });
+        assert_eq!(args(&["--migrate-only", "--check-config"]), Mode { check_only: true, migrate_only: true });
+    }
 }

@@ -2,7 +2,8 @@
 //! RPC, and graceful shutdown on SIGTERM/SIGINT.
 //!
 //! Health starts NOT_SERVING and turns SERVING once the database and Redis both answer; it goes
-//! back to NOT_SERVING when draining starts, so load balancers stop sending work first.
+//! back to NOT_SERVING when draining starts, so load balancers stop sending work first. The
+//! `liveness` health service answers SERVING for as long as the process runs.
 
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -78,6 +79,9 @@ pub fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
+/// The health-check service name that answers SERVING as long as the process runs.
+pub const LIVENESS: &str = "liveness";
+
 /// What the server needs to decide readiness.
 #[derive(Clone, Debug)]
 pub struct Dependencies {
@@ -101,6 +105,9 @@ pub async fn serve(
     for name in &names {
         reporter.set_service_status(*name, ServingStatus::NotServing).await;
     }
+    // Whether the process is alive, apart from whether it can serve: a liveness probe asks this,
+    // so a database outage takes replicas out of rotation without restarting them.
+    reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
 
     // The descriptor set holds every CRS API; advertise only what this server serves.
     let reflection = || {

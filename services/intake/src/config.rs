@@ -76,7 +76,18 @@ pub struct Config {
     pub rate_limits: crate::limits::RateLimitConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = crate::migration::Migrator, check = Config::check_own);
+
+impl Config {
+    /// Intake's own sections, for `--check-config`: its peers' addresses and its rate limits.
+    fn check_own(&self) -> anyhow::Result<()> {
+        use crs_platform::app::check_peer;
+        check_peer("peers.triage", &self.peers.triage)?;
+        check_peer("peers.legal_review", &self.peers.legal_review)?;
+        check_peer("peers.notification", &self.peers.notification)?;
+        self.rate_limits.check()
+    }
+}
 
 /// Where intake hands requests on.
 #[derive(Debug, Clone, Deserialize)]

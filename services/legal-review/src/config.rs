@@ -57,7 +57,16 @@ pub struct Config {
     pub timers: TimerConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = crate::migration::Migrator, check = Config::check_own);
+
+impl Config {
+    /// Legal review's own sections, for `--check-config`: its peers' addresses and its approval rules.
+    fn check_own(&self) -> anyhow::Result<()> {
+        crs_platform::app::check_peer("peers.intake", &self.peers.intake)?;
+        crs_platform::app::check_peer("peers.notification", &self.peers.notification)?;
+        self.review.approval.policy().map(drop)
+    }
+}
 
 /// Where legal review hands its outcomes on.
 #[derive(Debug, Clone, Deserialize)]

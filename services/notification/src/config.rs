@@ -33,7 +33,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = crate::migration::Migrator);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

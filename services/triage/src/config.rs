@@ -37,7 +37,15 @@ pub struct Config {
     pub policies: PolicyConfig,
 }
 
-crs_platform::impl_service_config!(Config);
+crs_platform::impl_service_config!(Config, migrator = crate::migration::Migrator, check = Config::check_own);
+
+impl Config {
+    /// Triage's own sections, for `--check-config`: its peer's address and its policy file.
+    fn check_own(&self) -> anyhow::Result<()> {
+        crs_platform::app::check_peer("peers.legal_review", &self.peers.legal_review)?;
+        self.policies.load().map(drop)
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,4 +58,16 @@ pub struct Peers {
 pub struct PolicyConfig {
     /// A TOML policy file replacing the built-in one; empty uses `config/sla-policies.toml`.
     pub file: String,
+}
+
+impl PolicyConfig {
+    /// Reads and parses the policy file (or the built-in one).
+    pub fn load(&self) -> anyhow::Result<crate::policy::Policies> {
+        if self.file.is_empty() {
+            return crate::policy::Policies::parse(crate::policy::BUILT_IN);
+        }
+        let text = std::fs::read_to_string(&self.file)
+            .map_err(|e| anyhow::anyhow!("cannot read policies.file {}: {e}", self.file))?;
+        crate::policy::Policies::parse(&text).map_err(|e| anyhow::anyhow!("policies.file {}: {e:#}", self.file))
+    }
 }

@@ -35,13 +35,7 @@ impl crs_platform::app::Service for Application {
     const DEFAULTS: &'static str = DEFAULTS;
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
-        let policies = if cfg.policies.file.is_empty() {
-            policy::Policies::parse(policy::BUILT_IN)?
-        } else {
-            let text = std::fs::read_to_string(&cfg.policies.file)
-                .map_err(|e| anyhow::anyhow!("cannot read policies.file {}: {e}", cfg.policies.file))?;
-            policy::Policies::parse(&text)?
-        };
+        let policies = cfg.policies.load()?;
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
         let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);

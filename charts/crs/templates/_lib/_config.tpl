@@ -1,0 +1,210 @@
+{{/*
+A component's configuration: the TOML file the service reads (`--config`), and the environment
+that completes it with secrets. Every key written here must be one the service knows: the chart
+tests run each binary with `--check-config` on what this renders.
+*/}}
+
+{{/* Fixed ports and paths inside the pods. */}}
+{{- define "crs.ports" -}}
+grpc: 50051
+metrics: 9100
+{{- end -}}
+
+{{- define "crs.paths" -}}
+configDir: /etc/crs
+configFile: /etc/crs/config.toml
+policiesDir: /etc/crs/policies
+policiesFile: /etc/crs/policies/sla-policies.toml
+authDir: /var/run/secrets/crs/auth
+signingKeyFile: /var/run/secrets/crs/auth/signing.key
+tlsDir: /var/run/secrets/crs/tls
+caDir: /var/run/secrets/crs/ca
+webhooksDir: /var/run/secrets/crs/webhooks
+webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
+{{- end -}}
+
+{{/* "host:port" for the services to bind. */}}
+{{- define "crs.listenAddr" -}}
+{{- $host := .ctx.Values.global.listenHost -}}
+{{- if contains ":" $host -}}{{- $host = printf "[%s]" $host -}}{{- end -}}
+{{- printf "%s:%v" $host .port -}}
+{{- end -}}
+
+{{/* The address at which a component is called by its peers. */}}
+{{- define "crs.peerUrl" -}}
+{{- $ports := include "crs.ports" . | fromYaml -}}
+{{- $tls := .ctx.Values.global.tls -}}
+{{- $scheme := ternary "https" "http" (and $tls.enabled $tls.configureServices) -}}
+{{- printf "%s://%s.%s.svc:%v" $scheme (include "crs.componentName" .) .ctx.Release.Namespace $ports.grpc -}}
+{{- end -}}
+
+{{/* The seconds a service drains after SIGTERM. */}}
+{{- define "crs.shutdownGraceSeconds" -}}
+{{- .Values.global.shutdownGraceSeconds | int -}}
+{{- end -}}
+
+{{/* The pod's grace period: longer than the preStop pause and the drain together. */}}
+{{- define "crs.terminationGracePeriodSeconds" -}}
+{{- $g := .Values.global -}}
+{{- $needed := add $g.preStopSleepSeconds $g.shutdownGraceSeconds | int -}}
+{{- if $g.terminationGracePeriodSeconds -}}
+{{- if le (int $g.terminationGracePeriodSeconds) $needed -}}
+{{- fail (printf "global.terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + shutdownGraceSeconds (%d)" $g.terminationGracePeriodSeconds $needed) -}}
+{{- end -}}
+{{- $g.terminationGracePeriodSeconds | int -}}
+{{- else -}}
+{{- add $needed 5 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The service's configuration file. Takes (dict "ctx" $ "component" "..."). */}}
+{{- define "crs.configToml" -}}
+{{- $ctx := .ctx -}}
+{{- $meta := include "crs.component" . | fromYaml -}}
+{{- $v := index $ctx.Values $meta.key -}}
+{{- $g := $ctx.Values.global -}}
+{{- $ports := include "crs.ports" . | fromYaml -}}
+{{- $paths := include "crs.paths" . | fromYaml -}}
+{{- $telemetry := dict "log_filter" ($v.logFilter | default $g.telemetry.logFilter) -}}
+{{- with $g.telemetry.otlpEndpoint -}}
+{{- $_ := set $telemetry "otlp_endpoint" . -}}
+{{- end -}}
+{{- $cfg := dict
+  "server" (dict "listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.grpc)) "shutdown_grace_secs" (include "crs.shutdownGraceSeconds" $ctx | int))
+  "admin" (dict "listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.metrics)))
+  "database" (dict "max_connections" ($v.database.maxConnections | int))
+  "auth" (dict "signing_key_file" $paths.signingKeyFile "issuer" $g.auth.issuer)
+  "telemetry" $telemetry
+-}}
+{{- if $meta.peers -}}
+{{- $peers := dict -}}
+{{- range $key, $peer := $meta.peers -}}
+{{- $_ := set $peers $key (include "crs.peerUrl" (dict "ctx" $ctx "component" $peer)) -}}
+{{- end -}}
+{{- $_ := set $cfg "peers" $peers -}}
+{{- end -}}
+{{- if eq .component "triage" -}}
+{{- $_ := set $cfg "policies" (dict "file" $paths.policiesFile) -}}
+{{- end -}}
+# crs-{{ .component }}: written by the chart. Secrets come from the environment and mounted files.
+{{ include "crs.toml" (mergeOverwrite (deepCopy ($v.config | default dict)) $cfg) | trim }}
+{{- end -}}
+
+{{/* Where a component's database URL is: (dict "name" secret "key" key). */}}
+{{- define "crs.databaseSecret" -}}
+{{- $meta := include "crs.component" . | fromYaml -}}
+{{- $db := (index .ctx.Values $meta.key).database -}}
+{{- if $db.existingSecret -}}
+name: {{ $db.existingSecret }}
+key: {{ $db.existingSecretKey }}
+{{- else -}}
+name: {{ include "crs.fullnameWith" (dict "ctx" .ctx "suffix" "connections") }}
+key: {{ .component }}-database-url
+trial: true
+{{- end -}}
+{{- end -}}
+
+{{/* Where a component's Redis URL is: its own Secret, the global one, or the trial one. */}}
+{{- define "crs.redisSecret" -}}
+{{- $meta := include "crs.component" . | fromYaml -}}
+{{- $own := (index .ctx.Values $meta.key).redis -}}
+{{- $global := .ctx.Values.global.redis -}}
+{{- if $own.existingSecret -}}
+name: {{ $own.existingSecret }}
+key: {{ $own.existingSecretKey }}
+{{- else if $global.existingSecret -}}
+name: {{ $global.existingSecret }}
+key: {{ $global.existingSecretKey }}
+{{- else -}}
+name: {{ include "crs.fullnameWith" (dict "ctx" .ctx "suffix" "connections") }}
+key: redis-url
+trial: true
+{{- end -}}
+{{- end -}}
+
+{{/* Whether any URL comes from values: "true" or "". */}}
+{{- define "crs.trialConnections" -}}
+{{- $ctx := . -}}
+{{- range $c := include "crs.componentNames" . | fromYamlArray -}}
+{{- $args := dict "ctx" $ctx "component" $c -}}
+{{- if or (include "crs.databaseSecret" $args | fromYaml).trial (include "crs.redisSecret" $args | fromYaml).trial -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the token signing key: (dict "name" secret "key" key). */}}
+{{- define "crs.signingKeySecret" -}}
+{{- $sk := .Values.global.auth.signingKey -}}
+{{- if $sk.existingSecret -}}
+name: {{ $sk.existingSecret }}
+key: {{ $sk.existingSecretKey }}
+{{- else -}}
+name: {{ include "crs.fullnameWith" (dict "ctx" . "suffix" "signing-key") }}
+key: signing.key
+generated: true
+{{- end -}}
+{{- end -}}
+
+{{/* A service container's environment. Takes (dict "ctx" $ "component" "..."). */}}
+{{- define "crs.serviceEnv" -}}
+{{- $ctx := .ctx -}}
+{{- $meta := include "crs.component" . | fromYaml -}}
+{{- $v := index $ctx.Values $meta.key -}}
+{{- $g := $ctx.Values.global -}}
+{{- $paths := include "crs.paths" . | fromYaml -}}
+{{- $db := include "crs.databaseSecret" . | fromYaml -}}
+{{- $redis := include "crs.redisSecret" . | fromYaml -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: CRS_DATABASE__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $db.name }}
+      key: {{ $db.key }}
+- name: CRS_DATABASE__MIGRATE
+  value: "false"
+- name: CRS_REDIS__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redis.name }}
+      key: {{ $redis.key }}
+{{- if and $g.tls.enabled $g.tls.configureServices }}
+- name: CRS_TLS__CERT_FILE
+  value: {{ $paths.tlsDir }}/tls.crt
+- name: CRS_TLS__KEY_FILE
+  value: {{ $paths.tlsDir }}/tls.key
+- name: CRS_TLS__CA_FILE
+  value: {{ $paths.caDir }}/ca.crt
+{{- end }}
+{{- if and (eq .component "notification") $v.webhookSecretKey.enabled }}
+- name: CRS_WEBHOOKS__SECRET_KEY_FILE
+  value: {{ $paths.webhookSecretKeyFile }}
+{{- end }}
+- name: OTEL_SERVICE_NAME
+  value: crs-{{ .component }}
+{{- $attrs := list "service.instance.id=$(POD_NAME)" "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" (printf "k8s.deployment.name=%s" (include "crs.componentName" .)) (printf "service.version=%s" (include "crs.version" $ctx)) }}
+{{- range $k, $val := $g.telemetry.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%v" $k $val) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $g.telemetry.tracesSampler | quote }}
+{{- with $g.telemetry.tracesSamplerArg | toString }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+- name: OTEL_METRIC_EXPORT_INTERVAL
+  value: {{ $g.telemetry.metricExportIntervalMs | int | quote }}
+{{- with $g.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- with $v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
