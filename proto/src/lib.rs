@@ -9,6 +9,11 @@
 #[rustfmt::skip]
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
+    pub mod admin {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/crs.admin.v1.rs"));
+        }
+    }
     pub mod common {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/crs.common.v1.rs"));
@@ -44,6 +49,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 pub use convert::ShortName;
 pub use internal::InternalCall;
+pub use pb::admin::v1 as admin;
 pub use pb::common::v1 as common;
 pub use pb::intake::v1 as intake;
 pub use pb::notification::v1 as notification;

@@ -137,9 +137,15 @@ impl Platform {
         let admin = tokio::spawn(crate::metrics::serve(self.admin_listener, shutdown.clone()));
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
+        // Every service offers its operators its outbox's dead letters.
+        let routes = routes.add_service(crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer::new(
+            crate::dead_letters::OutboxAdmin::new(self.db.clone()),
+        ));
+        let mut names = service_names.to_vec();
+        names.push(<crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer<crate::dead_letters::OutboxAdmin> as tonic::server::NamedService>::NAME);
         let served = crate::server::serve(
             routes,
-            service_names,
+            &names,
             crate::server::Served { listener: self.listener, access, deps },
             shutdown.clone(),
             self.grace,

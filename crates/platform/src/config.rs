@@ -78,6 +78,8 @@ pub struct OutboxConfig {
     pub max_backoff_ms: u64,
     /// Per-call deadline for the gRPC hand-off.
     pub call_timeout_ms: u64,
+    /// How long a failing hand-off is retried before it becomes a dead letter.
+    pub max_age_secs: u64,
 }
 
 /// Defaults shared by every service; each service adds its own sections and listen address.
@@ -106,6 +108,7 @@ lease_ms = 30000
 initial_backoff_ms = 200
 max_backoff_ms = 30000
 call_timeout_ms = 5000
+max_age_secs = 86400
 "#;
 
 /// Loads `T` from the layered sources.

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod dead_letters;
 pub mod error;
 pub mod metrics;
 pub mod outbox;

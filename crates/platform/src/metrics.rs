@@ -51,6 +51,26 @@ pub static OUTBOX_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         .expect("registers once")
 });
 
+/// Hand-offs no longer retried, waiting for an admin to replay them.
+pub static OUTBOX_DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "crs_outbox_dead_letters",
+        "Hand-offs that were refused for good or kept failing past their maximum age, waiting to be replayed.",
+        &["service"]
+    )
+    .expect("registers once")
+});
+
+/// Hand-offs that became dead letters, by topic.
+pub static OUTBOX_DEAD_LETTERED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "crs_outbox_dead_lettered_total",
+        "Hand-offs that became dead letters, by service and topic.",
+        &["service", "topic"]
+    )
+    .expect("registers once")
+});
+
 /// Pushes every metric of the registry over OTLP/gRPC as well, so OTLP-only backends see what
 /// `/metrics` shows. Counters and gauges go as themselves; a histogram goes as its Prometheus
 /// series (`_count`, `_sum`, `_bucket` with `le`). Metrics that appear later (they register on

@@ -7,8 +7,11 @@
 //! due rows with a lease (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so replicas never claim the
 //! same row), hands each to the handler registered for its topic ([`route`]: a gRPC call whose
 //! idempotency key is the row's id), deletes it on success, and on failure schedules a retry with
-//! capped exponential backoff and jitter. Rows are never dropped: a hand-off that keeps failing
-//! keeps retrying, and is visible as lag.
+//! capped exponential backoff and jitter. A hand-off the receiver refuses for good (an invalid or
+//! forbidden message, one too large to send) or that keeps failing past `outbox.max_age_secs`
+//! becomes a dead letter: never dropped, no longer retried, counted (`crs_outbox_dead_letters`),
+//! listed and replayed by admins ([`crate::dead_letters`]). A poison row never holds up the
+//! rows behind it.
 //!
 //! Receivers record each event id in their inbox ([`inbox_first_time`]) in the same transaction
 //! as the effect, so at-least-once delivery has exactly-once effect.
@@ -48,14 +51,61 @@ impl Envelope {
     }
 }
 
-/// Delivers one envelope; an error means "try again later".
-pub type Handler = Arc<dyn Fn(Envelope) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+/// Why a hand-off did not go through.
+#[derive(Debug)]
+pub enum HandoffError {
+    /// Worth trying again later (the receiver is down, overloaded, or answered with an error
+    /// that may pass).
+    Transient(anyhow::Error),
+    /// Trying again cannot help (the receiver refuses the message itself): a dead letter now.
+    Permanent(anyhow::Error),
+}
+
+impl HandoffError {
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            HandoffError::Transient(e) | HandoffError::Permanent(e) => e,
+        }
+    }
+}
+
+impl From<anyhow::Error> for HandoffError {
+    fn from(e: anyhow::Error) -> Self {
+        HandoffError::Transient(e)
+    }
+}
+
+impl From<tonic::Status> for HandoffError {
+    /// The receiver's answer decides: a message it finds invalid, forbidden, unknown or too large
+    /// will be refused again; unavailability, timeouts and internal errors may pass.
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let too_large = status.message().contains("too large") || status.message().contains("message length");
+        let permanent = match status.code() {
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::DataLoss => true,
+            Code::ResourceExhausted => too_large,
+            _ => false,
+        };
+        let error = anyhow::anyhow!("{}: {}", status.code(), status.message());
+        if permanent { HandoffError::Permanent(error) } else { HandoffError::Transient(error) }
+    }
+}
+
+/// Delivers one envelope.
+pub type Handler = Arc<dyn Fn(Envelope) -> BoxFuture<'static, Result<(), HandoffError>> + Send + Sync>;
 
 /// Wraps an async closure as a [`Handler`].
 pub fn handler<F, Fut>(f: F) -> Handler
 where
     F: Fn(Envelope) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), HandoffError>> + Send + 'static,
 {
     Arc::new(move |e| Box::pin(f(e)))
 }
@@ -73,7 +123,8 @@ where
     let handler = handler(move |e: Envelope| {
         let call = call.clone();
         async move {
-            let mut message: M = e.decode()?;
+            // A row that does not decode never will.
+            let mut message: M = e.decode().map_err(HandoffError::Permanent)?;
             message.set_event_id(e.id);
             call(message).await?;
             Ok(())
@@ -188,7 +239,7 @@ impl Outbox {
     pub async fn backlog(&self) -> Result<(i64, i64), DbErr> {
         let stmt = statement(
             self.db.get_database_backend(),
-            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox",
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE dead_at IS NULL",
             vec![],
         );
         let row = self.db.query_one_raw(stmt).await?;
@@ -264,10 +315,13 @@ impl Relay {
     /// Publishes the backlog and the age of its oldest row (the outbox lag).
     async fn report_lag(&self) {
         let outbox = Outbox { db: self.db.clone(), wake: self.wake.clone() };
+        let service = self.service.as_str();
         if let Ok((n, oldest_ms)) = outbox.backlog().await {
-            let service = self.service.as_str();
             crate::metrics::OUTBOX_BACKLOG.with_label_values(&[service]).set(n);
             crate::metrics::OUTBOX_LAG.with_label_values(&[service]).set(oldest_ms / 1000);
+        }
+        if let Ok(dead) = crate::dead_letters::count(&self.db).await {
+            crate::metrics::OUTBOX_DEAD_LETTERS.with_label_values(&[service]).set(dead);
         }
     }
 
@@ -277,7 +331,7 @@ impl Relay {
         let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE available_at <= $2 \
+             WHERE id IN (SELECT id FROM outbox WHERE available_at <= $2 AND dead_at IS NULL \
                AND (locked_until IS NULL OR locked_until < $2) ORDER BY available_at, id LIMIT $3 {lock}) \
              RETURNING id, topic, payload, trace_context, attempts, created_at"
         );
@@ -323,35 +377,55 @@ impl Relay {
         let id = envelope.id.clone();
         let attempts = envelope.attempts;
         let topic = envelope.topic.clone();
+        let created_at = envelope.created_at;
         async move {
             let outcome = match self.handlers.get(topic.as_str()) {
                 Some(handler) => handler(envelope).await,
-                None => Err(anyhow::anyhow!("no handler for topic {topic}")),
+                None => Err(HandoffError::Transient(anyhow::anyhow!("no handler for topic {topic}"))),
             };
-            match outcome {
+            let now = now_millis();
+            let error = match outcome {
                 Ok(()) => {
                     let stmt = statement(backend, "DELETE FROM outbox WHERE id = $1", vec![id.clone().into()]);
                     if let Err(e) = self.db.execute_raw(stmt).await {
                         // The row will be re-delivered after its lease; the receiver's inbox absorbs it.
                         tracing::warn!(error = %e, "delivered but could not remove outbox row");
                     }
-                    None
+                    return None;
                 }
-                Err(e) => {
-                    let retry_at = now_millis() + backoff_ms(&self.cfg, attempts);
-                    let error = crate::error::error_chain(e.as_ref());
-                    tracing::warn!(attempts, error = %error, "hand-off failed; will retry");
-                    let stmt = statement(
-                        backend,
-                        "UPDATE outbox SET locked_until = NULL, available_at = $1, last_error = $2 WHERE id = $3",
-                        vec![retry_at.into(), truncate(&error, 2000).into(), id.into()],
-                    );
-                    if let Err(e) = self.db.execute_raw(stmt).await {
-                        tracing::warn!(error = %e, "could not schedule retry; lease expiry will");
-                    }
-                    Some(retry_at)
+                Err(e) => e,
+            };
+            let text = truncate(&crate::error::error_chain(error.error().as_ref()), 2000);
+            let too_old = now - created_at > self.cfg.max_age_secs.saturating_mul(1000) as i64;
+            if matches!(error, HandoffError::Permanent(_)) || too_old {
+                let why = if too_old && matches!(error, HandoffError::Transient(_)) {
+                    "kept failing past its maximum age"
+                } else {
+                    "refused for good"
+                };
+                tracing::error!(attempts, error = %text, topic = %topic, "hand-off {why}; it is a dead letter now");
+                crate::metrics::OUTBOX_DEAD_LETTERED.with_label_values(&[self.service.as_str(), topic.as_str()]).inc();
+                let stmt = statement(
+                    backend,
+                    "UPDATE outbox SET locked_until = NULL, dead_at = $1, last_error = $2 WHERE id = $3",
+                    vec![now.into(), text.into(), id.into()],
+                );
+                if let Err(e) = self.db.execute_raw(stmt).await {
+                    tracing::warn!(error = %e, "could not record the dead letter; lease expiry will retry it");
                 }
+                return None;
             }
+            let retry_at = now + backoff_ms(&self.cfg, attempts);
+            tracing::warn!(attempts, error = %text, "hand-off failed; will retry");
+            let stmt = statement(
+                backend,
+                "UPDATE outbox SET locked_until = NULL, available_at = $1, last_error = $2 WHERE id = $3",
+                vec![retry_at.into(), text.into(), id.into()],
+            );
+            if let Err(e) = self.db.execute_raw(stmt).await {
+                tracing::warn!(error = %e, "could not schedule retry; lease expiry will");
+            }
+            Some(retry_at)
         }
         .instrument(span)
         .await
@@ -501,5 +575,34 @@ impl MigrationTrait for OutboxTopicsByRpc {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Dead letters: hand-offs no longer retried, kept until an admin replays them.
+pub struct OutboxDeadLetters;
+
+impl MigrationName for OutboxDeadLetters {
+    fn name(&self) -> &str {
+        "m20261129_000003_outbox_dead_letters"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for OutboxDeadLetters {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("outbox"))
+                    .add_column(ColumnDef::new(Alias::new("dead_at")).big_integer().null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(Table::alter().table(Alias::new("outbox")).drop_column(Alias::new("dead_at")).to_owned())
+            .await
     }
 }

@@ -1,13 +1,14 @@
 //! The outbox relay and inbox against real databases: every row delivered, none twice while
 //! relays are healthy (two relays share one PostgreSQL outbox), failures retried with backoff,
-//! and repeated event ids absorbed by the inbox.
+//! refusals and rows too old to retry kept as dead letters that never block the rows behind them
+//! and can be replayed, and repeated event ids absorbed by the inbox.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crs_platform::config::OutboxConfig;
-use crs_platform::outbox::{Outbox, OutboxMigration, handler, inbox_first_time};
+use crs_platform::outbox::{HandoffError, Outbox, OutboxDeadLetters, OutboxMigration, handler, inbox_first_time};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(OutboxMigration)]
+        vec![Box::new(OutboxMigration), Box::new(OutboxDeadLetters)]
     }
 }
 
@@ -28,6 +29,7 @@ fn config() -> OutboxConfig {
         initial_backoff_ms: 20,
         max_backoff_ms: 100,
         call_timeout_ms: 1_000,
+        max_age_secs: 3600,
     }
 }
 
@@ -132,7 +134,9 @@ async fn failed_hand_offs_are_retried_until_they_succeed() {
             let seen = seen.clone();
             async move {
                 seen.lock().unwrap().push(e.attempts);
-                anyhow::ensure!(e.attempts >= 3, "peer unavailable");
+                if e.attempts < 3 {
+                    return Err(anyhow::anyhow!("peer unavailable").into());
+                }
                 Ok(())
             }
         });
@@ -175,4 +179,74 @@ async fn rows_without_a_handler_stay_until_one_exists() {
     assert_eq!(outbox.backlog().await.unwrap().0, 3, "nothing is dropped");
     shutdown.cancel();
     relay.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_and_replay() {
+    for (db, pg_name) in both().await {
+        let outbox = Outbox::new(db.clone());
+        let delivered: Arc<Mutex<Vec<i64>>> = Default::default();
+        let replayed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, fixed) = (delivered.clone(), replayed.clone());
+        // Row 0 is refused (INVALID_ARGUMENT) until the cause is fixed; row 1 keeps failing
+        // transiently and is older than the maximum age; rows 2.. go through.
+        let h = handler(move |e| {
+            let (seen, fixed) = (seen.clone(), fixed.clone());
+            async move {
+                let n = e.decode::<prost_types::Duration>()?.seconds;
+                let fixed = fixed.load(std::sync::atomic::Ordering::SeqCst);
+                if n == 0 && !fixed {
+                    return Err(tonic::Status::invalid_argument("items[0].url is not a URL").into());
+                }
+                if n == 1 && !fixed {
+                    return Err(HandoffError::Transient(anyhow::anyhow!("peer unavailable")));
+                }
+                seen.lock().unwrap().push(n);
+                Ok(())
+            }
+        });
+        let cfg = OutboxConfig { max_age_secs: 1, ..config() };
+        let shutdown = CancellationToken::new();
+        let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        enqueue(&outbox, &db, 6).await;
+        // Everything behind the poison rows is delivered, and the poison rows end as dead letters.
+        for _ in 0..200 {
+            if crs_platform::dead_letters::count(&db).await.unwrap() == 2 && outbox.backlog().await.unwrap().0 == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut got = delivered.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![2, 3, 4, 5], "the rows behind the poison rows went through");
+        let dead = crs_platform::dead_letters::list(&db, None, 10).await.unwrap();
+        assert_eq!(dead.len(), 2, "both poison rows are dead letters");
+        assert!(dead.iter().any(|d| d.last_error.contains("items[0].url")), "{dead:?}");
+        assert!(dead.iter().any(|d| d.last_error.contains("peer unavailable")), "{dead:?}");
+        // A dead letter is not retried...
+        let attempts: Vec<u32> = dead.iter().map(|d| d.attempts).collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again: Vec<u32> =
+            crs_platform::dead_letters::list(&db, None, 10).await.unwrap().iter().map(|d| d.attempts).collect();
+        assert_eq!(attempts, again, "dead letters are left alone");
+        // ...until an admin replays it, once the cause is fixed.
+        replayed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let ids: Vec<String> = dead.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(crs_platform::dead_letters::replay(&db, Some(&ids)).await.unwrap(), 2);
+        outbox.wake();
+        wait_empty(&outbox).await;
+        for _ in 0..100 {
+            if delivered.lock().unwrap().len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut got = delivered.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5], "replayed dead letters are delivered");
+        assert_eq!(crs_platform::dead_letters::count(&db).await.unwrap(), 0);
+        shutdown.cancel();
+        relay.await.unwrap();
+        release(db, pg_name).await;
+    }
 }

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(RateLimitOverrides),
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
             Box::new(ProjectionVersion),
+            Box::new(crs_platform::outbox::OutboxDeadLetters),
         ]
     }
 }

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(CaseTraceContext),
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
             Box::new(ReviewIntegrity),
+            Box::new(crs_platform::outbox::OutboxDeadLetters),
         ]
     }
 }

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxMigration),
             Box::new(CreateNotificationTables),
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
+            Box::new(crs_platform::outbox::OutboxDeadLetters),
         ]
     }
 }

@@ -50,7 +50,7 @@ impl Sender {
         let sender = self.clone();
         handler(move |e: Envelope| {
             let sender = sender.clone();
-            async move { sender.deliver(e).await }
+            async move { sender.deliver(e).await.map_err(crs_platform::outbox::HandoffError::from) }
         })
     }
 

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTriageTables),
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
             Box::new(DeadlineOwnedByReview),
+            Box::new(crs_platform::outbox::OutboxDeadLetters),
         ]
     }
 }
