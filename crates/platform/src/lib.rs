@@ -15,6 +15,7 @@ pub mod paging;
 pub mod peers;
 pub mod redis;
 pub mod revocation;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -4,6 +4,7 @@
 //! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
 //! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
 //!   any principal;
+//! - [`smtp`]: a real SMTP server that keeps the messages it is sent;
 //! - [`eventually`]: waiting for something that happens asynchronously, with a bound;
 //! - [`schema`]: the check that a service's migrations produce what its entities expect.
 
@@ -13,6 +14,7 @@ pub mod db;
 pub mod redis;
 pub mod schema;
 pub mod service;
+pub mod smtp;
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub use db::{Backend, TestDb};
 pub use redis::PrivateRedis;
 pub use service::{Running, ServiceEnv};
+pub use smtp::SmtpSink;
 
 /// Calls `check` until it returns `Some`, at most for `within`; panics naming `what` otherwise.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T

@@ -18,6 +18,9 @@ use crate::db::{Backend, TestDb};
 
 /// The signing key every test service and test client shares.
 pub const SIGNING_KEY: &str = "crs-tests-signing-key-0123456789abcdef";
+/// The key that seals webhook secrets, shared by the test services that hold one (intake and
+/// notification, the services with a `[webhooks]` section).
+pub const WEBHOOK_SECRET_KEY: &str = "crs-tests-webhook-secret-key-0123456789abcdef";
 
 /// Signs test tokens with [`SIGNING_KEY`].
 pub fn authority() -> TokenAuthority {
@@ -64,6 +67,9 @@ impl ServiceEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if S::DEFAULTS.lines().any(|l| l.trim() == "[webhooks]") {
+            vars.insert("CRS_WEBHOOKS__SECRET_KEY".to_owned(), WEBHOOK_SECRET_KEY.to_owned());
+        }
         // Peers nobody listens on, unless the test points them somewhere.
         for peer in peer_names(S::DEFAULTS) {
             vars.insert(format!("CRS_PEERS__{}", peer.to_uppercase()), "http://127.0.0.1:9".to_owned());
