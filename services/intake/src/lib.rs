@@ -56,7 +56,9 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         cfg.rate_limits.check()?;
+        let secrets = crs_platform::secrets::SecretBox::from_config("webhooks", &cfg.webhooks)?;
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
+        agencies::seal_legacy_secrets(&platform.db, &secrets).await?;
         let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let triage = crs_platform::peers::connect(&cfg.peers.triage, credentials.clone(), timeout)?;
@@ -73,6 +75,7 @@ impl crs_platform::app::Service for Application {
             LegalReviewInternalServiceClient::new(review),
             cfg.limits,
             cfg.rate_limits.clone(),
+            secrets,
         );
         Ok(Self { platform, intake, relay })
     }

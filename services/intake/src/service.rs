@@ -8,6 +8,7 @@ use crs_platform::outbox::{Outbox, statement};
 use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
 use crs_platform::revocation::Revocations;
+use crs_platform::secrets::SecretBox;
 use crs_proto::common::RequestStatus;
 use crs_proto::intake::AgencyStatus;
 use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
@@ -39,6 +40,8 @@ pub struct Intake {
     pub(crate) stopping: CancellationToken,
     /// Legal review, asked while the agency waits whether a withdrawal came before a decision.
     pub(crate) review: LegalReviewInternalServiceClient<PeerChannel>,
+    /// Seals agencies' callback secrets; intake never opens them (only notification signs).
+    pub(crate) secrets: SecretBox,
 }
 
 impl Intake {
@@ -52,6 +55,7 @@ impl Intake {
         review: LegalReviewInternalServiceClient<PeerChannel>,
         limits: Limits,
         rate_limits: crate::limits::RateLimitConfig,
+        secrets: SecretBox,
     ) -> Self {
         let limiter = Arc::new(crs_ratelimit::Limiter::new(redis.clone(), &rate_limits.key_prefix));
         Self {
@@ -66,6 +70,7 @@ impl Intake {
             events: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             review,
+            secrets,
         }
     }
 
