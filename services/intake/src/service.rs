@@ -17,7 +17,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::Limits;
+use crate::config::Limits;
 use crate::entities::{agency, request, request_item, status_event};
 use crate::error::IntakeError;
 

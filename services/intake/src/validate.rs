@@ -5,7 +5,7 @@ use crs_platform::error::FieldViolations;
 use crs_proto::common::{Category, ContentItem, Keyword, LegalInstrument, RequestedAction};
 use crs_proto::intake::SubmitRequestRequest;
 
-use crate::Limits;
+use crate::config::Limits;
 use crate::entities::agency;
 
 /// Query parameters that only track who clicked; removing them makes equal content equal.

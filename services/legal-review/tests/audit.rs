@@ -133,11 +133,8 @@ async fn a_time_range_verifies_from_the_entry_before_it() {
     let second = review.enqueue(&CaseSpec::default()).await;
     review.claim(&reviewer("ana"), &second).await.unwrap();
     let mut client = review.as_(&admin()).await;
-    let ranged = client
-        .verify_audit_trail(VerifyAuditTrailRequest { from: Some(from), to: None })
-        .await
-        .unwrap()
-        .into_inner();
+    let ranged =
+        client.verify_audit_trail(VerifyAuditTrailRequest { from: Some(from), to: None }).await.unwrap().into_inner();
     assert!(ranged.intact && ranged.entries_checked == 2, "{ranged:?}");
     // Tampering before the range leaves the range intact; the whole trail names it.
     review.exec("UPDATE audit_entries SET actor = 'reviewer:mallory' WHERE sequence = 2").await;

@@ -137,3 +137,52 @@ async fn queues_report_depth_claimable_oldest_and_nearest_deadline() {
     assert!(by_name["escalated"].nearest_deadline.is_none());
     review.stop().await;
 }
+
+/// The list's "nearest deadline first" follows pauses: a case that waited for the agency's
+/// answer moves back by the time it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_case_moves_back_in_the_list_by_the_time_it_waited() {
+    let review = Review::start(Backend::Sqlite).await;
+    let a = review.enqueue(&CaseSpec { budget_secs: 3600, ..Default::default() }).await;
+    let b = review.enqueue(&CaseSpec { budget_secs: 3601, ..Default::default() }).await;
+    let order = || async {
+        let cases = review
+            .as_(&reviewer("ana"))
+            .await
+            .list_cases(ListCasesRequest { queue: "standard".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .cases;
+        cases.into_iter().map(|c| (c.id, c.deadline.unwrap().due_at.unwrap().seconds)).collect::<Vec<_>>()
+    };
+    let before = order().await;
+    assert_eq!([&before[0].0, &before[1].0], [&a, &b], "a is due first");
+    review.claim(&reviewer("ana"), &a).await.unwrap();
+    review
+        .as_(&reviewer("ana"))
+        .await
+        .request_information(RequestInformationRequest {
+            case_id: a.clone(),
+            question: "Which court?".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    review
+        .internal("intake")
+        .await
+        .resume_case(ResumeCaseRequest {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            case_id: a.clone(),
+            answer: "Almaty".into(),
+        })
+        .await
+        .unwrap();
+    let after = order().await;
+    assert_eq!([&after[0].0, &after[1].0], [&b, &a], "a waited 2.5 s, so b is due first now");
+    let moved = after[1].1 - before[0].1;
+    assert!((2..=4).contains(&moved), "a's deadline moved by the time it waited: {moved} s");
+    review.stop().await;
+}
