@@ -59,6 +59,19 @@ impl TestDb {
         }
     }
 
+    /// A copy of an SQLite database file (e.g. one an earlier version wrote), for an upgrade test.
+    pub fn sqlite_copy_of(original: &std::path::Path) -> anyhow::Result<TestDb> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let path = std::env::temp_dir().join(format!("crs-copy-{id}.db"));
+        std::fs::copy(original, &path)?;
+        Ok(TestDb {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            pg_name: None,
+            path: Some(path),
+        })
+    }
+
     /// A connection of the test's own to the database.
     pub async fn connect(&self) -> anyhow::Result<DatabaseConnection> {
         Ok(Database::connect(&self.url).await?)

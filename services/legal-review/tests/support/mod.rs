@@ -80,6 +80,15 @@ impl Review {
 
     pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Review {
         let db = TestDb::fresh(backend, "review").await.unwrap();
+        Self::on_with(db, extra).await
+    }
+
+    /// Runs legal review on an existing database (migrated at start).
+    pub async fn on(db: TestDb) -> Review {
+        Self::on_with(db, &[]).await
+    }
+
+    async fn on_with(db: TestDb, extra: &[(&str, &str)]) -> Review {
         let mut env = ServiceEnv::on::<Application>(db.clone())
             .set("CRS_TIMERS__KEY_PREFIX", format!("crs:test:{}:timers", uuid::Uuid::new_v4().simple()))
             .set("CRS_OUTBOX__POLL_INTERVAL_MS", "60000")
