@@ -11,7 +11,7 @@ cargo build --bins
 bin="$target/debug"
 
 mkdir -p data/logs
-"$bin/crsctl" keygen --key-file data/signing.key
+"$bin/crsctl" keygen --key-dir data/keys
 redis_url="$(scripts/ensure-redis.sh)"
 
 pids=()
@@ -26,7 +26,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 export CRS_REDIS__URL="$redis_url"
-export CRS_AUTH__SIGNING_KEY_FILE=data/signing.key
 for svc in intake triage legal-review notification; do
   "$bin/crs-$svc" 2>"data/logs/$svc.log" &
   pids+=("$!")
@@ -34,7 +33,7 @@ for svc in intake triage legal-review notification; do
 done
 echo "redis: $redis_url"
 
-"$bin/crsctl" demo --key-file data/signing.key
+"$bin/crsctl" demo --key-dir data/keys
 
 if [ -t 0 ]; then
   echo

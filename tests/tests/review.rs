@@ -18,7 +18,7 @@ use crsctl::receiver::Receiver;
 async fn a_flagged_decision_is_told_to_nobody_until_a_second_reviewer_approves_it() {
     let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
     // Speech, a government order, a global removal: flagged for human-rights review.
     let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
@@ -102,7 +102,7 @@ async fn a_flagged_decision_is_told_to_nobody_until_a_second_reviewer_approves_i
 fn demo_token(suite: &Suite, senior: &str) -> crsctl::Bearer {
     use crs_platform::auth::{Principal, Role};
     crsctl::Bearer::for_principal(
-        &suite.authority,
+        &suite.issuer,
         &Principal::Reviewer { id: senior.into(), roles: vec![Role::SeniorReviewer] },
     )
     .unwrap()
@@ -114,7 +114,7 @@ fn demo_token(suite: &Suite, senior: &str) -> crsctl::Bearer {
 async fn an_agency_is_never_told_withdrawn_about_content_that_was_acted_on() {
     let suite = Suite::start(Backend::Postgres).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver);
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver);
     demo.set_up().await.unwrap();
     let intake =
         IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());

@@ -111,7 +111,7 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
 
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
     let mut intake =
         IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
@@ -136,7 +136,7 @@ async fn one_request_yields_one_trace_across_all_four_services() {
 
     // Every entry of the case's audit trail names the request's trace.
     let admin = crsctl::Bearer::for_principal(
-        &suite.authority,
+        &suite.issuer,
         &crs_platform::auth::Principal::Reviewer { id: "root".into(), roles: vec![crs_platform::auth::Role::Admin] },
     )
     .unwrap();
@@ -277,7 +277,7 @@ async fn sla_firings_join_the_requests_trace() {
     extra.push(("triage", "CRS_POLICIES__FILE", policies.display().to_string()));
     let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver);
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver);
     demo.set_up().await.unwrap();
     let mut intake =
         IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenAuthority;
+use crate::auth::{ServiceIdentity, TokenIssuer, TokenVerifier};
 use crate::config::{
     AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
 };
@@ -73,7 +73,7 @@ pub fn config_from_env<S: Service>(env: &HashMap<String, String>) -> anyhow::Res
     crate::config::load(&[crate::config::PLATFORM_DEFAULTS, S::DEFAULTS], None, env)
 }
 
-/// Connected platform parts: listener bound, database migrated, Redis handle, token authority.
+/// Connected platform parts: listener bound, database migrated, Redis handle, keys loaded.
 pub struct Platform {
     pub listener: TcpListener,
     pub local_addr: SocketAddr,
@@ -82,22 +82,34 @@ pub struct Platform {
     pub admin_addr: SocketAddr,
     pub db: DatabaseConnection,
     pub redis: RedisHandle,
-    pub authority: TokenAuthority,
+    /// This service's own identity, for its calls to peers.
+    pub identity: ServiceIdentity,
+    /// Verifies every call's token.
+    pub verifier: TokenVerifier,
+    /// Signs people's and agencies' tokens, where this service issues them (intake).
+    pub issuer: Option<TokenIssuer>,
     pub outbox: Outbox,
     pub revocations: Revocations,
     pub grace: Duration,
+    /// The server's bounds (calls per connection, time per call).
+    pub server: crate::config::ServerConfig,
 }
 
 impl Platform {
-    /// Binds, connects and migrates (with the service's migrator `M`).
-    pub async fn start<M: MigratorTrait>(cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
+    /// Binds, connects and migrates (with the service's migrator `M`) for the service `name`.
+    pub async fn start<M: MigratorTrait>(name: &str, cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
+        let auth = cfg.auth();
+        let identity = ServiceIdentity::from_file(name, std::path::Path::new(&auth.service_key_file))?;
+        let verifier = TokenVerifier::from_config(name, auth)?;
+        let issuer = (!auth.token_signing_key_file.is_empty())
+            .then(|| TokenIssuer::from_file(std::path::Path::new(&auth.token_signing_key_file), &auth.issuer))
+            .transpose()?;
         let listener = crate::server::bind(cfg.server().listen_addr, crate::server::Listener::Grpc).await?;
         let local_addr = listener.local_addr()?;
         let admin_listener = crate::server::bind(cfg.admin().listen_addr, crate::server::Listener::Admin).await?;
         let admin_addr = admin_listener.local_addr()?;
         let db = crate::db::connect::<M>(cfg.database()).await?;
         let redis = RedisHandle::new(&cfg.redis().url)?;
-        let authority = TokenAuthority::from_config(cfg.auth())?;
         let outbox = Outbox::new(db.clone());
         Ok(Platform {
             listener,
@@ -106,20 +118,23 @@ impl Platform {
             admin_addr,
             db,
             redis,
-            authority,
+            identity,
+            verifier,
+            issuer,
             outbox,
             revocations: Revocations::default(),
             grace: Duration::from_secs(cfg.server().shutdown_grace_secs),
+            server: cfg.server().clone(),
         })
     }
 
     /// The layer that authenticates every call to this service and guards its internal RPCs.
     pub fn access(&self) -> crate::access::AccessLayer {
-        crate::access::AccessLayer::new(self.authority.clone(), self.revocations.clone())
+        crate::access::AccessLayer::new(self.verifier.clone(), self.revocations.clone())
     }
 
     pub fn dependencies(&self) -> Dependencies {
-        Dependencies { db: self.db.clone(), redis: self.redis.clone() }
+        Dependencies { db: self.db.clone(), redis: self.redis.clone(), revocations: self.revocations.clone() }
     }
 
     /// Runs the service until `shutdown`: its outbox relay in the background, `routes` (named
@@ -146,7 +161,7 @@ impl Platform {
         let served = crate::server::serve(
             routes,
             &names,
-            crate::server::Served { listener: self.listener, access, deps },
+            crate::server::Served { listener: self.listener, access, deps, limits: self.server.clone() },
             shutdown.clone(),
             self.grace,
         )
@@ -273,7 +288,7 @@ async fn migrate<M: MigratorTrait>(database: &DatabaseConfig) -> anyhow::Result<
 }
 
 /// Checks the sections every service shares: distinct listen addresses, the database and Redis
-/// URLs, the signing key (read and measured as at start-up), the log filter, the OTLP endpoint
+/// URLs, the keys (read and parsed as at start-up), the log filter, the OTLP endpoint
 /// and the outbox's numbers.
 pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
     let (grpc, admin) = (cfg.server().listen_addr, cfg.admin().listen_addr);
@@ -284,7 +299,7 @@ pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
     check_database(cfg.database())?;
     check_url("redis.url", &cfg.redis().url, &["redis", "rediss"])?;
     RedisHandle::new(&cfg.redis().url)?;
-    TokenAuthority::from_config(cfg.auth())?;
+    crate::auth::check_config(cfg.auth())?;
     let telemetry = cfg.telemetry();
     tracing_subscriber::EnvFilter::try_new(&telemetry.log_filter)
         .map_err(|e| anyhow::anyhow!("invalid telemetry.log_filter {:?}: {e}", telemetry.log_filter))?;

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
@@ -20,6 +19,10 @@ pub struct ServerConfig {
     pub listen_addr: SocketAddr,
     /// Seconds in-flight calls get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Calls one connection may have in flight at once (HTTP/2 streams included).
+    pub concurrent_calls_per_connection: usize,
+    /// The longest a unary call may take before it is cut off (a stream's opening included).
+    pub request_timeout_secs: u64,
 }
 
 /// The operators' HTTP port: Prometheus metrics at `/metrics`.
@@ -35,6 +38,9 @@ pub struct AdminConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// The longest a call waits to connect or for a free connection before it fails
+    /// UNAVAILABLE.
+    pub acquire_timeout_ms: u64,
     /// Run pending migrations at start-up (production runs them as a Helm hook instead).
     pub migrate: bool,
 }
@@ -45,15 +51,25 @@ pub struct RedisConfig {
     pub url: String,
 }
 
-/// Token verification. Every service holds the same key so any of them can verify any token.
+/// Who may call: Ed25519 keys, in PEM files (`crsctl keygen --dir DIR` writes a set). Every
+/// service verifies with public keys; only the token issuer (intake) holds the key that signs
+/// people's and agencies' tokens, and each service holds only its own private key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HMAC key for signing and verifying bearer tokens (at least 32 bytes).
-    pub signing_key: Option<SecretString>,
-    /// Read the key from this file when `signing_key` is not set.
-    pub signing_key_file: Option<String>,
+    /// The `iss` of people's and agencies' tokens.
     pub issuer: String,
+    /// The token issuer's public keys: tokens signed by any of them are accepted (list the new key
+    /// beside the old one while a key rotates).
+    pub token_public_key_files: Vec<String>,
+    /// The token issuer's private key, where tokens are issued (intake's `IssueToken`); empty
+    /// elsewhere.
+    pub token_signing_key_file: String,
+    /// This service's own private key: it signs this service's calls to its peers.
+    pub service_key_file: String,
+    /// Where the services' public keys are, as `<service>.pub`: a service whose key is not there
+    /// cannot call this one.
+    pub service_public_keys_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,17 +102,22 @@ pub struct OutboxConfig {
 pub const PLATFORM_DEFAULTS: &str = r#"
 [server]
 shutdown_grace_secs = 10
+concurrent_calls_per_connection = 256
+request_timeout_secs = 30
 
 [database]
 max_connections = 10
+acquire_timeout_ms = 3000
 migrate = true
 
 [redis]
 url = "redis://127.0.0.1:6379"
 
 [auth]
-signing_key_file = "data/signing.key"
 issuer = "crs"
+token_public_key_files = ["data/keys/tokens.pub"]
+token_signing_key_file = ""
+service_public_keys_dir = "data/keys"
 
 [telemetry]
 log_filter = "info"

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letters;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod outbox;
 pub mod paging;

@@ -52,11 +52,26 @@ pub async fn bind(addr: SocketAddr, which: Listener) -> anyhow::Result<TcpListen
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
-/// What a server serves on: its listener, its access layer, the dependencies readiness watches.
+/// The largest gRPC message any CRS server or client sends or accepts, the same everywhere so
+/// that whatever one service accepts, the next one in the flow accepts too.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Applies [`MAX_MESSAGE_BYTES`] both ways to a generated gRPC server or client.
+#[macro_export]
+macro_rules! bounded {
+    ($e:expr) => {
+        $e.max_decoding_message_size($crate::server::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size($crate::server::MAX_MESSAGE_BYTES)
+    };
+}
+
+/// What a server serves on: its listener, its access layer, the dependencies readiness watches,
+/// and its bounds.
 pub struct Served {
     pub listener: TcpListener,
     pub access: crate::access::AccessLayer,
     pub deps: Dependencies,
+    pub limits: crate::config::ServerConfig,
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -87,6 +102,8 @@ pub const LIVENESS: &str = "liveness";
 pub struct Dependencies {
     pub db: DatabaseConnection,
     pub redis: RedisHandle,
+    /// People's calls wait until the revocation list is known.
+    pub revocations: crate::revocation::Revocations,
 }
 
 /// Serves `routes` plus health and reflection on `listener` until `shutdown` is cancelled, then
@@ -98,7 +115,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let Served { listener, access, deps } = served;
+    let Served { listener, access, deps, limits } = served;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec![""];
     names.extend_from_slice(service_names);
@@ -142,7 +159,12 @@ pub async fn serve(
     };
 
     let server = tonic::transport::Server::builder()
-        .layer(RpcTraceLayer)
+        // Bounds on what one client can hold: calls at once per connection, time per call.
+        .concurrency_limit_per_connection(limits.concurrent_calls_per_connection)
+        .timeout(Duration::from_secs(limits.request_timeout_secs))
+        .max_concurrent_streams(Some(limits.concurrent_calls_per_connection as u32))
+        .tcp_nodelay(true)
+        .layer(RpcTraceLayer::new(service_names))
         .layer(access)
         .add_routes(routes)
         .add_service(health_service)
@@ -169,14 +191,15 @@ async fn track_readiness(
     shutdown: CancellationToken,
 ) {
     let mut serving = false;
-    // Redis must answer before the first SERVING. After that only the database decides: with
-    // Redis gone, rate limits and timers have fallbacks, and taking the service out of rotation
-    // would refuse requests it can safely take.
+    // Redis must answer, and the revocation list be known, before the first SERVING. After that
+    // only the database decides: with Redis gone, rate limits and timers have fallbacks, the last
+    // revocation list stays in force, and taking the service out of rotation would refuse
+    // requests it can safely take.
     let mut redis_seen = false;
     loop {
         let db_ok = crate::db::ping(&deps.db).await;
         redis_seen = redis_seen || deps.redis.ping().await;
-        let ready = db_ok && redis_seen;
+        let ready = db_ok && redis_seen && deps.revocations.is_loaded();
         if ready != serving && !shutdown.is_cancelled() {
             let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             for name in &names {
@@ -189,7 +212,8 @@ async fn track_readiness(
             }
             serving = ready;
         }
-        let pause = if serving { Duration::from_secs(2) } else { Duration::from_millis(200) };
+        // Checked each second: a lost database takes the service out of rotation within a few.
+        let pause = if serving { Duration::from_secs(1) } else { Duration::from_millis(200) };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pause) => {},
@@ -197,20 +221,47 @@ async fn track_readiness(
     }
 }
 
-/// Wraps every RPC in a server span that continues the caller's trace.
-#[derive(Clone, Copy, Debug)]
-pub struct RpcTraceLayer;
+/// Wraps every RPC in a server span that continues the caller's trace, and times it. Metrics
+/// name only the methods this server serves; any other path counts as `unknown`, so callers
+/// cannot create series by calling paths that do not exist.
+#[derive(Clone, Debug)]
+pub struct RpcTraceLayer {
+    known: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl RpcTraceLayer {
+    /// The layer for a server serving `service_names` (plus health and reflection).
+    pub fn new(service_names: &[&str]) -> Self {
+        let mut known = std::collections::HashSet::new();
+        if let Ok(fds) = <prost_types::FileDescriptorSet as prost::Message>::decode(crs_proto::FILE_DESCRIPTOR_SET) {
+            for file in &fds.file {
+                for s in &file.service {
+                    let full = format!("{}.{}", file.package(), s.name());
+                    if service_names.contains(&full.as_str()) {
+                        known.extend(s.method.iter().map(|m| format!("{full}/{}", m.name())));
+                    }
+                }
+            }
+        }
+        known.extend(["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"].map(String::from));
+        for v in ["v1", "v1alpha"] {
+            known.insert(format!("grpc.reflection.{v}.ServerReflection/ServerReflectionInfo"));
+        }
+        RpcTraceLayer { known: std::sync::Arc::new(known) }
+    }
+}
 
 impl<S> tower::Layer<S> for RpcTraceLayer {
     type Service = RpcTrace<S>;
     fn layer(&self, inner: S) -> RpcTrace<S> {
-        RpcTrace { inner }
+        RpcTrace { inner, known: self.known.clone() }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct RpcTrace<S> {
     inner: S,
+    known: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for RpcTrace<S>
@@ -227,7 +278,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let raw = request.uri().path().trim_start_matches('/');
+        let path = if self.known.contains(raw) { raw.to_owned() } else { "unknown/unknown".to_owned() };
         let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
         let span = tracing::info_span!(
             "rpc",

@@ -1,6 +1,7 @@
 //! What CRS's tests share, so each test starts what it needs in a few lines:
 //!
 //! - [`db`]: a fresh SQLite file or PostgreSQL database per test, dropped afterwards;
+//! - [`keys`]: one key set for the process's tests, and tokens for any principal;
 //! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
 //! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
 //!   any principal;
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod keys;
 pub mod redis;
 pub mod schema;
 pub mod service;

@@ -10,24 +10,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crs_platform::app::Service;
-use crs_platform::auth::{Principal, Role, TokenAuthority};
-use secrecy::SecretString;
+use crs_platform::auth::{Principal, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{Backend, TestDb};
 
-/// The signing key every test service and test client shares.
-pub const SIGNING_KEY: &str = "crs-tests-signing-key-0123456789abcdef";
-
-/// Signs test tokens with [`SIGNING_KEY`].
-pub fn authority() -> TokenAuthority {
-    TokenAuthority::new(&SecretString::from(SIGNING_KEY), "crs").expect("a valid test key")
-}
-
-/// A bearer token for `principal`, valid for an hour.
-pub fn token(principal: &Principal) -> String {
-    authority().issue(principal, 3600).expect("issue a test token").token
-}
+pub use crate::keys::{issuer, token};
 
 /// An admin principal.
 pub fn admin() -> Principal {
@@ -56,7 +44,6 @@ impl ServiceEnv {
             ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
             ("CRS_DATABASE__URL", db.url.clone()),
             ("CRS_REDIS__URL", crate::redis::shared_url()),
-            ("CRS_AUTH__SIGNING_KEY", SIGNING_KEY.to_owned()),
             ("CRS_OUTBOX__POLL_INTERVAL_MS", "200".to_owned()),
             ("CRS_OUTBOX__INITIAL_BACKOFF_MS", "100".to_owned()),
             ("CRS_OUTBOX__MAX_BACKOFF_MS", "500".to_owned()),
@@ -64,6 +51,7 @@ impl ServiceEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        vars.extend(crate::keys::auth_env(S::NAME));
         // Peers nobody listens on, unless the test points them somewhere.
         for peer in peer_names(S::DEFAULTS) {
             vars.insert(format!("CRS_PEERS__{}", peer.to_uppercase()), "http://127.0.0.1:9".to_owned());

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crs_platform::auth::{self, Principal, Role, TokenAuthority};
+use crs_platform::auth::{self, Principal, Role, TokenIssuer};
 use crs_platform::outbox::{Outbox, statement};
 use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
@@ -27,7 +27,8 @@ pub(crate) type Result<T> = std::result::Result<T, IntakeError>;
 pub struct Intake {
     pub(crate) db: DatabaseConnection,
     pub(crate) outbox: Outbox,
-    pub(crate) authority: TokenAuthority,
+    /// Signs the tokens `IssueToken` hands out.
+    pub(crate) issuer: TokenIssuer,
     pub(crate) redis: RedisHandle,
     pub(crate) revocations: Revocations,
     pub(crate) limits: Arc<Limits>,
@@ -39,6 +40,8 @@ pub struct Intake {
     pub(crate) stopping: CancellationToken,
     /// Legal review, asked while the agency waits whether a withdrawal came before a decision.
     pub(crate) review: LegalReviewInternalServiceClient<PeerChannel>,
+    /// Open `WatchRequests` streams per agency.
+    pub(crate) watchers: crate::watch::Watchers,
 }
 
 impl Intake {
@@ -46,7 +49,7 @@ impl Intake {
     pub fn new(
         db: DatabaseConnection,
         outbox: Outbox,
-        authority: TokenAuthority,
+        issuer: TokenIssuer,
         redis: RedisHandle,
         revocations: Revocations,
         review: LegalReviewInternalServiceClient<PeerChannel>,
@@ -59,13 +62,14 @@ impl Intake {
             limiter,
             db,
             outbox,
-            authority,
+            issuer,
             redis,
             revocations,
             limits: Arc::new(limits),
             events: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             review,
+            watchers: Default::default(),
         }
     }
 

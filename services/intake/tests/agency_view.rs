@@ -262,7 +262,7 @@ async fn revocations_reach_every_replica(backend: Backend) {
         }
     };
     assert_eq!(probe(&second, zoe.clone()).await, Code::NotFound, "the token works before revocation");
-    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id.clone() }).await.unwrap();
+    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id.clone(), ..Default::default() }).await.unwrap();
     assert_eq!(probe(&first, zoe.clone()).await, Code::Unauthenticated, "at once where it was revoked");
     eventually(Duration::from_secs(3), || {
         let p = probe(&second, zoe.clone());

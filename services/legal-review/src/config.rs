@@ -13,6 +13,9 @@ pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50053"
 
+[auth]
+service_key_file = "data/keys/legal-review.key"
+
 [admin]
 listen_addr = "127.0.0.1:9103"
 

@@ -12,13 +12,20 @@ pub enum NotificationError {
     Auth(#[from] AuthError),
     #[error("{0} not found")]
     NotFound(String),
+    /// The database could not be reached: nothing was done; the caller may retry.
+    #[error("the service's database cannot be reached now; retry")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for NotificationError {
     fn from(e: sea_orm::DbErr) -> Self {
-        NotificationError::Internal(e.into())
+        if crs_platform::db::is_unavailable(&e) {
+            NotificationError::Unavailable(e.to_string())
+        } else {
+            NotificationError::Internal(e.into())
+        }
     }
 }
 
@@ -42,6 +49,7 @@ impl ServiceError for NotificationError {
             NotificationError::InvalidArgument(_) => Code::InvalidArgument,
             NotificationError::Auth(e) => e.code(),
             NotificationError::NotFound(_) => Code::NotFound,
+            NotificationError::Unavailable(_) => Code::Unavailable,
             NotificationError::Internal(_) => Code::Internal,
         }
     }

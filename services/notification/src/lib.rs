@@ -34,7 +34,7 @@ impl crs_platform::app::Service for Application {
     const DEFAULTS: &'static str = DEFAULTS;
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
-        let platform = Platform::start::<migration::Migrator>(&cfg).await?;
+        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let sender = webhook::Sender::new(platform.db.clone(), Duration::from_millis(cfg.webhooks.timeout_ms))?;
         // Deliveries travel through this service's own outbox: the same claim, lease and
         // backoff as every hand-off, so a restart loses none and repeats none that succeeded.
@@ -53,8 +53,9 @@ impl crs_platform::app::Service for Application {
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, notifications, relay } = self;
-        let routes = tonic::service::Routes::new(NotificationServiceServer::new(notifications.clone()))
-            .add_service(NotificationInternalServiceServer::new(notifications));
+        let routes =
+            tonic::service::Routes::new(crs_platform::bounded!(NotificationServiceServer::new(notifications.clone())))
+                .add_service(crs_platform::bounded!(NotificationInternalServiceServer::new(notifications)));
         let names = [
             <NotificationServiceServer<Notifications> as NamedService>::NAME,
             <NotificationInternalServiceServer<Notifications> as NamedService>::NAME,

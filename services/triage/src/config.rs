@@ -10,6 +10,9 @@ pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50052"
 
+[auth]
+service_key_file = "data/keys/triage.key"
+
 [admin]
 listen_addr = "127.0.0.1:9102"
 
