@@ -40,12 +40,6 @@ async fn a_database_of_the_previous_version_upgrades_with_its_data() {
     assert!(escalated.escalated && escalated.status == RequestStatus::Escalated as i32);
     assert_eq!(escalated.information.len(), 1);
     assert_eq!(escalated.information[0].answer, "Almaty district court");
-    review
-        .as_(&senior("sam"))
-        .await
-        .release_case(ReleaseCaseRequest { case_id: "case-escalated".into() })
-        .await
-        .unwrap();
     assert_eq!(review.claim(&reviewer("ana"), "case-escalated").await.unwrap_err().code(), Code::PermissionDenied);
 
     // The pending question is a round awaiting its answer; the answer resumes the case.
