@@ -2,6 +2,7 @@
 //!
 //! - [`db`]: a fresh SQLite file or PostgreSQL database per test, dropped afterwards;
 //! - [`keys`]: one key set for the process's tests, and tokens for any principal;
+//! - [`postgres`]: a PostgreSQL server of a test's own, to stop and start again;
 //! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
 //! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
 //!   any principal;
@@ -12,6 +13,7 @@
 
 pub mod db;
 pub mod keys;
+pub mod postgres;
 pub mod redis;
 pub mod schema;
 pub mod service;
@@ -20,6 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use db::{Backend, TestDb};
+pub use postgres::PrivatePostgres;
 pub use redis::PrivateRedis;
 pub use service::{Running, ServiceEnv};
 
