@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenAuthority;
 use crate::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use crate::outbox::Outbox;
 use crate::redis::RedisHandle;
@@ -35,6 +35,7 @@ pub trait ServiceConfig: DeserializeOwned {
     fn auth(&self) -> &AuthConfig;
     fn telemetry(&self) -> &TelemetryConfig;
     fn outbox(&self) -> &OutboxConfig;
+    fn tls(&self) -> &TlsConfig;
 
     /// Checks what loading cannot: that files are readable and URLs well formed. The default
     /// checks the shared sections; a service adds its own sections' checks through
@@ -73,10 +74,16 @@ pub fn config_from_env<S: Service>(env: &HashMap<String, String>) -> anyhow::Res
     crate::config::load(&[crate::config::PLATFORM_DEFAULTS, S::DEFAULTS], None, env)
 }
 
-/// Connected platform parts: listener bound, database migrated, Redis handle, token authority.
+/// Connected platform parts: listener bound, database migrated, Redis handle, token authority,
+/// TLS material loaded.
 pub struct Platform {
     pub listener: TcpListener,
     pub local_addr: SocketAddr,
+    /// The plaintext health-only listener (`server.health_listen_addr`), if configured.
+    pub health_listener: Option<TcpListener>,
+    pub health_addr: Option<SocketAddr>,
+    /// The TLS material when `[tls]` is enabled: the listener serves TLS, peers are called with it.
+    pub tls: Option<crate::tls::Tls>,
     /// The admin HTTP listener (metrics).
     pub admin_listener: TcpListener,
     pub admin_addr: SocketAddr,
@@ -91,8 +98,15 @@ pub struct Platform {
 impl Platform {
     /// Binds, connects and migrates (with the service's migrator `M`).
     pub async fn start<M: MigratorTrait>(cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
+        // Bad TLS material stops start-up before anything is bound or connected.
+        let tls = if cfg.tls().enabled { Some(crate::tls::Tls::load(cfg.tls())?) } else { None };
         let listener = crate::server::bind(cfg.server().listen_addr, crate::server::Listener::Grpc).await?;
         let local_addr = listener.local_addr()?;
+        let health_listener = match cfg.server().health_listen_addr {
+            Some(addr) => Some(crate::server::bind(addr, crate::server::Listener::Health).await?),
+            None => None,
+        };
+        let health_addr = health_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let admin_listener = crate::server::bind(cfg.admin().listen_addr, crate::server::Listener::Admin).await?;
         let admin_addr = admin_listener.local_addr()?;
         let db = crate::db::connect::<M>(cfg.database()).await?;
@@ -102,6 +116,9 @@ impl Platform {
         Ok(Platform {
             listener,
             local_addr,
+            health_listener,
+            health_addr,
+            tls,
             admin_listener,
             admin_addr,
             db,
@@ -118,6 +135,12 @@ impl Platform {
         crate::access::AccessLayer::new(self.authority.clone(), self.revocations.clone())
     }
 
+    /// What calls to `https://` peers use (with `peers::connect`): this service's certificate
+    /// and the CA, following reloads. `None` when `[tls]` is off.
+    pub fn client_tls(&self) -> Option<crate::tls::ClientTls> {
+        self.tls.as_ref().map(crate::tls::Tls::client)
+    }
+
     pub fn dependencies(&self) -> Dependencies {
         Dependencies { db: self.db.clone(), redis: self.redis.clone() }
     }
@@ -131,12 +154,21 @@ impl Platform {
         relay: crate::outbox::Relay,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr, admin = %self.admin_addr, services = ?service_names, "listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            admin = %self.admin_addr,
+            health = ?self.health_addr,
+            tls = self.tls.is_some(),
+            client_auth = ?self.tls.as_ref().map(|t| t.settings().client_auth),
+            services = ?service_names,
+            "listening"
+        );
         let deps = self.dependencies();
         let access = self.access();
         let admin = tokio::spawn(crate::metrics::serve(self.admin_listener, shutdown.clone()));
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
+        let tls_reload = self.tls.as_ref().map(|tls| tls.spawn_reload(shutdown.clone()));
         // Every service offers its operators its outbox's dead letters.
         let routes = routes.add_service(crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer::new(
             crate::dead_letters::OutboxAdmin::new(self.db.clone()),
@@ -146,7 +178,13 @@ impl Platform {
         let served = crate::server::serve(
             routes,
             &names,
-            crate::server::Served { listener: self.listener, access, deps },
+            crate::server::Served {
+                listener: self.listener,
+                access,
+                deps,
+                tls: self.tls.clone(),
+                health_listener: self.health_listener,
+            },
             shutdown.clone(),
             self.grace,
         )
@@ -154,6 +192,9 @@ impl Platform {
         shutdown.cancel();
         let _ = relay.await;
         let _ = revocations.await;
+        if let Some(reload) = tls_reload {
+            let _ = reload.await;
+        }
         let _ = admin.await;
         served
     }
@@ -273,14 +314,22 @@ async fn migrate<M: MigratorTrait>(database: &DatabaseConfig) -> anyhow::Result<
 }
 
 /// Checks the sections every service shares: distinct listen addresses, the database and Redis
-/// URLs, the signing key (read and measured as at start-up), the log filter, the OTLP endpoint
-/// and the outbox's numbers.
+/// URLs, the signing key (read and measured as at start-up), the log filter, the OTLP endpoint,
+/// the outbox's numbers and, when enabled, the TLS files (readable, PEM, the key matching the
+/// certificate, the certificate valid today under the CA).
 pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
     let (grpc, admin) = (cfg.server().listen_addr, cfg.admin().listen_addr);
     anyhow::ensure!(
         grpc.port() == 0 || grpc != admin,
         "server.listen_addr and admin.listen_addr are both {grpc}; give them different ports"
     );
+    if let Some(health) = cfg.server().health_listen_addr {
+        anyhow::ensure!(
+            health.port() == 0 || (health != grpc && health != admin),
+            "server.health_listen_addr {health} is taken by server.listen_addr or admin.listen_addr; give it its own port"
+        );
+    }
+    crate::tls::check(cfg.tls())?;
     check_database(cfg.database())?;
     check_url("redis.url", &cfg.redis().url, &["redis", "rediss"])?;
     RedisHandle::new(&cfg.redis().url)?;
@@ -333,7 +382,8 @@ pub fn check_url(key: &str, value: &str, schemes: &[&str]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Implements [`ServiceConfig`] for a struct with the six shared sections as fields:
+/// Implements [`ServiceConfig`] for a struct with the shared sections as fields (`server`,
+/// `admin`, `database`, `redis`, `auth`, `telemetry`, `outbox`, `tls`):
 /// `impl_service_config!(Config, migrator = migration::Migrator)`, optionally followed by
 /// `check = Config::check_own`, a `fn(&Config) -> anyhow::Result<()>` for the service's own
 /// sections, run after the shared checks.
@@ -374,6 +424,9 @@ macro_rules! impl_service_config {
             fn outbox(&self) -> &$crate::config::OutboxConfig {
                 &self.outbox
             }
+            fn tls(&self) -> &$crate::config::TlsConfig {
+                &self.tls
+            }
             $($check)*
         }
     };
@@ -407,6 +460,7 @@ mod tests {
         auth: AuthConfig,
         telemetry: TelemetryConfig,
         outbox: OutboxConfig,
+        tls: TlsConfig,
         peers: TestPeers,
     }
 
@@ -506,6 +560,33 @@ mod tests {
         assert!(problem(&[("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:50051")]).contains("different ports"));
         assert!(problem(&[("CRS_DATABASE__MAX_CONNECTIONS", "0")]).contains("database.max_connections"));
         assert!(problem(&[("CRS_OUTBOX__INITIAL_BACKOFF_MS", "60000")]).contains("outbox.initial_backoff_ms"));
+    }
+
+    #[test]
+    fn tls_files_are_checked_when_tls_is_on() {
+        let ca = crate::tls::tests::Ca::new("ca");
+        let (cert, key) = ca.issue();
+        let tls = crate::tls::tests::files(&cert, &key, &ca.pem);
+        let on = [
+            ("CRS_TLS__ENABLED", "true"),
+            ("CRS_TLS__CERT_FILE", tls.cert_file.as_str()),
+            ("CRS_TLS__KEY_FILE", tls.key_file.as_str()),
+            ("CRS_TLS__CA_FILE", tls.ca_file.as_str()),
+        ];
+        check_with(&on, false).unwrap();
+        check_with(&[&on[..], &[("CRS_TLS__CLIENT_AUTH", "required")]].concat(), false).unwrap();
+        let err = problem(&[&on[..], &[("CRS_TLS__CLIENT_AUTH", "sometimes")]].concat());
+        assert!(err.contains("sometimes") && err.contains("required"), "{err}");
+        assert!(problem(&[("CRS_TLS__ENABLED", "true")]).contains("tls.cert_file is not set"));
+        let (_, other_key) = ca.issue();
+        let other_key_file = format!("{}.other", tls.key_file);
+        std::fs::write(&other_key_file, other_key).unwrap();
+        let err = problem(&[&on[..], &[("CRS_TLS__KEY_FILE", other_key_file.as_str())]].concat());
+        assert!(err.contains("is not the private key"), "{err}");
+        // Off, the files are not read.
+        check_with(&[("CRS_TLS__CERT_FILE", "/nonexistent")], false).unwrap();
+        let err = problem(&[&on[..], &[("CRS_SERVER__HEALTH_LISTEN_ADDR", "127.0.0.1:9101")]].concat());
+        assert!(err.contains("server.health_listen_addr"), "{err}");
     }
 
     #[test]

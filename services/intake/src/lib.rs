@@ -59,9 +59,12 @@ impl crs_platform::app::Service for Application {
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
         let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let triage = crs_platform::peers::connect(&cfg.peers.triage, credentials.clone(), timeout)?;
-        let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials.clone(), timeout)?;
-        let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
+        let triage =
+            crs_platform::peers::connect(&cfg.peers.triage, credentials.clone(), timeout, platform.client_tls())?;
+        let review =
+            crs_platform::peers::connect(&cfg.peers.legal_review, credentials.clone(), timeout, platform.client_tls())?;
+        let notification =
+            crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout, platform.client_tls())?;
         let relay =
             platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(triage, review.clone(), notification));
         let intake = Intake::new(

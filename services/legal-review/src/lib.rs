@@ -53,8 +53,10 @@ impl crs_platform::app::Service for Application {
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
         let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let intake = crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout)?;
-        let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
+        let intake =
+            crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout, platform.client_tls())?;
+        let notification =
+            crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout, platform.client_tls())?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(intake, notification));
         let timers = crs_timers::index::TimerIndex::new(platform.redis.clone(), &cfg.timers.key_prefix);
         let queue_metrics = Duration::from_millis(cfg.review.queue_metrics_interval_ms);

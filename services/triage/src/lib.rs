@@ -39,7 +39,8 @@ impl crs_platform::app::Service for Application {
         let platform = Platform::start::<migration::Migrator>(&cfg).await?;
         let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials, timeout)?;
+        let review =
+            crs_platform::peers::connect(&cfg.peers.legal_review, credentials, timeout, platform.client_tls())?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(review));
         let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies);
         Ok(Self { platform, triage, relay })
