@@ -62,6 +62,8 @@ def test_helm_lint_finds_nothing_wrong(path) -> None:
         {"globl": {}},
         {"intake": {"replica": 3}},
         {"global": {"tls": {"enable": True}}},
+        {"global": {"tls": {"configureServices": True}}},
+        {"intake": {"config": {"tls": {"reload_interval": 5}}}},
         {"global": {"networkPolicy": {"postgresql": {"port": [5432]}}}},
         {"triage": {"config": {"polices": {"file": "x"}}}},
         {"legalReview": {"config": {"review": {"claim_lease_sec": 60}}}},
@@ -149,15 +151,19 @@ def test_each_service_runs_its_binary_from_the_one_image(rendered: Rendered) -> 
 
 
 def test_probes_are_native_grpc_health_checks(rendered: Rendered) -> None:
+    tls = rendered.values.get("global", {}).get("tls", {}).get("enabled", False)
     for component in COMPONENTS:
         container = pod_spec(rendered.deployment(component))["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": 50051, "metrics": 9100}
+        # With TLS on, the kubelet's gRPC probes (which cannot speak TLS) ask a plaintext port
+        # that serves health alone.
+        probed = 50052 if tls else 50051
+        assert ports == {"grpc": 50051, "metrics": 9100, **({"health": 50052} if tls else {})}
         for probe in ("startupProbe", "readinessProbe"):
-            assert container[probe]["grpc"] == {"port": 50051, "service": ""}, probe
+            assert container[probe]["grpc"] == {"port": probed, "service": ""}, probe
         # Liveness asks whether the process runs, not whether its database answers: an outage
         # takes pods out of rotation without restarting them.
-        assert container["livenessProbe"]["grpc"] == {"port": 50051, "service": "liveness"}
+        assert container["livenessProbe"]["grpc"] == {"port": probed, "service": "liveness"}
 
 
 def test_the_grace_period_covers_the_pause_and_the_drain(rendered: Rendered) -> None:
@@ -328,17 +334,35 @@ def test_telemetry_settings_reach_every_service(production: Rendered) -> None:
         assert config_of(production, component)["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability.svc:4317"
 
 
-def test_tls_material_is_mounted_but_not_configured_by_default(production: Rendered) -> None:
+def test_tls_turns_on_mutual_tls_in_every_service(production: Rendered, defaults: Rendered) -> None:
     for component in COMPONENTS:
         container = pod_spec(production.deployment(component))["containers"][0]
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/var/run/secrets/crs/tls", "/var/run/secrets/crs/ca"} <= mounts
+        env = env_of(container)
+        assert env["CRS_TLS__ENABLED"]["value"] == "true"
+        assert env["CRS_TLS__CERT_FILE"]["value"] == "/var/run/secrets/crs/tls/tls.crt"
+        assert env["CRS_TLS__KEY_FILE"]["value"] == "/var/run/secrets/crs/tls/tls.key"
+        assert env["CRS_TLS__CA_FILE"]["value"] == "/var/run/secrets/crs/ca/ca.crt"
+        assert env["CRS_TLS__CLIENT_AUTH"]["value"] == "optional"
+        config = config_of(production, component)
+        assert config["server"]["health_listen_addr"] == "0.0.0.0:50052"
+        assert all(url.startswith("https://") for url in config.get("peers", {}).values()), config
+    assert config_of(production, "triage")["peers"]["legal_review"] == "https://crs-legal-review.crs.svc:50051"
+    assert "Mutual TLS is on" in production.notes
+
+    # Off by default: plaintext, peers over http, health on the gRPC port.
+    for component in COMPONENTS:
+        container = pod_spec(defaults.deployment(component))["containers"][0]
         assert not [e for e in env_of(container) if e.startswith("CRS_TLS__")]
-    configured = render({"global": {"tls": {"enabled": True, "configureServices": True, "serverSecretName": "s", "caSecretName": "c"}}})
-    env = env_of(pod_spec(configured.deployment("triage"))["containers"][0])
-    assert env["CRS_TLS__CERT_FILE"]["value"] == "/var/run/secrets/crs/tls/tls.crt"
-    assert env["CRS_TLS__CA_FILE"]["value"] == "/var/run/secrets/crs/ca/ca.crt"
-    assert config_of(configured, "triage")["peers"]["legal_review"].startswith("https://")
+        assert "health_listen_addr" not in config_of(defaults, component)["server"]
+    assert config_of(defaults, "triage")["peers"]["legal_review"].startswith("http://")
+
+    required = render({"global": {"tls": {"enabled": True, "serverSecretName": "s", "caSecretName": "c", "clientAuth": "required"}}})
+    env = env_of(pod_spec(required.deployment("intake"))["containers"][0])
+    assert env["CRS_TLS__CLIENT_AUTH"]["value"] == "required"
+    with pytest.raises(helm.HelmValuesError):
+        render({"global": {"tls": {"enabled": True, "serverSecretName": "s", "caSecretName": "c", "clientAuth": "sometimes"}}})
 
 
 def test_the_webhook_secret_key_waits_behind_its_flag(defaults: Rendered) -> None:
@@ -508,7 +532,11 @@ def test_notes_say_what_was_installed_and_how_to_reach_it(rendered: Rendered) ->
     for component in COMPONENTS:
         assert f"crs-{component}" in rendered.notes
     assert "port-forward svc/crs-intake 50051:50051" in rendered.notes
-    assert "grpcurl -plaintext 127.0.0.1:50051 list" in rendered.notes
+    if rendered.values.get("global", {}).get("tls", {}).get("enabled", False):
+        # TLS: grpcurl verifies intake's certificate for its Service name.
+        assert "grpcurl -cacert ca.crt -authority crs-intake.crs.svc 127.0.0.1:50051 list" in rendered.notes
+    else:
+        assert "grpcurl -plaintext 127.0.0.1:50051 list" in rendered.notes
     assert "grpc.health.v1.Health/Check" in rendered.notes
 
 

@@ -8,6 +8,7 @@ tests run each binary with `--check-config` on what this renders.
 {{- define "crs.ports" -}}
 grpc: 50051
 metrics: 9100
+health: 50052
 {{- end -}}
 
 {{- define "crs.paths" -}}
@@ -30,11 +31,10 @@ webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
 {{- printf "%s:%v" $host .port -}}
 {{- end -}}
 
-{{/* The address at which a component is called by its peers. */}}
+{{/* The address at which a component is called by its peers: https:// with TLS on. */}}
 {{- define "crs.peerUrl" -}}
 {{- $ports := include "crs.ports" . | fromYaml -}}
-{{- $tls := .ctx.Values.global.tls -}}
-{{- $scheme := ternary "https" "http" (and $tls.enabled $tls.configureServices) -}}
+{{- $scheme := ternary "https" "http" .ctx.Values.global.tls.enabled -}}
 {{- printf "%s://%s.%s.svc:%v" $scheme (include "crs.componentName" .) .ctx.Release.Namespace $ports.grpc -}}
 {{- end -}}
 
@@ -76,6 +76,10 @@ webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
   "auth" (dict "signing_key_file" $paths.signingKeyFile "issuer" $g.auth.issuer)
   "telemetry" $telemetry
 -}}
+{{- if $g.tls.enabled -}}
+{{- /* The gRPC port speaks only TLS: probes ask a plaintext port that serves health alone. */ -}}
+{{- $_ := set $cfg.server "health_listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.health)) -}}
+{{- end -}}
 {{- if $meta.peers -}}
 {{- $peers := dict -}}
 {{- range $key, $peer := $meta.peers -}}
@@ -173,13 +177,17 @@ generated: true
     secretKeyRef:
       name: {{ $redis.name }}
       key: {{ $redis.key }}
-{{- if and $g.tls.enabled $g.tls.configureServices }}
+{{- if $g.tls.enabled }}
+- name: CRS_TLS__ENABLED
+  value: "true"
 - name: CRS_TLS__CERT_FILE
   value: {{ $paths.tlsDir }}/tls.crt
 - name: CRS_TLS__KEY_FILE
   value: {{ $paths.tlsDir }}/tls.key
 - name: CRS_TLS__CA_FILE
   value: {{ $paths.caDir }}/ca.crt
+- name: CRS_TLS__CLIENT_AUTH
+  value: {{ $g.tls.clientAuth | quote }}
 {{- end }}
 {{- if and (eq .component "notification") $v.webhookSecretKey.enabled }}
 - name: CRS_WEBHOOKS__SECRET_KEY_FILE
