@@ -111,11 +111,12 @@ fn read(key: &str, path: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {key} {path}: {e}"))
 }
 
-fn certificates(key: &str, path: &str, pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// The certificates in `pem`, which `what` names in errors (e.g. `tls.ca_file /etc/ca.crt`).
+fn certificates(what: &str, pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("{key} {path} is not a PEM certificate file: {e}"))?;
-    anyhow::ensure!(!certs.is_empty(), "{key} {path} holds no PEM certificate");
+        .map_err(|e| anyhow::anyhow!("{what} is not a PEM certificate file: {e}"))?;
+    anyhow::ensure!(!certs.is_empty(), "{what} holds no PEM certificate");
     Ok(certs)
 }
 
@@ -131,11 +132,11 @@ impl Material {
     /// (which is how peers will see it).
     fn build(cfg: &TlsConfig, files: &Files) -> anyhow::Result<Material> {
         let provider = provider();
-        let chain = certificates("tls.cert_file", &cfg.cert_file, &files.cert)?;
+        let chain = certificates(&format!("tls.cert_file {}", cfg.cert_file), &files.cert)?;
         let key = PrivateKeyDer::from_pem_slice(&files.key)
             .map_err(|e| anyhow::anyhow!("tls.key_file {} holds no PEM private key: {e}", cfg.key_file))?;
         let mut roots = RootCertStore::empty();
-        for cert in certificates("tls.ca_file", &cfg.ca_file, &files.ca)? {
+        for cert in certificates(&format!("tls.ca_file {}", cfg.ca_file), &files.ca)? {
             roots
                 .add(cert)
                 .map_err(|e| anyhow::anyhow!("tls.ca_file {} holds an unusable CA certificate: {e}", cfg.ca_file))?;
@@ -503,7 +504,7 @@ impl ClientTls {
     /// if given. For tools and tests; services use [`Tls::client`].
     pub fn from_pem(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> anyhow::Result<ClientTls> {
         let mut roots = RootCertStore::empty();
-        for cert in certificates("CA", "(given)", ca_pem)? {
+        for cert in certificates("the CA", ca_pem)? {
             roots.add(cert)?;
         }
         let builder = ClientConfig::builder_with_provider(provider())
@@ -511,7 +512,7 @@ impl ClientTls {
             .with_root_certificates(roots);
         let mut config = match identity {
             Some((cert, key)) => builder.with_client_auth_cert(
-                certificates("certificate", "(given)", cert)?,
+                certificates("the client certificate", cert)?,
                 PrivateKeyDer::from_pem_slice(key).map_err(|e| anyhow::anyhow!("not a PEM private key: {e}"))?,
             )?,
             None => builder.with_no_client_auth(),
