@@ -12,6 +12,9 @@ struct Cli {
     /// The deployment's key directory (`crsctl keygen` writes it).
     #[arg(long, env = "CRSCTL_KEY_DIR", default_value = "data/keys", global = true)]
     key_dir: PathBuf,
+    /// The token issuer the services expect (`auth.issuer`).
+    #[arg(long, env = "CRSCTL_ISSUER", default_value = "crs", global = true)]
+    issuer: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +58,7 @@ enum Dev {
 }
 
 fn issuer(cli: &Cli) -> anyhow::Result<TokenIssuer> {
-    TokenIssuer::from_file(&cli.key_dir.join("tokens.key"), "crs")
+    TokenIssuer::from_file(&cli.key_dir.join("tokens.key"), &cli.issuer)
         .map_err(|e| anyhow::anyhow!("{e:#} (run `crsctl keygen --key-dir {}`)", cli.key_dir.display()))
 }
 

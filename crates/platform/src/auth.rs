@@ -316,11 +316,17 @@ impl TokenVerifier {
     ) -> anyhow::Result<Self> {
         let user_keys = user_public_pems
             .iter()
-            .map(|pem| Ok((crate::keys::key_id(pem), DecodingKey::from_ed_pem(pem.as_bytes())?)))
+            .map(|pem| {
+                let pem = crate::keys::public_key(pem)?;
+                Ok((crate::keys::key_id(&pem), DecodingKey::from_ed_pem(pem.as_bytes())?))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let service_keys = service_public_pems
             .iter()
-            .map(|(name, pem)| Ok((name.clone(), DecodingKey::from_ed_pem(pem.as_bytes())?)))
+            .map(|(name, pem)| {
+                let pem = crate::keys::public_key(pem).map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
+                Ok((name.clone(), DecodingKey::from_ed_pem(pem.as_bytes())?))
+            })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
         Ok(Self { audience: audience(service), issuer: issuer.to_owned(), user_keys, service_keys })
     }
@@ -334,14 +340,14 @@ impl TokenVerifier {
             .collect::<anyhow::Result<Vec<_>>>()?;
         anyhow::ensure!(!user.is_empty(), "auth.token_public_key_files names no key");
         for (f, pem) in cfg.token_public_key_files.iter().zip(&user) {
-            crate::keys::check_public(pem).map_err(|e| anyhow::anyhow!("auth.token_public_key_files {f}: {e}"))?;
+            crate::keys::public_key(pem).map_err(|e| anyhow::anyhow!("auth.token_public_key_files {f}: {e}"))?;
         }
         let mut services = Vec::new();
         for name in crate::keys::SERVICES {
             let path = Path::new(&cfg.service_public_keys_dir).join(format!("{name}.pub"));
             // A peer whose key is absent cannot call this service.
             if let Ok(pem) = std::fs::read_to_string(&path) {
-                crate::keys::check_public(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                crate::keys::public_key(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 services.push((name.to_owned(), pem));
             }
         }
@@ -398,7 +404,7 @@ pub fn check_config(cfg: &AuthConfig) -> anyhow::Result<()> {
     anyhow::ensure!(!cfg.token_public_key_files.is_empty(), "auth.token_public_key_files names no key");
     for f in &cfg.token_public_key_files {
         let pem = crate::keys::read("auth.token_public_key_files", Path::new(f))?;
-        crate::keys::check_public(&pem).map_err(|e| anyhow::anyhow!("auth.token_public_key_files {f}: {e}"))?;
+        crate::keys::public_key(&pem).map_err(|e| anyhow::anyhow!("auth.token_public_key_files {f}: {e}"))?;
     }
     let own = crate::keys::read("auth.service_key_file", Path::new(&cfg.service_key_file))?;
     crate::keys::public_of(&own).map_err(|e| anyhow::anyhow!("auth.service_key_file {}: {e}", cfg.service_key_file))?;
@@ -412,6 +418,12 @@ pub fn check_config(cfg: &AuthConfig) -> anyhow::Result<()> {
         "auth.service_public_keys_dir {} is not a directory",
         cfg.service_public_keys_dir
     );
+    for name in crate::keys::SERVICES {
+        let path = Path::new(&cfg.service_public_keys_dir).join(format!("{name}.pub"));
+        if let Ok(pem) = std::fs::read_to_string(&path) {
+            crate::keys::public_key(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+    }
     Ok(())
 }
 

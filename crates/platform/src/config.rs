@@ -23,6 +23,11 @@ pub struct ServerConfig {
     pub concurrent_calls_per_connection: usize,
     /// The longest a unary call may take before it is cut off (a stream's opening included).
     pub request_timeout_secs: u64,
+    /// A second, plaintext listener serving only `grpc.health.v1.Health`, for probes that cannot
+    /// speak TLS (Kubernetes' gRPC probes) when `[tls]` is on. Unset: health is served on
+    /// `listen_addr` only.
+    #[serde(default)]
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 /// The operators' HTTP port: Prometheus metrics at `/metrics`.
@@ -98,6 +103,43 @@ pub struct OutboxConfig {
     pub max_age_secs: u64,
 }
 
+/// Transport security of the gRPC listener and of calls to peers: mutual TLS with certificates
+/// and keys read from files (mounted Secrets), re-read when they change. Off by default
+/// (plaintext, for `make run` and tests).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// This service's certificate chain (PEM, its own certificate first). It serves it to callers
+    /// and presents it as its client certificate to peers, so it needs both the `serverAuth` and
+    /// `clientAuth` extended key usages.
+    pub cert_file: String,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// The CA certificate(s) (PEM) that sign the services' certificates: client certificates are
+    /// verified against them, and so are peers' server certificates.
+    pub ca_file: String,
+    /// Whether every caller must present a client certificate (`required`), or only callers of
+    /// internal RPCs (`optional`: public callers without one reach the public services).
+    pub client_auth: ClientAuth,
+    /// How often the files are checked for changes; new connections use new material.
+    pub reload_interval_secs: u64,
+    /// Connections are closed gracefully after this long, so that long-lived ones handshake
+    /// again with the current certificates; 0 keeps them open.
+    pub max_connection_age_secs: u64,
+}
+
+/// Which callers must present a client certificate signed by `tls.ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every connection: the handshake fails without a valid client certificate.
+    Required,
+    /// Connections may come without one; they reach public RPCs only (internal RPCs are refused
+    /// with `UNAUTHENTICATED`). A certificate that is presented must still be valid.
+    Optional,
+}
+
 /// Defaults shared by every service; each service adds its own sections and listen address.
 pub const PLATFORM_DEFAULTS: &str = r#"
 [server]
@@ -130,6 +172,15 @@ initial_backoff_ms = 200
 max_backoff_ms = 30000
 call_timeout_ms = 5000
 max_age_secs = 86400
+
+[tls]
+enabled = false
+cert_file = ""
+key_file = ""
+ca_file = ""
+client_auth = "optional"
+reload_interval_secs = 10
+max_connection_age_secs = 600
 "#;
 
 /// Loads `T` from the layered sources.
@@ -231,6 +282,8 @@ mod tests {
         [server]
         listen_addr = "127.0.0.1:1"
         shutdown_grace_secs = 10
+        concurrent_calls_per_connection = 8
+        request_timeout_secs = 5
     "#;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -68,12 +68,33 @@ pub fn public_of(private_pem: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot encode a public key: {e}"))
 }
 
-/// Checks that `pem` is an Ed25519 public key (SPKI PEM).
-pub fn check_public(pem: &str) -> anyhow::Result<()> {
+/// The DER of an Ed25519 SubjectPublicKeyInfo up to the key's 32 bytes (RFC 8410, section 4).
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// An Ed25519 public key in the one form key ids are computed on (SPKI PEM, LF line ends), from
+/// a public key PEM or from an X.509 certificate PEM holding one. Certificates are accepted
+/// because they are what some tools can make from a private key (Helm's template functions
+/// among them); only the key inside is used: no chain, dates or names.
+pub fn public_key(pem: &str) -> anyhow::Result<String> {
     use ed25519_dalek::pkcs8::DecodePublicKey;
-    VerifyingKey::from_public_key_pem(pem)
-        .map(drop)
-        .map_err(|e| anyhow::anyhow!("not an Ed25519 public key (SPKI PEM): {e}"))
+    let key = if pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----") {
+        let (_, der) = ed25519_dalek::pkcs8::spki::der::pem::decode_vec(pem.trim().as_bytes())
+            .map_err(|e| anyhow::anyhow!("not a certificate (PEM): {e}"))?;
+        let at = der
+            .windows(ED25519_SPKI_PREFIX.len())
+            .position(|w| w == ED25519_SPKI_PREFIX)
+            .ok_or_else(|| anyhow::anyhow!("the certificate does not hold an Ed25519 public key"))?;
+        let start = at + ED25519_SPKI_PREFIX.len();
+        let bytes: [u8; 32] = der
+            .get(start..start + 32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| anyhow::anyhow!("the certificate's Ed25519 public key is truncated"))?;
+        VerifyingKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("the certificate's key is not usable: {e}"))?
+    } else {
+        VerifyingKey::from_public_key_pem(pem)
+            .map_err(|e| anyhow::anyhow!("not an Ed25519 public key (SPKI PEM, or a certificate holding one): {e}"))?
+    };
+    key.to_public_key_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("cannot encode a public key: {e}"))
 }
 
 /// Reads a key file, naming the setting it came from when it cannot.
@@ -127,8 +148,8 @@ mod tests {
         let private = std::fs::read_to_string(dir.join("triage.key")).unwrap();
         let public = std::fs::read_to_string(dir.join("triage.pub")).unwrap();
         assert_eq!(public_of(&private).unwrap(), public);
-        check_public(&public).unwrap();
-        assert!(check_public(&private).is_err());
+        assert_eq!(public_key(&public).unwrap(), public);
+        assert!(public_key(&private).is_err());
         assert_eq!(key_id(&public).len(), 16);
         #[cfg(unix)]
         {
@@ -136,5 +157,21 @@ mod tests {
             let mode = std::fs::metadata(dir.join("tokens.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "private keys are the owner's alone");
         }
+    }
+
+    #[test]
+    fn a_certificate_stands_for_the_public_key_it_holds() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".to_owned()]).unwrap().self_signed(&pair).unwrap();
+        let expected = public_of(&pair.serialize_pem()).unwrap();
+        assert_eq!(public_key(&cert.pem()).unwrap(), expected);
+        // Whitespace around the PEM does not change the key or its id.
+        assert_eq!(key_id(&public_key(&format!("\n{}\n\n", cert.pem())).unwrap()), key_id(&expected));
+        // A certificate for another kind of key is refused, and says why.
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let other = rcgen::CertificateParams::new(vec!["x".to_owned()]).unwrap().self_signed(&p256).unwrap();
+        let err = public_key(&other.pem()).unwrap_err().to_string();
+        assert!(err.contains("does not hold an Ed25519 public key"), "{err}");
+        assert!(public_key("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
     }
 }

@@ -19,6 +19,7 @@ pub mod revocation;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use auth::{Principal, Role};
 pub use error::{FieldViolations, ServiceError};

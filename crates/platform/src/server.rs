@@ -4,6 +4,9 @@
 //! Health starts NOT_SERVING and turns SERVING once the database and Redis both answer; it goes
 //! back to NOT_SERVING when draining starts, so load balancers stop sending work first. The
 //! `liveness` health service answers SERVING for as long as the process runs.
+//!
+//! With `[tls]` on, the listener speaks only TLS ([`crate::tls`]); `server.health_listen_addr`
+//! then adds a plaintext listener serving health alone, for probes that cannot speak TLS.
 
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -25,10 +28,13 @@ use crate::redis::RedisHandle;
 pub enum Listener {
     Grpc = 0,
     Admin = 1,
+    /// The plaintext health listener (`server.health_listen_addr`), when configured.
+    Health = 2,
 }
 
 /// Listeners a parent process handed over (systemd socket activation: `LISTEN_FDS`, the gRPC
-/// listener first, the admin listener second), taken once before any thread starts, because
+/// listener first, the admin listener second, the plaintext health listener third if
+/// configured), taken once before any thread starts, because
 /// taking them edits the environment.
 static INHERITED: std::sync::Mutex<Vec<Option<std::net::TcpListener>>> = std::sync::Mutex::new(Vec::new());
 
@@ -65,13 +71,16 @@ macro_rules! bounded {
     };
 }
 
-/// What a server serves on: its listener, its access layer, the dependencies readiness watches,
-/// and its bounds.
+/// What a server serves on: its listener (TLS when `tls` is set), its access layer, the
+/// dependencies readiness watches, its bounds, and the optional plaintext listener for health
+/// alone.
 pub struct Served {
     pub listener: TcpListener,
     pub access: crate::access::AccessLayer,
     pub deps: Dependencies,
     pub limits: crate::config::ServerConfig,
+    pub tls: Option<crate::tls::Tls>,
+    pub health_listener: Option<TcpListener>,
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -115,7 +124,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let Served { listener, access, deps, limits } = served;
+    let Served { listener, access, deps, limits, tls, health_listener } = served;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec![""];
     names.extend_from_slice(service_names);
@@ -158,30 +167,56 @@ pub async fn serve(
         }
     };
 
-    let server = tonic::transport::Server::builder()
+    // Probes that cannot speak TLS ask a plaintext listener that serves health and nothing else.
+    let health_stop = CancellationToken::new();
+    let health_server = health_listener.map(|listener| {
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), health_stop.clone().cancelled_owned());
+        tokio::spawn(server)
+    });
+
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(age) = tls.as_ref().and_then(crate::tls::Tls::max_connection_age) {
+        builder = builder.max_connection_age(age);
+    }
+    let router = builder
         // Bounds on what one client can hold: calls at once per connection, time per call.
         .concurrency_limit_per_connection(limits.concurrent_calls_per_connection)
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .max_concurrent_streams(Some(limits.concurrent_calls_per_connection as u32))
         .tcp_nodelay(true)
         .layer(RpcTraceLayer::new(service_names))
+        .layer(crate::tls::ClientCertGuardLayer::new(tls.is_some()))
         .layer(access)
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
+        .add_service(reflection_v1alpha);
+    let server: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
+        None => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started)),
+        Some(tls) => Box::pin(
+            router.serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, shutdown.clone()), drain_started),
+        ),
+    };
 
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
-        result = server => result?,
-        _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining calls"),
+    let served = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        _ = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining calls");
+            Ok(())
+        }
+    };
+    health_stop.cancel();
+    if let Some(health) = health_server {
+        let _ = health.await;
     }
     readiness.abort();
-    Ok(())
+    served
 }
 
 async fn track_readiness(

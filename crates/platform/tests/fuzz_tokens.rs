@@ -32,7 +32,7 @@ fn keys() -> &'static Keys {
             verifier: TokenVerifier::new(
                 "legal-review",
                 "crs",
-                &[tokens.public_pem.clone()],
+                std::slice::from_ref(&tokens.public_pem),
                 &[("triage".to_owned(), triage.public_pem.clone())],
             )
             .unwrap(),

@@ -57,15 +57,13 @@ pub fn issuer() -> TokenIssuer {
 /// agencies, signed by the service's own key (for every peer) for a service.
 pub fn token(principal: &Principal) -> String {
     match principal {
-        Principal::Service { name } => {
-            let key = std::fs::read_to_string(dir().join(format!("{name}.key")))
-                .unwrap_or_else(|_| panic!("no test key for service {name}"));
-            ServiceIdentity::new(name, &key)
-                .expect("a service identity")
-                .token_for_peers(&SERVICES)
-                .expect("a token")
-                .token
-        }
+        Principal::Service { name } => identity(name).token_for_peers(&SERVICES).expect("a token").token,
         other => issuer().issue(other, 3600).expect("a test token").token,
     }
+}
+
+/// The service `name`'s own identity, as that service holds it.
+pub fn identity(name: &str) -> ServiceIdentity {
+    ServiceIdentity::from_file(name, &dir().join(format!("{name}.key")))
+        .unwrap_or_else(|e| panic!("no test identity for service {name}: {e}"))
 }

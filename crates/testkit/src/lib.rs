@@ -6,6 +6,7 @@
 //! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
 //! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
 //!   any principal;
+//! - [`pki`]: a CA and certificates made in the test, and the files of a `[tls]` section;
 //! - [`eventually`]: waiting for something that happens asynchronously, with a bound;
 //! - [`schema`]: the check that a service's migrations produce what its entities expect.
 
@@ -13,6 +14,7 @@
 
 pub mod db;
 pub mod keys;
+pub mod pki;
 pub mod postgres;
 pub mod redis;
 pub mod schema;
@@ -46,11 +48,21 @@ where
 
 /// Waits until the gRPC server at `url` reports SERVING on `grpc.health.v1`.
 pub async fn wait_serving(url: &str, within: Duration) -> anyhow::Result<()> {
+    wait_serving_with(url, None, within).await
+}
+
+/// [`wait_serving`] for an `https://` server, asked over TLS with `tls`.
+pub async fn wait_serving_with(
+    url: &str,
+    tls: Option<&crs_platform::tls::ClientTls>,
+    within: Duration,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     let mut last = String::from("not reachable");
     while tokio::time::Instant::now() < deadline {
         if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned())
-            && let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(500)).connect().await
+            && let Ok(channel) =
+                crs_platform::peers::channel(&endpoint.connect_timeout(Duration::from_millis(500)), tls)
         {
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
             match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {

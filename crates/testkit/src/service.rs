@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crs_platform::app::Service;
+use crs_platform::app::{Service, ServiceConfig};
 use crs_platform::auth::{Principal, Role};
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,7 @@ fn peer_names(defaults: &str) -> Vec<String> {
 
 /// A service running in this process.
 pub struct Running {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when its `[tls]` is on.
     pub url: String,
     pub addr: SocketAddr,
     /// Where its `/metrics` is served.
@@ -99,13 +99,22 @@ pub struct Running {
 pub async fn start<S: Service>(env: &ServiceEnv) -> Running {
     crs_platform::telemetry::init_for_tests();
     let cfg = crs_platform::app::config_from_env::<S>(env.vars()).expect("a valid test configuration");
+    // A TLS service is asked about its health as its peers would ask: with its own certificate.
+    let tls = cfg.tls().enabled.then(|| own_client_tls(cfg.tls()));
     let app = S::build(cfg).await.expect("the service builds");
     let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
-    let url = format!("http://{addr}");
+    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    crate::wait_serving(&url, Duration::from_secs(30)).await.expect("the service reports SERVING");
+    crate::wait_serving_with(&url, tls.as_ref(), Duration::from_secs(30)).await.expect("the service reports SERVING");
     Running { url, addr, admin_addr, shutdown, task }
+}
+
+/// A client with the service's own certificate, key and CA.
+fn own_client_tls(tls: &crs_platform::config::TlsConfig) -> crs_platform::tls::ClientTls {
+    let read = |path: &str| std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let (ca, cert, key) = (read(&tls.ca_file), read(&tls.cert_file), read(&tls.key_file));
+    crs_platform::tls::ClientTls::from_pem(&ca, Some((&cert, &key))).expect("the service's TLS material")
 }
 
 impl Running {

@@ -61,18 +61,9 @@ impl crs_platform::app::Service for Application {
         cfg.rate_limits.check()?;
         let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let triage =
-            crs_platform::peers::connect(&cfg.peers.triage, platform.identity.credentials_for("triage"), timeout)?;
-        let review = crs_platform::peers::connect(
-            &cfg.peers.legal_review,
-            platform.identity.credentials_for("legal-review"),
-            timeout,
-        )?;
-        let notification = crs_platform::peers::connect(
-            &cfg.peers.notification,
-            platform.identity.credentials_for("notification"),
-            timeout,
-        )?;
+        let triage = platform.peer("triage", &cfg.peers.triage, timeout)?;
+        let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
+        let notification = platform.peer("notification", &cfg.peers.notification, timeout)?;
         let relay =
             platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(triage, review.clone(), notification));
         let intake = Intake::new(

@@ -93,7 +93,6 @@ fn request() -> impl Strategy<Value = SubmitRequestRequest> {
                 reference,
                 issuing_authority,
                 items,
-                ..Default::default()
             },
         )
 }

@@ -4,7 +4,7 @@
 use crs_domain::approval::ApprovalPolicy;
 use crs_domain::vocab::Instrument;
 use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use serde::Deserialize;
 
@@ -55,6 +55,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
+    pub tls: TlsConfig,
     pub peers: Peers,
     pub review: ReviewConfig,
     pub timers: TimerConfig,

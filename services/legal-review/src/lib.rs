@@ -52,13 +52,8 @@ impl crs_platform::app::Service for Application {
         let approval = cfg.review.approval.policy()?;
         let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let intake =
-            crs_platform::peers::connect(&cfg.peers.intake, platform.identity.credentials_for("intake"), timeout)?;
-        let notification = crs_platform::peers::connect(
-            &cfg.peers.notification,
-            platform.identity.credentials_for("notification"),
-            timeout,
-        )?;
+        let intake = platform.peer("intake", &cfg.peers.intake, timeout)?;
+        let notification = platform.peer("notification", &cfg.peers.notification, timeout)?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(intake, notification));
         let timers = crs_timers::index::TimerIndex::new(platform.redis.clone(), &cfg.timers.key_prefix);
         let queue_metrics = Duration::from_millis(cfg.review.queue_metrics_interval_ms);

@@ -1,7 +1,7 @@
 //! Notification's configuration: the shared sections and its webhooks.
 
 use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use serde::Deserialize;
 
@@ -33,6 +33,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
+    pub tls: TlsConfig,
     pub webhooks: WebhookConfig,
 }
 

@@ -38,11 +38,7 @@ impl crs_platform::app::Service for Application {
         let policies = cfg.policies.load()?;
         let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let review = crs_platform::peers::connect(
-            &cfg.peers.legal_review,
-            platform.identity.credentials_for("legal-review"),
-            timeout,
-        )?;
+        let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(review));
         let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies);
         Ok(Self { platform, triage, relay })
