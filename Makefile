@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench chart-test chart proto services
+.PHONY: run test lint fmt fuzz bench chart-test chart proto services
 
 ## run: build, start the four services on SQLite under ./data with Redis, and run the demo
 run:
@@ -22,6 +22,14 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## fuzz: the property tests over untrusted input (tokens, page tokens, submissions, URLs, the state
+## machine) with many more cases than `make test` runs (FUZZ_CASES, default 100000), optimised
+FUZZ_CASES ?= 100000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p crs-platform --test fuzz_tokens
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p crs-intake --test fuzz_validation
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p crs-domain --test state_machine
 
 ## proto: recompile the gRPC contracts (also happens on every build)
 proto:

@@ -5,7 +5,7 @@
 #                                              the built service binaries
 #   scripts/chart-test.sh --package [DIR]      package charts/crs into DIR (default dist/)
 #
-# The tools (helm-python-sdk, kubernetes-validate, pytest, PyYAML, pinned in
+# The tools (helm-python-sdk, kubernetes-validate, pytest, PyYAML, cryptography, pinned in
 # charts/crs/tests/requirements.txt) go into a virtualenv under the cargo target directory,
 # installed from PyPI on first use and again whenever the pins change. The tests run the debug
 # binaries in $CARGO_TARGET_DIR/debug (default target/debug): build them first (make test does).

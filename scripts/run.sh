@@ -11,9 +11,9 @@ cargo build --bins
 bin="$target/debug"
 
 mkdir -p data/logs
-"$bin/crsctl" keygen --key-file data/signing.key
+"$bin/crsctl" keygen --key-dir data/keys
 # The key that seals webhook secrets; intake and notification share it.
-"$bin/crsctl" keygen --key-file data/webhook-secret.key
+[ -f data/keys/webhook-secret.key ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 >data/keys/webhook-secret.key)
 redis_url="$(scripts/ensure-redis.sh)"
 
 pids=()
@@ -28,22 +28,18 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 export CRS_REDIS__URL="$redis_url"
-export CRS_AUTH__SIGNING_KEY_FILE=data/signing.key
 for svc in intake triage legal-review notification; do
   extra=()
-  case "$svc" in
-    intake) extra=(CRS_WEBHOOKS__SECRET_KEY_FILE=data/webhook-secret.key) ;;
-    # Development mode: the demo's webhook receiver listens on 127.0.0.1 over plain http,
-    # which production refuses (https only, public addresses only).
-    notification) extra=(CRS_WEBHOOKS__SECRET_KEY_FILE=data/webhook-secret.key CRS_DELIVERY__DEVELOPMENT_MODE=true) ;;
-  esac
+  # Development mode: the demo's webhook receiver listens on 127.0.0.1 over plain http, which
+  # production refuses (https only, public addresses only).
+  if [ "$svc" = notification ]; then extra=(CRS_DELIVERY__DEVELOPMENT_MODE=true); fi
   env "${extra[@]}" "$bin/crs-$svc" 2>"data/logs/$svc.log" &
   pids+=("$!")
   echo "started crs-$svc (pid $!, log data/logs/$svc.log)"
 done
 echo "redis: $redis_url"
 
-"$bin/crsctl" demo --key-file data/signing.key
+"$bin/crsctl" demo --key-dir data/keys
 
 if [ -t 0 ]; then
   echo

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crs_platform::auth::TokenAuthority;
+use crs_platform::auth::TokenIssuer;
 use crs_testkit::{Listeners, TestDb};
 use crsctl::demo::Endpoints;
-use secrecy::SecretString;
 
 pub const SERVICES: [&str; 4] = ["intake", "triage", "legal-review", "notification"];
 
@@ -45,7 +44,8 @@ struct Process {
 pub struct Suite {
     pub backend: Backend,
     pub endpoints: Endpoints,
-    pub authority: TokenAuthority,
+    /// Signs people's and agencies' tokens as the deployment's token issuer.
+    pub issuer: TokenIssuer,
     dir: PathBuf,
     processes: HashMap<&'static str, Process>,
     databases: Vec<TestDb>,
@@ -78,10 +78,8 @@ impl Suite {
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = std::env::temp_dir().join(format!("crs-e2e-{run}"));
         std::fs::create_dir_all(&dir)?;
-        let key = format!("e2e-signing-key-{run}-0123456789abcdef");
         // Intake seals agencies' callback secrets with it, notification opens them.
         let webhook_key = format!("e2e-webhook-secret-key-{run}-0123456789abcdef");
-        let authority = TokenAuthority::new(&SecretString::from(key.clone()), "crs")?;
         let mut listeners: HashMap<&str, Listeners> = HashMap::new();
         for svc in SERVICES {
             listeners.insert(svc, Listeners::bind()?);
@@ -110,7 +108,6 @@ impl Suite {
                 ("CRS_SERVER__SHUTDOWN_GRACE_SECS", "2".into()),
                 ("CRS_DATABASE__URL", db_urls[svc].clone()),
                 ("CRS_REDIS__URL", redis.to_owned()),
-                ("CRS_AUTH__SIGNING_KEY", key.clone()),
                 ("CRS_OUTBOX__POLL_INTERVAL_MS", "200".into()),
                 ("CRS_OUTBOX__INITIAL_BACKOFF_MS", "100".into()),
                 ("CRS_OUTBOX__MAX_BACKOFF_MS", "500".into()),
@@ -120,6 +117,7 @@ impl Suite {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
+            .chain(crs_testkit::keys::auth_env(svc))
             .chain(match svc {
                 "intake" => vec![
                     ("CRS_PEERS__TRIAGE".to_owned(), url("triage")),
@@ -160,7 +158,7 @@ impl Suite {
                 legal_review: url("legal-review"),
                 notification: url("notification"),
             },
-            authority,
+            issuer: crs_testkit::keys::issuer(),
             dir,
             processes,
             databases,

@@ -21,7 +21,7 @@ fn assert_signed(r: &Received) {
 async fn walk_a_request(backend: Backend) {
     let suite = Suite::start(backend).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
 
     let key = uuid::Uuid::new_v4().to_string();
@@ -137,7 +137,7 @@ async fn a_request_travels_all_four_services_on_sqlite() {
 async fn killed_services_lose_nothing_and_deliver_each_notification_once() {
     let mut suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
 
     suite.kill("triage");
@@ -230,7 +230,7 @@ async fn an_agency_answers_a_question_and_the_case_resumes() {
 
     let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
     let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
     demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
@@ -305,7 +305,7 @@ async fn a_withdrawn_request_closes_its_case() {
 
     let suite = Suite::start(Backend::Postgres).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
     let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
     demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
@@ -350,7 +350,7 @@ async fn a_revoked_token_stops_working_in_every_service() {
 
     let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
     let admin = crsctl::Bearer::for_principal(
-        &suite.authority,
+        &suite.issuer,
         &Principal::Reviewer { id: "root".into(), roles: vec![Role::Admin] },
     )
     .unwrap();
@@ -371,7 +371,7 @@ async fn a_revoked_token_stops_working_in_every_service() {
     review.list_cases(ListCasesRequest::default()).await.expect("works before revocation");
     triage.list_sla_policies(ListSlaPoliciesRequest {}).await.expect("works before revocation");
 
-    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id }).await.unwrap();
+    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id, ..Default::default() }).await.unwrap();
     let start = tokio::time::Instant::now();
     loop {
         let a = review.list_cases(ListCasesRequest::default()).await.err().map(|s| s.code());
@@ -407,7 +407,7 @@ async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
         .await
         .expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
     demo.subscribe(Audience::OnCall, "on-call").await.unwrap();
 
@@ -443,7 +443,7 @@ async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
     let refused = review.claim_case(ClaimCaseRequest { case_id: submitted.id.clone(), lease: None }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     let senior = crsctl::Bearer::for_principal(
-        &suite.authority,
+        &suite.issuer,
         &Principal::Reviewer { id: "sam".into(), roles: vec![Role::SeniorReviewer] },
     )
     .unwrap();

@@ -111,7 +111,7 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
 
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver.clone());
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();
     let mut intake =
         IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
@@ -133,6 +133,24 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     let notes =
         demo.wait_delivered(&request_id, &[NotificationKind::Acknowledged, NotificationKind::Decided]).await.unwrap();
     let deliveries: usize = notes.iter().map(|n| n.deliveries.len()).sum();
+
+    // Every entry of the case's audit trail names the request's trace.
+    let admin = crsctl::Bearer::for_principal(
+        &suite.issuer,
+        &crs_platform::auth::Principal::Reviewer { id: "root".into(), roles: vec![crs_platform::auth::Role::Admin] },
+    )
+    .unwrap();
+    let mut review = crs_proto::review::legal_review_service_client::LegalReviewServiceClient::new(
+        crsctl::connect(&suite.endpoints.legal_review, admin).await.unwrap(),
+    );
+    let audit = review
+        .get_audit_trail(crs_proto::review::GetAuditTrailRequest { case_id: request_id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(audit.len() >= 4, "enqueue, claim, decide, approve: {audit:?}");
+    assert!(audit.iter().all(|e| e.trace_id == trace_id), "audit entries carry the request's trace: {audit:?}");
 
     // A graceful stop flushes every process's spans.
     for svc in SERVICES {
@@ -277,7 +295,7 @@ async fn sla_firings_join_the_requests_trace() {
     extra.push(("triage", "CRS_POLICIES__FILE", policies.display().to_string()));
     let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
-    let mut demo = Demo::new(suite.endpoints.clone(), suite.authority.clone(), receiver);
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver);
     demo.set_up().await.unwrap();
     let mut intake =
         IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());

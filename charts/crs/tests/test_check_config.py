@@ -8,23 +8,90 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import CHART_DIR, COMPONENTS, Rendered, binaries_dir, render
+from conftest import CHART_DIR, COMPONENTS, NAMESPACE, RELEASE, Rendered, binaries_dir, load_values, render
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def tls_material() -> dict[str, str]:
+    """What the TLS Secrets hold, made here: a CA, and a certificate it signs for every service's
+    name with both the server and client usages (the services check all of it)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("CRS chart test CA"))
+        .issuer_name(_name("CRS chart test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName(f"{RELEASE}-{c}.{NAMESPACE}.svc") for c in COMPONENTS]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("crs"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return {
+        "tls.crt": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "tls.key": _pem_key(key),
+        "ca.crt": ca.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+
+
+def key_set() -> dict[str, str]:
+    """An operator's keys Secret, as `crsctl keygen` writes it."""
+    crsctl = binaries_dir() / "crsctl"
+    if not crsctl.exists():
+        pytest.fail(f"{crsctl} is missing: build the binaries first (cargo build --bins)")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([str(crsctl), "keygen", "--key-dir", tmp], check=True, capture_output=True)
+        return {p.name: p.read_text() for p in Path(tmp).iterdir()}
+
 
 # Stand-ins for what a Secret holds, by the file name or key the pod uses.
 SECRET_FILES = {
-    "signing.key": "s" * 48,
+    **key_set(),
     "secret.key": "w" * 32,
-    "tls.crt": "-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n",
-    "tls.key": "-----BEGIN PRIVATE KEY-----\nstand-in\n-----END PRIVATE KEY-----\n",
-    "ca.crt": "-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n",
+    **tls_material(),
 }
 SECRET_ENV = {
     "CRS_DATABASE__URL": "postgres://crs:stand-in@postgresql.example:5432/crs",
@@ -45,11 +112,19 @@ def binary(container: dict[str, Any]) -> Path:
 class Sandbox:
     """A pod's container laid out under a temporary directory."""
 
-    def __init__(self, root: Path, rendered: Rendered, pod: dict[str, Any], container: dict[str, Any]):
+    def __init__(
+        self,
+        root: Path,
+        rendered: Rendered,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        secret_files: dict[str, str] | None = None,
+    ):
         self.root = root
         self.rendered = rendered
         self.pod = pod
         self.container = container
+        self.secret_files = {**SECRET_FILES, **(secret_files or {})}
         mounts = sorted((m["mountPath"] for m in container.get("volumeMounts", [])), key=len, reverse=True)
         self._mount_re = re.compile("|".join(re.escape(m) for m in mounts) + r"(?=/|$|\"|'|\s)") if mounts else None
 
@@ -90,7 +165,7 @@ class Sandbox:
         for item in source["items"]:
             value = self._secret_value(source["secretName"], item["key"])
             if value is None:
-                value = SECRET_FILES.get(item["path"])
+                value = self.secret_files.get(item["path"])
             assert value is not None, f"no stand-in for {source['secretName']}/{item['key']}"
             (target / item["path"]).write_text(value)
 
@@ -180,10 +255,12 @@ def test_every_container_passes_its_binarys_check(rendered: Rendered, tmp_path: 
         assert {n for n in ran if n.startswith("Job/")} == {f"Job/crs-{c}-migrations" for c in COMPONENTS}
 
 
-def run_one(rendered: Rendered, tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+def run_one(
+    rendered: Rendered, tmp_path: Path, name: str, secret_files: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     for i, (n, pod, container) in enumerate(containers(rendered)):
         if n == name:
-            return Sandbox(tmp_path / str(i), rendered, pod, container).check_config()
+            return Sandbox(tmp_path / str(i), rendered, pod, container, secret_files).check_config()
     raise AssertionError(f"{name} not rendered")
 
 
@@ -212,8 +289,22 @@ def test_an_unparsable_policy_file_fails(tmp_path: Path) -> None:
     assert "policies.file" in result.stderr
 
 
+def test_tls_material_is_checked_by_the_binary(tmp_path: Path) -> None:
+    """With global.tls.enabled the services read the mounted certificate, key and CA: a key that
+    does not belong to the certificate, or a CA that did not sign it, fails the check."""
+    production = render(load_values(CHART_DIR / "ci" / "production-values.yaml"))
+    assert run_one(production, tmp_path / "ok", "Deployment/crs-triage").returncode == 0
+    other = tls_material()
+    result = run_one(production, tmp_path / "key", "Deployment/crs-triage", {"tls.key": other["tls.key"]})
+    assert result.returncode == 2, result
+    assert "tls.key_file" in result.stderr
+    result = run_one(production, tmp_path / "ca", "Deployment/crs-intake", {"ca.crt": other["ca.crt"]})
+    assert result.returncode == 2, result
+    assert "tls.ca_file" in result.stderr
+
+
 def test_migration_jobs_are_checked_for_migrating_only(defaults: Rendered, tmp_path: Path) -> None:
-    """A Job holds no signing key: its check covers what --migrate-only needs, the database."""
+    """A Job holds no key: its check covers what --migrate-only needs, the database."""
     job = defaults.get("Job", "crs-intake-migrations")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert "--migrate-only" in container["args"]

@@ -62,6 +62,8 @@ def test_helm_lint_finds_nothing_wrong(path) -> None:
         {"globl": {}},
         {"intake": {"replica": 3}},
         {"global": {"tls": {"enable": True}}},
+        {"global": {"tls": {"configureServices": True}}},
+        {"intake": {"config": {"tls": {"reload_interval": 5}}}},
         {"global": {"networkPolicy": {"postgresql": {"port": [5432]}}}},
         {"triage": {"config": {"polices": {"file": "x"}}}},
         {"legalReview": {"config": {"review": {"claim_lease_sec": 60}}}},
@@ -149,15 +151,19 @@ def test_each_service_runs_its_binary_from_the_one_image(rendered: Rendered) -> 
 
 
 def test_probes_are_native_grpc_health_checks(rendered: Rendered) -> None:
+    tls = rendered.values.get("global", {}).get("tls", {}).get("enabled", False)
     for component in COMPONENTS:
         container = pod_spec(rendered.deployment(component))["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": 50051, "metrics": 9100}
+        # With TLS on, the kubelet's gRPC probes (which cannot speak TLS) ask a plaintext port
+        # that serves health alone.
+        probed = 50052 if tls else 50051
+        assert ports == {"grpc": 50051, "metrics": 9100, **({"health": 50052} if tls else {})}
         for probe in ("startupProbe", "readinessProbe"):
-            assert container[probe]["grpc"] == {"port": 50051, "service": ""}, probe
+            assert container[probe]["grpc"] == {"port": probed, "service": ""}, probe
         # Liveness asks whether the process runs, not whether its database answers: an outage
         # takes pods out of rotation without restarting them.
-        assert container["livenessProbe"]["grpc"] == {"port": 50051, "service": "liveness"}
+        assert container["livenessProbe"]["grpc"] == {"port": probed, "service": "liveness"}
 
 
 def test_the_grace_period_covers_the_pause_and_the_drain(rendered: Rendered) -> None:
@@ -261,7 +267,7 @@ def test_configmaps_hold_no_secrets(rendered: Rendered) -> None:
     for cm in rendered.of_kind("ConfigMap"):
         for key, text in cm["data"].items():
             where = f"ConfigMap/{cm['metadata']['name']}:{key}"
-            for forbidden in ("postgres://", "postgresql://", "redis://", "rediss://", "signing_key =", "password"):
+            for forbidden in ("postgres://", "postgresql://", "redis://", "rediss://", "PRIVATE KEY", "password"):
                 assert forbidden not in text, f"{where} holds {forbidden!r}"
             for value in secrets:
                 assert value not in text, f"{where} holds a Secret's value"
@@ -274,9 +280,21 @@ def test_urls_and_keys_come_from_secrets(rendered: Rendered) -> None:
         for name in ("CRS_DATABASE__URL", "CRS_REDIS__URL"):
             assert "secretKeyRef" in env[name]["valueFrom"], name
         assert env["CRS_DATABASE__MIGRATE"]["value"] == "false"
-        assert config_of(rendered, component)["auth"]["signing_key_file"] == "/var/run/secrets/crs/auth/signing.key"
-        key = next(v for v in spec["volumes"] if v["name"] == "signing-key")
-        assert key["secret"]["items"][0]["path"] == "signing.key"
+        auth = config_of(rendered, component)["auth"]
+        assert auth["service_key_file"] == f"/var/run/secrets/crs/keys/{component}.key"
+        assert auth["token_public_key_files"] == ["/var/run/secrets/crs/keys/tokens.pub"]
+        assert auth["service_public_keys_dir"] == "/var/run/secrets/crs/keys"
+        assert ("token_signing_key_file" in auth) == (component == "intake")
+
+
+def test_each_pod_holds_every_public_key_and_only_its_own_private_key(rendered: Rendered) -> None:
+    public = {"tokens.pub"} | {f"{c}.pub" for c in COMPONENTS}
+    for component in COMPONENTS:
+        keys = next(v for v in pod_spec(rendered.deployment(component))["volumes"] if v["name"] == "keys")
+        files = {item["path"] for item in keys["secret"]["items"]}
+        # Only intake issues agencies' and reviewers' tokens.
+        private = {f"{component}.key"} | ({"tokens.key"} if component == "intake" else set())
+        assert files == public | private, component
 
 
 def test_existing_secrets_are_used_and_no_secret_is_created(production: Rendered) -> None:
@@ -286,8 +304,8 @@ def test_existing_secrets_are_used_and_no_secret_is_created(production: Rendered
     assert intake["CRS_REDIS__URL"]["valueFrom"]["secretKeyRef"] == {"name": "crs-redis", "key": "url"}
     notification = env_of(pod_spec(production.deployment("notification"))["containers"][0])
     assert notification["CRS_REDIS__URL"]["valueFrom"]["secretKeyRef"] == {"name": "crs-redis-notification", "key": "url"}
-    key = next(v for v in pod_spec(production.deployment("triage"))["volumes"] if v["name"] == "signing-key")
-    assert key["secret"] == {"secretName": "crs-signing-key", "defaultMode": 0o440, "items": [{"key": "key", "path": "signing.key"}]}
+    keys = next(v for v in pod_spec(production.deployment("triage"))["volumes"] if v["name"] == "keys")
+    assert keys["secret"]["secretName"] == "crs-keys"
     assert "WARNING" not in production.notes
 
 
@@ -295,9 +313,15 @@ def test_trial_secrets_are_marked_and_announced(defaults: Rendered) -> None:
     connections = defaults.get("Secret", "crs-connections")
     assert "not-for-production" in yaml.safe_dump(connections["metadata"]["annotations"])
     assert set(connections["stringData"]) == {f"{c}-database-url" for c in COMPONENTS} | {"redis-url"}
-    key = defaults.get("Secret", "crs-signing-key")
-    assert key["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert len(base64.b64decode(key["data"]["signing.key"])) >= 32
+    keys = defaults.get("Secret", "crs-keys")
+    assert keys["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    names = ["tokens", *COMPONENTS]
+    assert set(keys["data"]) == {f"{n}.{half}" for n in names for half in ("key", "pub")}
+    # Distinct Ed25519 keys: the services check each (test_check_config runs them on these files).
+    private = [base64.b64decode(keys["data"][f"{n}.key"]).decode() for n in names]
+    assert all(k.startswith("-----BEGIN PRIVATE KEY-----") for k in private)
+    assert len(set(private)) == len(names)
+    assert "crs-keys" in defaults.notes
     assert "WARNING" in defaults.notes and "crs-connections" in defaults.notes
 
 
@@ -328,17 +352,35 @@ def test_telemetry_settings_reach_every_service(production: Rendered) -> None:
         assert config_of(production, component)["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability.svc:4317"
 
 
-def test_tls_material_is_mounted_but_not_configured_by_default(production: Rendered) -> None:
+def test_tls_turns_on_mutual_tls_in_every_service(production: Rendered, defaults: Rendered) -> None:
     for component in COMPONENTS:
         container = pod_spec(production.deployment(component))["containers"][0]
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/var/run/secrets/crs/tls", "/var/run/secrets/crs/ca"} <= mounts
+        env = env_of(container)
+        assert env["CRS_TLS__ENABLED"]["value"] == "true"
+        assert env["CRS_TLS__CERT_FILE"]["value"] == "/var/run/secrets/crs/tls/tls.crt"
+        assert env["CRS_TLS__KEY_FILE"]["value"] == "/var/run/secrets/crs/tls/tls.key"
+        assert env["CRS_TLS__CA_FILE"]["value"] == "/var/run/secrets/crs/ca/ca.crt"
+        assert env["CRS_TLS__CLIENT_AUTH"]["value"] == "optional"
+        config = config_of(production, component)
+        assert config["server"]["health_listen_addr"] == "0.0.0.0:50052"
+        assert all(url.startswith("https://") for url in config.get("peers", {}).values()), config
+    assert config_of(production, "triage")["peers"]["legal_review"] == "https://crs-legal-review.crs.svc:50051"
+    assert "Mutual TLS is on" in production.notes
+
+    # Off by default: plaintext, peers over http, health on the gRPC port.
+    for component in COMPONENTS:
+        container = pod_spec(defaults.deployment(component))["containers"][0]
         assert not [e for e in env_of(container) if e.startswith("CRS_TLS__")]
-    configured = render({"global": {"tls": {"enabled": True, "configureServices": True, "serverSecretName": "s", "caSecretName": "c"}}})
-    env = env_of(pod_spec(configured.deployment("triage"))["containers"][0])
-    assert env["CRS_TLS__CERT_FILE"]["value"] == "/var/run/secrets/crs/tls/tls.crt"
-    assert env["CRS_TLS__CA_FILE"]["value"] == "/var/run/secrets/crs/ca/ca.crt"
-    assert config_of(configured, "triage")["peers"]["legal_review"].startswith("https://")
+        assert "health_listen_addr" not in config_of(defaults, component)["server"]
+    assert config_of(defaults, "triage")["peers"]["legal_review"].startswith("http://")
+
+    required = render({"global": {"tls": {"enabled": True, "serverSecretName": "s", "caSecretName": "c", "clientAuth": "required"}}})
+    env = env_of(pod_spec(required.deployment("intake"))["containers"][0])
+    assert env["CRS_TLS__CLIENT_AUTH"]["value"] == "required"
+    with pytest.raises(helm.HelmValuesError):
+        render({"global": {"tls": {"enabled": True, "serverSecretName": "s", "caSecretName": "c", "clientAuth": "sometimes"}}})
 
 
 def test_the_webhook_secret_key_is_generated_once_and_mounted_where_it_is_used(defaults: Rendered) -> None:
@@ -541,7 +583,11 @@ def test_notes_say_what_was_installed_and_how_to_reach_it(rendered: Rendered) ->
     for component in COMPONENTS:
         assert f"crs-{component}" in rendered.notes
     assert "port-forward svc/crs-intake 50051:50051" in rendered.notes
-    assert "grpcurl -plaintext 127.0.0.1:50051 list" in rendered.notes
+    if rendered.values.get("global", {}).get("tls", {}).get("enabled", False):
+        # TLS: grpcurl verifies intake's certificate for its Service name.
+        assert "grpcurl -cacert ca.crt -authority crs-intake.crs.svc 127.0.0.1:50051 list" in rendered.notes
+    else:
+        assert "grpcurl -plaintext 127.0.0.1:50051 list" in rendered.notes
     assert "grpc.health.v1.Health/Check" in rendered.notes
 
 

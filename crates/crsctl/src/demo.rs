@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crs_platform::auth::{Principal, Role, TokenAuthority};
+use crs_platform::auth::{Principal, Role, TokenIssuer};
 use crs_proto::common::{
     Category, ContentItem, DecisionGround, ItemDecision, ItemOutcome, Keyword, LegalInstrument, NoActionReason,
     RequestStatus, RequestedAction,
@@ -44,7 +44,7 @@ impl Endpoints {
 /// The demo's actors: an admin, an agency (once created) and a reviewer.
 pub struct Demo {
     pub endpoints: Endpoints,
-    authority: TokenAuthority,
+    issuer: TokenIssuer,
     pub receiver: Receiver,
     pub agency_id: String,
     /// How long each wait may take before the demo gives up.
@@ -57,12 +57,12 @@ pub fn delivered(n: &Notification) -> bool {
 }
 
 impl Demo {
-    pub fn new(endpoints: Endpoints, authority: TokenAuthority, receiver: Receiver) -> Self {
-        Demo { endpoints, authority, receiver, agency_id: String::new(), patience: Duration::from_secs(30) }
+    pub fn new(endpoints: Endpoints, issuer: TokenIssuer, receiver: Receiver) -> Self {
+        Demo { endpoints, issuer, receiver, agency_id: String::new(), patience: Duration::from_secs(30) }
     }
 
     fn bearer(&self, principal: Principal) -> anyhow::Result<Bearer> {
-        Bearer::for_principal(&self.authority, &principal)
+        Bearer::for_principal(&self.issuer, &principal)
     }
 
     fn admin(&self) -> anyhow::Result<Bearer> {
@@ -309,9 +309,9 @@ impl Demo {
 }
 
 /// `crsctl demo`: the whole flow, printed.
-pub async fn run(endpoints: Endpoints, authority: TokenAuthority) -> anyhow::Result<()> {
+pub async fn run(endpoints: Endpoints, issuer: TokenIssuer) -> anyhow::Result<()> {
     let receiver = Receiver::start().await?;
-    let mut demo = Demo::new(endpoints, authority, receiver);
+    let mut demo = Demo::new(endpoints, issuer, receiver);
     println!("== waiting for the four services to report SERVING");
     for (name, url) in demo.endpoints.all() {
         crate::wait_serving(url, Duration::from_secs(60)).await?;

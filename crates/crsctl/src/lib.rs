@@ -8,7 +8,7 @@ pub mod receiver;
 
 use std::time::Duration;
 
-use crs_platform::auth::{Principal, TokenAuthority};
+use crs_platform::auth::{Principal, TokenIssuer};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -23,9 +23,9 @@ impl Bearer {
         Ok(Self(format!("Bearer {token}").parse()?))
     }
 
-    /// A token for `principal`, signed with `authority`, valid for an hour.
-    pub fn for_principal(authority: &TokenAuthority, principal: &Principal) -> anyhow::Result<Self> {
-        Self::new(&authority.issue(principal, 3600)?.token)
+    /// A token for `principal`, signed by `issuer`, valid for an hour.
+    pub fn for_principal(issuer: &TokenIssuer, principal: &Principal) -> anyhow::Result<Self> {
+        Self::new(&issuer.issue(principal, 3600)?.token)
     }
 }
 

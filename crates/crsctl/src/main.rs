@@ -4,36 +4,30 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use crs_platform::auth::{Principal, TokenAuthority};
-use secrecy::SecretString;
+use crs_platform::auth::{Principal, TokenIssuer};
 
 #[derive(Parser)]
 #[command(name = "crsctl", about = "Command-line client for CRS")]
 struct Cli {
-    /// The token signing key; otherwise read from --key-file.
-    #[arg(long, env = "CRS_AUTH__SIGNING_KEY", hide_env_values = true, global = true)]
-    key: Option<String>,
-    #[arg(long, env = "CRS_AUTH__SIGNING_KEY_FILE", default_value = "data/signing.key", global = true)]
-    key_file: PathBuf,
+    /// The deployment's key directory (`crsctl keygen` writes it).
+    #[arg(long, env = "CRSCTL_KEY_DIR", default_value = "data/keys", global = true)]
+    key_dir: PathBuf,
+    /// The token issuer the services expect (`auth.issuer`).
+    #[arg(long, env = "CRSCTL_ISSUER", default_value = "crs", global = true)]
+    issuer: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Writes a new random signing key to --key-file (unless one is there already).
+    /// Writes a deployment's keys into --key-dir: the token issuer's pair (`tokens.key`,
+    /// `tokens.pub`) and one pair per service (`<service>.key`, `<service>.pub`). Existing keys
+    /// are kept.
     Keygen,
-    /// Prints a bearer token for a principal.
-    Token {
-        /// agency:<id>, reviewer:<id> or service:<name>.
-        #[arg(long)]
-        subject: String,
-        /// Reviewer roles: reviewer, senior_reviewer, admin (repeatable).
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        #[arg(long, default_value_t = 3600)]
-        ttl_secs: u64,
-    },
+    /// Development helpers that sign with the token issuer's private key directly.
+    #[command(subcommand)]
+    Dev(Dev),
     /// Walks one request through the four running services, printing each step.
     Demo {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -47,36 +41,46 @@ enum Command {
     },
 }
 
-fn authority(cli: &Cli) -> anyhow::Result<TokenAuthority> {
-    let key = match &cli.key {
-        Some(k) => k.clone(),
-        None => std::fs::read_to_string(&cli.key_file).map_err(|e| {
-            anyhow::anyhow!("cannot read the signing key {}: {e} (run `crsctl keygen`)", cli.key_file.display())
-        })?,
-    };
-    TokenAuthority::new(&SecretString::from(key.trim().to_owned()), "crs")
+#[derive(Subcommand)]
+enum Dev {
+    /// Prints a bearer token for an agency or a reviewer, signed with `tokens.key` (development
+    /// only: in production an admin issues tokens with IssueToken).
+    Token {
+        /// agency:<id> or reviewer:<id>.
+        #[arg(long)]
+        subject: String,
+        /// Reviewer roles: reviewer, senior_reviewer, admin (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+}
+
+fn issuer(cli: &Cli) -> anyhow::Result<TokenIssuer> {
+    TokenIssuer::from_file(&cli.key_dir.join("tokens.key"), &cli.issuer)
+        .map_err(|e| anyhow::anyhow!("{e:#} (run `crsctl keygen --key-dir {}`)", cli.key_dir.display()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Keygen => {
-            if cli.key_file.exists() {
-                println!("{} exists; keeping it", cli.key_file.display());
-                return Ok(());
+            let written = crs_platform::keys::write_key_set(&cli.key_dir)?;
+            if written.is_empty() {
+                println!("{}: keys exist; keeping them", cli.key_dir.display());
             }
-            if let Some(dir) = cli.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
+            for path in written {
+                println!("wrote {}", path.display());
             }
-            let bytes: [u8; 48] = rand::random();
-            use base64::Engine as _;
-            std::fs::write(&cli.key_file, base64::engine::general_purpose::STANDARD.encode(bytes))?;
-            println!("wrote {}", cli.key_file.display());
             Ok(())
         }
-        Command::Token { subject, roles, ttl_secs } => {
-            let principal = Principal::from_subject(subject, roles)
-                .ok_or_else(|| anyhow::anyhow!("--subject must be agency:<id>, reviewer:<id> or service:<name>; roles reviewer, senior_reviewer, admin"))?;
-            println!("{}", authority(&cli)?.issue(&principal, *ttl_secs)?.token);
+        Command::Dev(Dev::Token { subject, roles, ttl_secs }) => {
+            let principal = Principal::from_subject(subject, roles).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--subject must be agency:<id> or reviewer:<id>; roles reviewer, senior_reviewer, admin"
+                )
+            })?;
+            println!("{}", issuer(&cli)?.issue(&principal, *ttl_secs)?.token);
             Ok(())
         }
         Command::Demo { intake, triage, legal_review, notification } => {
@@ -86,8 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 legal_review: legal_review.clone(),
                 notification: notification.clone(),
             };
-            let authority = authority(&cli)?;
-            tokio::runtime::Runtime::new()?.block_on(crsctl::demo::run(endpoints, authority))
+            let issuer = issuer(&cli)?;
+            tokio::runtime::Runtime::new()?.block_on(crsctl::demo::run(endpoints, issuer))
         }
     }
 }

@@ -14,7 +14,7 @@ use crs_proto::triage::AssessRequestRequest;
 use futures::future::BoxFuture;
 use tonic::Status;
 
-use crate::auth::{AuthError, Principal, TokenAuthority, TokenId};
+use crate::auth::{AuthError, Principal, TokenId, TokenVerifier, Verified};
 use crate::revocation::Revocations;
 
 /// The services that call each internal RPC in the flow; no one else may.
@@ -42,40 +42,47 @@ fn is_open(path: &str) -> bool {
 /// Verifies tokens and enforces [`INTERNAL_CALLERS`] on every call to the server it wraps.
 #[derive(Clone, Debug)]
 pub struct AccessLayer {
-    authority: Arc<TokenAuthority>,
+    verifier: Arc<TokenVerifier>,
     revocations: Revocations,
 }
 
 impl AccessLayer {
-    pub fn new(authority: TokenAuthority, revocations: Revocations) -> Self {
-        Self { authority: Arc::new(authority), revocations }
+    pub fn new(verifier: TokenVerifier, revocations: Revocations) -> Self {
+        Self { verifier: Arc::new(verifier), revocations }
     }
 
     /// The caller of a request with these headers, or why it is turned away.
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<(Principal, TokenId), AuthError> {
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Verified, Status> {
         let header = headers.get("authorization").ok_or(AuthError::Missing)?;
         let value = header.to_str().map_err(|_| AuthError::Invalid("not ASCII".into()))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".into()))?;
-        let (principal, token_id) = self.authority.verify(token.trim())?;
-        if self.revocations.is_revoked(&token_id, &principal.subject()) {
-            return Err(AuthError::Invalid("token revoked".into()));
+        let verified = self.verifier.verify(token.trim())?;
+        let person = !matches!(verified.principal, Principal::Service { .. });
+        // Fail closed: until this service knows which tokens are revoked, people wait.
+        if person && !self.revocations.is_loaded() {
+            return Err(Status::unavailable("the revocation list is not loaded yet; retry shortly"));
         }
-        Ok((principal, TokenId(token_id)))
+        if self.revocations.is_revoked(&verified.token_id, &verified.principal.subject(), verified.issued_at) {
+            return Err(AuthError::Invalid("token revoked".into()).into());
+        }
+        Ok(verified)
     }
 
     /// Decides a call to `path`: the principal to hand on, or the status to answer with.
-    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<(Principal, TokenId)>, Status> {
+    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Verified>, Status> {
         if is_open(path) {
             return Ok(None);
         }
-        let (principal, token_id) = self.authenticate(headers)?;
-        if crs_proto::internal::is_internal(path) && !may_call_internal(&principal, path) {
-            return Err(AuthError::Forbidden(format!("{} (not a caller of {path})", principal.subject())).into());
+        let verified = self.authenticate(headers)?;
+        if crs_proto::internal::is_internal(path) && !may_call_internal(&verified.principal, path) {
+            return Err(
+                AuthError::Forbidden(format!("{} (not a caller of {path})", verified.principal.subject())).into()
+            );
         }
-        Ok(Some((principal, token_id)))
+        Ok(Some(verified))
     }
 }
 
@@ -109,9 +116,10 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.layer.admit(request.uri().path(), request.headers()) {
             Ok(admitted) => {
-                if let Some((principal, token_id)) = admitted {
-                    request.extensions_mut().insert(principal);
-                    request.extensions_mut().insert(token_id);
+                if let Some(verified) = admitted {
+                    request.extensions_mut().insert(verified.principal.clone());
+                    request.extensions_mut().insert(TokenId(verified.token_id.clone()));
+                    request.extensions_mut().insert(verified);
                 }
                 Box::pin(self.inner.call(request))
             }

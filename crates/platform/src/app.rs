@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenAuthority;
+use crate::auth::{ServiceIdentity, TokenIssuer, TokenVerifier};
 use crate::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use crate::outbox::Outbox;
 use crate::redis::RedisHandle;
@@ -35,6 +35,7 @@ pub trait ServiceConfig: DeserializeOwned {
     fn auth(&self) -> &AuthConfig;
     fn telemetry(&self) -> &TelemetryConfig;
     fn outbox(&self) -> &OutboxConfig;
+    fn tls(&self) -> &TlsConfig;
 
     /// Checks what loading cannot: that files are readable and URLs well formed. The default
     /// checks the shared sections; a service adds its own sections' checks through
@@ -73,53 +74,96 @@ pub fn config_from_env<S: Service>(env: &HashMap<String, String>) -> anyhow::Res
     crate::config::load(&[crate::config::PLATFORM_DEFAULTS, S::DEFAULTS], None, env)
 }
 
-/// Connected platform parts: listener bound, database migrated, Redis handle, token authority.
+/// Connected platform parts: listener bound, database migrated, Redis handle, keys and TLS
+/// material loaded.
 pub struct Platform {
     pub listener: TcpListener,
     pub local_addr: SocketAddr,
+    /// The plaintext health-only listener (`server.health_listen_addr`), if configured.
+    pub health_listener: Option<TcpListener>,
+    pub health_addr: Option<SocketAddr>,
+    /// The TLS material when `[tls]` is enabled: the listener serves TLS, peers are called with it.
+    pub tls: Option<crate::tls::Tls>,
     /// The admin HTTP listener (metrics).
     pub admin_listener: TcpListener,
     pub admin_addr: SocketAddr,
     pub db: DatabaseConnection,
     pub redis: RedisHandle,
-    pub authority: TokenAuthority,
+    /// This service's own identity, for its calls to peers.
+    pub identity: ServiceIdentity,
+    /// Verifies every call's token.
+    pub verifier: TokenVerifier,
+    /// Signs people's and agencies' tokens, where this service issues them (intake).
+    pub issuer: Option<TokenIssuer>,
     pub outbox: Outbox,
     pub revocations: Revocations,
     pub grace: Duration,
+    /// The server's bounds (calls per connection, time per call).
+    pub server: crate::config::ServerConfig,
 }
 
 impl Platform {
-    /// Binds, connects and migrates (with the service's migrator `M`).
-    pub async fn start<M: MigratorTrait>(cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
+    /// Binds, connects and migrates (with the service's migrator `M`) for the service `name`.
+    pub async fn start<M: MigratorTrait>(name: &str, cfg: &impl ServiceConfig) -> anyhow::Result<Platform> {
+        let auth = cfg.auth();
+        let identity = ServiceIdentity::from_file(name, std::path::Path::new(&auth.service_key_file))?;
+        let verifier = TokenVerifier::from_config(name, auth)?;
+        let issuer = (!auth.token_signing_key_file.is_empty())
+            .then(|| TokenIssuer::from_file(std::path::Path::new(&auth.token_signing_key_file), &auth.issuer))
+            .transpose()?;
+        // Bad TLS material stops start-up before anything is bound or connected.
+        let tls = if cfg.tls().enabled { Some(crate::tls::Tls::load(cfg.tls())?) } else { None };
         let listener = crate::server::bind(cfg.server().listen_addr, crate::server::Listener::Grpc).await?;
         let local_addr = listener.local_addr()?;
+        let health_listener = match cfg.server().health_listen_addr {
+            Some(addr) => Some(crate::server::bind(addr, crate::server::Listener::Health).await?),
+            None => None,
+        };
+        let health_addr = health_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let admin_listener = crate::server::bind(cfg.admin().listen_addr, crate::server::Listener::Admin).await?;
         let admin_addr = admin_listener.local_addr()?;
         let db = crate::db::connect::<M>(cfg.database()).await?;
         let redis = RedisHandle::new(&cfg.redis().url)?;
-        let authority = TokenAuthority::from_config(cfg.auth())?;
         let outbox = Outbox::new(db.clone());
         Ok(Platform {
             listener,
             local_addr,
+            health_listener,
+            health_addr,
+            tls,
             admin_listener,
             admin_addr,
             db,
             redis,
-            authority,
+            identity,
+            verifier,
+            issuer,
             outbox,
             revocations: Revocations::default(),
             grace: Duration::from_secs(cfg.server().shutdown_grace_secs),
+            server: cfg.server().clone(),
         })
     }
 
     /// The layer that authenticates every call to this service and guards its internal RPCs.
     pub fn access(&self) -> crate::access::AccessLayer {
-        crate::access::AccessLayer::new(self.authority.clone(), self.revocations.clone())
+        crate::access::AccessLayer::new(self.verifier.clone(), self.revocations.clone())
+    }
+
+    /// What calls to `https://` peers use (with `peers::connect`): this service's certificate
+    /// and the CA, following reloads. `None` when `[tls]` is off.
+    pub fn client_tls(&self) -> Option<crate::tls::ClientTls> {
+        self.tls.as_ref().map(crate::tls::Tls::client)
+    }
+
+    /// A channel to the peer service `peer` at `url`: each call proves this service to that
+    /// peer alone, over TLS when `[tls]` is on, and gives up after `call_timeout`.
+    pub fn peer(&self, peer: &str, url: &str, call_timeout: Duration) -> anyhow::Result<crate::peers::PeerChannel> {
+        crate::peers::connect(url, self.identity.credentials_for(peer), call_timeout, self.client_tls())
     }
 
     pub fn dependencies(&self) -> Dependencies {
-        Dependencies { db: self.db.clone(), redis: self.redis.clone() }
+        Dependencies { db: self.db.clone(), redis: self.redis.clone(), revocations: self.revocations.clone() }
     }
 
     /// Runs the service until `shutdown`: its outbox relay in the background, `routes` (named
@@ -131,12 +175,21 @@ impl Platform {
         relay: crate::outbox::Relay,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr, admin = %self.admin_addr, services = ?service_names, "listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            admin = %self.admin_addr,
+            health = ?self.health_addr,
+            tls = self.tls.is_some(),
+            client_auth = ?self.tls.as_ref().map(|t| t.settings().client_auth),
+            services = ?service_names,
+            "listening"
+        );
         let deps = self.dependencies();
         let access = self.access();
         let admin = tokio::spawn(crate::metrics::serve(self.admin_listener, shutdown.clone()));
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
+        let tls_reload = self.tls.as_ref().map(|tls| tls.spawn_reload(shutdown.clone()));
         // Every service offers its operators its outbox's dead letters.
         let routes = routes.add_service(crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer::new(
             crate::dead_letters::OutboxAdmin::new(self.db.clone()),
@@ -146,7 +199,14 @@ impl Platform {
         let served = crate::server::serve(
             routes,
             &names,
-            crate::server::Served { listener: self.listener, access, deps },
+            crate::server::Served {
+                listener: self.listener,
+                access,
+                deps,
+                limits: self.server.clone(),
+                tls: self.tls.clone(),
+                health_listener: self.health_listener,
+            },
             shutdown.clone(),
             self.grace,
         )
@@ -154,6 +214,9 @@ impl Platform {
         shutdown.cancel();
         let _ = relay.await;
         let _ = revocations.await;
+        if let Some(reload) = tls_reload {
+            let _ = reload.await;
+        }
         let _ = admin.await;
         served
     }
@@ -273,18 +336,26 @@ async fn migrate<M: MigratorTrait>(database: &DatabaseConfig) -> anyhow::Result<
 }
 
 /// Checks the sections every service shares: distinct listen addresses, the database and Redis
-/// URLs, the signing key (read and measured as at start-up), the log filter, the OTLP endpoint
-/// and the outbox's numbers.
+/// URLs, the keys (read and parsed as at start-up), the log filter, the OTLP endpoint, the
+/// outbox's numbers and, when enabled, the TLS files (readable, PEM, the key matching the
+/// certificate, the certificate valid today under the CA).
 pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
     let (grpc, admin) = (cfg.server().listen_addr, cfg.admin().listen_addr);
     anyhow::ensure!(
         grpc.port() == 0 || grpc != admin,
         "server.listen_addr and admin.listen_addr are both {grpc}; give them different ports"
     );
+    if let Some(health) = cfg.server().health_listen_addr {
+        anyhow::ensure!(
+            health.port() == 0 || (health != grpc && health != admin),
+            "server.health_listen_addr {health} is taken by server.listen_addr or admin.listen_addr; give it its own port"
+        );
+    }
+    crate::tls::check(cfg.tls())?;
     check_database(cfg.database())?;
     check_url("redis.url", &cfg.redis().url, &["redis", "rediss"])?;
     RedisHandle::new(&cfg.redis().url)?;
-    TokenAuthority::from_config(cfg.auth())?;
+    crate::auth::check_config(cfg.auth())?;
     let telemetry = cfg.telemetry();
     tracing_subscriber::EnvFilter::try_new(&telemetry.log_filter)
         .map_err(|e| anyhow::anyhow!("invalid telemetry.log_filter {:?}: {e}", telemetry.log_filter))?;
@@ -333,7 +404,8 @@ pub fn check_url(key: &str, value: &str, schemes: &[&str]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Implements [`ServiceConfig`] for a struct with the six shared sections as fields:
+/// Implements [`ServiceConfig`] for a struct with the shared sections as fields (`server`,
+/// `admin`, `database`, `redis`, `auth`, `telemetry`, `outbox`, `tls`):
 /// `impl_service_config!(Config, migrator = migration::Migrator)`, optionally followed by
 /// `check = Config::check_own`, a `fn(&Config) -> anyhow::Result<()>` for the service's own
 /// sections, run after the shared checks.
@@ -374,6 +446,9 @@ macro_rules! impl_service_config {
             fn outbox(&self) -> &$crate::config::OutboxConfig {
                 &self.outbox
             }
+            fn tls(&self) -> &$crate::config::TlsConfig {
+                &self.tls
+            }
             $($check)*
         }
     };
@@ -407,6 +482,7 @@ mod tests {
         auth: AuthConfig,
         telemetry: TelemetryConfig,
         outbox: OutboxConfig,
+        tls: TlsConfig,
         peers: TestPeers,
     }
 
@@ -435,20 +511,22 @@ mod tests {
         next = "http://127.0.0.1:50052"
     "#;
 
-    /// A signing key file of `len` bytes in a fresh directory.
-    fn key_file(len: usize) -> PathBuf {
+    /// A deployment's key set in a fresh directory.
+    fn key_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("crs-check-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("signing.key");
-        std::fs::write(&path, "k".repeat(len)).unwrap();
-        path
+        crate::keys::write_key_set(&dir).unwrap();
+        dir
     }
 
-    /// Loads as `run_service` does (defaults, then `env`) and checks as `--check-config` does.
+    /// Loads as `run_service` does (defaults, then `env`, with a fresh key set unless `env` names
+    /// the files) and checks as `--check-config` does.
     fn check_with(env: &[(&str, &str)], migrate_only: bool) -> anyhow::Result<()> {
-        let key = key_file(48);
+        let keys = key_dir();
         let mut env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        env.entry("CRS_AUTH__SIGNING_KEY_FILE".into()).or_insert_with(|| key.display().to_string());
+        let file = |name: &str| keys.join(name).display().to_string();
+        env.entry("CRS_AUTH__SERVICE_KEY_FILE".into()).or_insert_with(|| file("triage.key"));
+        env.entry("CRS_AUTH__TOKEN_PUBLIC_KEY_FILES".into()).or_insert_with(|| format!("[\"{}\"]", file("tokens.pub")));
+        env.entry("CRS_AUTH__SERVICE_PUBLIC_KEYS_DIR".into()).or_insert_with(|| keys.display().to_string());
         let cfg: TestConfig = crate::config::load(&[crate::config::PLATFORM_DEFAULTS, DEFAULTS], None, &env)?;
         check(&cfg, migrate_only)
     }
@@ -479,13 +557,21 @@ mod tests {
     }
 
     #[test]
-    fn the_signing_key_file_must_be_readable_and_long_enough() {
+    fn key_files_must_be_readable_ed25519_keys_of_the_right_half() {
         let missing = std::env::temp_dir().join(format!("crs-missing-{}", uuid::Uuid::new_v4()));
         let missing = missing.display().to_string();
-        let err = problem(&[("CRS_AUTH__SIGNING_KEY_FILE", &missing)]);
-        assert!(err.contains("auth.signing_key_file") && err.contains(&missing), "{err}");
-        let short = key_file(10).display().to_string();
-        assert!(problem(&[("CRS_AUTH__SIGNING_KEY_FILE", &short)]).contains("at least 32 bytes"));
+        let err = problem(&[("CRS_AUTH__SERVICE_KEY_FILE", &missing)]);
+        assert!(err.contains("auth.service_key_file") && err.contains(&missing), "{err}");
+        let keys = key_dir();
+        // A public key where the private one belongs, and the other way round.
+        let public = keys.join("triage.pub").display().to_string();
+        assert!(problem(&[("CRS_AUTH__SERVICE_KEY_FILE", &public)]).contains("auth.service_key_file"));
+        let private = format!("[\"{}\"]", keys.join("tokens.key").display());
+        assert!(problem(&[("CRS_AUTH__TOKEN_PUBLIC_KEY_FILES", &private)]).contains("auth.token_public_key_files"));
+        let not_a_key = keys.join("garbage.key");
+        std::fs::write(&not_a_key, "k".repeat(48)).unwrap();
+        let not_a_key = not_a_key.display().to_string();
+        assert!(problem(&[("CRS_AUTH__TOKEN_SIGNING_KEY_FILE", &not_a_key)]).contains("auth.token_signing_key_file"));
     }
 
     #[test]
@@ -509,8 +595,35 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_are_checked_when_tls_is_on() {
+        let ca = crate::tls::tests::Ca::new("ca");
+        let (cert, key) = ca.issue();
+        let tls = crate::tls::tests::files(&cert, &key, &ca.pem);
+        let on = [
+            ("CRS_TLS__ENABLED", "true"),
+            ("CRS_TLS__CERT_FILE", tls.cert_file.as_str()),
+            ("CRS_TLS__KEY_FILE", tls.key_file.as_str()),
+            ("CRS_TLS__CA_FILE", tls.ca_file.as_str()),
+        ];
+        check_with(&on, false).unwrap();
+        check_with(&[&on[..], &[("CRS_TLS__CLIENT_AUTH", "required")]].concat(), false).unwrap();
+        let err = problem(&[&on[..], &[("CRS_TLS__CLIENT_AUTH", "sometimes")]].concat());
+        assert!(err.contains("sometimes") && err.contains("required"), "{err}");
+        assert!(problem(&[("CRS_TLS__ENABLED", "true")]).contains("tls.cert_file is not set"));
+        let (_, other_key) = ca.issue();
+        let other_key_file = format!("{}.other", tls.key_file);
+        std::fs::write(&other_key_file, other_key).unwrap();
+        let err = problem(&[&on[..], &[("CRS_TLS__KEY_FILE", other_key_file.as_str())]].concat());
+        assert!(err.contains("is not the private key"), "{err}");
+        // Off, the files are not read.
+        check_with(&[("CRS_TLS__CERT_FILE", "/nonexistent")], false).unwrap();
+        let err = problem(&[&on[..], &[("CRS_SERVER__HEALTH_LISTEN_ADDR", "127.0.0.1:9101")]].concat());
+        assert!(err.contains("server.health_listen_addr"), "{err}");
+    }
+
+    #[test]
     fn migrating_needs_only_the_database() {
-        let missing = ("CRS_AUTH__SIGNING_KEY_FILE", "/nonexistent/signing.key");
+        let missing = ("CRS_AUTH__SERVICE_KEY_FILE", "/nonexistent/triage.key");
         check_with(&[missing, ("CRS_PEERS__NEXT", "nowhere")], true).unwrap();
         assert!(check_with(&[missing, ("CRS_DATABASE__URL", "mysql://db/crs")], true).is_err());
         assert!(check_with(&[missing], false).is_err());

@@ -1,14 +1,18 @@
 //! Who is calling: bearer tokens naming a principal, verified the same way by every service.
 //!
-//! Tokens are HS256 JWTs signed with the deployment's key. The subject names the principal
-//! (`agency:<id>`, `reviewer:<id>`, `service:<name>`); reviewers carry roles. Servers verify every
+//! Tokens are EdDSA (Ed25519) JWTs naming a principal (`agency:<id>`, `reviewer:<id>`,
+//! `service:<name>`) and the services they are good for (`aud`); reviewers carry roles. People's
+//! and agencies' tokens are signed by the token issuer (intake) with a key only it holds; each
+//! service signs its own calls with its own key; every service verifies with public keys only,
+//! so no service can mint another's identity or anyone's token but its own. Servers verify every
 //! call in one layer ([`crate::access`]) that puts the [`Principal`] into the request's extensions;
 //! handlers ask for it with [`principal`] and check what it may do with the `require_*` helpers.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -115,9 +119,27 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     roles: Vec<String>,
     iss: String,
+    aud: Vec<String>,
     iat: i64,
     exp: i64,
     jti: String,
+}
+
+/// How long after `exp` a token is still accepted (clocks differ); revocations outlive it.
+pub const LEEWAY_SECS: u64 = 30;
+
+/// The audience a service's tokens must name: `crs-<service>`.
+pub fn audience(service: &str) -> String {
+    format!("crs-{service}")
+}
+
+/// The audiences a person's token is good for: an agency calls intake (and reads its own
+/// deliveries at notification); reviewers, seniors and admins call every service.
+pub fn audiences_of(principal: &Principal) -> Vec<String> {
+    match principal {
+        Principal::Agency { .. } => vec![audience("intake"), audience("notification")],
+        _ => crate::keys::SERVICES.iter().map(|s| audience(s)).collect(),
+    }
 }
 
 /// A token as issued: the compact JWT, its id (for revocation) and expiry (unix seconds).
@@ -128,51 +150,50 @@ pub struct IssuedToken {
     pub expires_at: i64,
 }
 
-/// Signs and verifies tokens with the deployment's key.
+fn sign(key: &EncodingKey, kid: &str, claims: &Claims) -> anyhow::Result<String> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    Ok(jsonwebtoken::encode(&header, claims, key)?)
+}
+
+/// Signs agencies' and reviewers' tokens with the token issuer's private key. Only the issuer
+/// (intake's `IssueToken`, and `crsctl dev token` in development) holds it; it cannot mint a
+/// service's identity, which every service proves with its own key.
 #[derive(Clone)]
-pub struct TokenAuthority {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+pub struct TokenIssuer {
+    key: EncodingKey,
+    kid: String,
     issuer: String,
 }
 
-impl std::fmt::Debug for TokenAuthority {
+impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenAuthority").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("TokenIssuer").field("kid", &self.kid).field("issuer", &self.issuer).finish_non_exhaustive()
     }
 }
 
-impl TokenAuthority {
-    pub fn new(key: &SecretString, issuer: &str) -> anyhow::Result<Self> {
-        let bytes = key.expose_secret().trim().as_bytes();
-        anyhow::ensure!(bytes.len() >= 32, "auth.signing_key must be at least 32 bytes");
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[issuer]);
-        validation.leeway = 30;
+impl TokenIssuer {
+    /// An issuer signing with the Ed25519 private key `private_pem` (PKCS#8).
+    pub fn new(private_pem: &str, issuer: &str) -> anyhow::Result<Self> {
+        let public = crate::keys::public_of(private_pem)?;
         Ok(Self {
-            encoding: EncodingKey::from_secret(bytes)?,
-            decoding: DecodingKey::from_secret(bytes)?,
-            validation,
+            key: EncodingKey::from_ed_pem(private_pem.as_bytes())?,
+            kid: crate::keys::key_id(&public),
             issuer: issuer.to_owned(),
         })
     }
 
-    /// Builds the authority from configuration: the key inline, or read from its file.
-    pub fn from_config(cfg: &AuthConfig) -> anyhow::Result<Self> {
-        let key = match (&cfg.signing_key, &cfg.signing_key_file) {
-            (Some(key), _) => key.clone(),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read auth.signing_key_file {path}: {e}"))?;
-                SecretString::from(text.trim().to_owned())
-            }
-            (None, None) => anyhow::bail!("set auth.signing_key (CRS_AUTH__SIGNING_KEY) or auth.signing_key_file"),
-        };
-        Self::new(&key, &cfg.issuer)
+    pub fn from_file(path: &Path, issuer: &str) -> anyhow::Result<Self> {
+        Self::new(&crate::keys::read("auth.token_signing_key_file", path)?, issuer)
+            .map_err(|e| anyhow::anyhow!("auth.token_signing_key_file {}: {e}", path.display()))
     }
 
+    /// A token for an agency or a reviewer, good for `ttl_secs` and the audiences its kind calls.
     pub fn issue(&self, principal: &Principal, ttl_secs: u64) -> anyhow::Result<IssuedToken> {
+        anyhow::ensure!(
+            !matches!(principal, Principal::Service { .. }),
+            "service principals prove themselves with their own keys; the token issuer does not mint them"
+        );
         let now = chrono::Utc::now().timestamp();
         let roles = match principal {
             Principal::Reviewer { roles, .. } => roles.iter().map(|r| r.as_str().to_owned()).collect(),
@@ -182,46 +203,242 @@ impl TokenAuthority {
             sub: principal.subject(),
             roles,
             iss: self.issuer.clone(),
+            aud: audiences_of(principal),
             iat: now,
             exp: now + ttl_secs as i64,
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let token = sign(&self.key, &self.kid, &claims)?;
         Ok(IssuedToken { token, token_id: claims.jti, expires_at: claims.exp })
     }
+}
 
-    /// Verifies a compact token and returns its principal and token id.
-    pub fn verify(&self, token: &str) -> Result<(Principal, String), AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let principal = Principal::from_subject(&data.claims.sub, &data.claims.roles)
-            .ok_or_else(|| AuthError::Invalid(format!("unknown subject {:?}", data.claims.sub)))?;
-        Ok((principal, data.claims.jti))
+/// A service's own identity: its private key signs its calls to peers, each token naming the
+/// one peer it is for.
+#[derive(Clone)]
+pub struct ServiceIdentity {
+    name: String,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for ServiceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceIdentity").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+const SERVICE_TOKEN_TTL_SECS: i64 = 3600;
+
+impl ServiceIdentity {
+    pub fn new(name: &str, private_pem: &str) -> anyhow::Result<Self> {
+        Ok(Self { name: name.to_owned(), key: EncodingKey::from_ed_pem(private_pem.as_bytes())? })
     }
 
-    /// The client-side interceptor for calls this service makes as `service:<name>`.
-    pub fn service_credentials(&self, name: &str) -> ServiceCredentials {
+    pub fn from_file(name: &str, path: &Path) -> anyhow::Result<Self> {
+        Self::new(name, &crate::keys::read("auth.service_key_file", path)?)
+            .map_err(|e| anyhow::anyhow!("auth.service_key_file {}: {e}", path.display()))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A token proving this service to `peer` (a service name), for an hour.
+    pub fn token_for(&self, peer: &str) -> anyhow::Result<IssuedToken> {
+        self.token_for_peers(&[peer])
+    }
+
+    /// A token proving this service to each of `peers`.
+    pub fn token_for_peers(&self, peers: &[&str]) -> anyhow::Result<IssuedToken> {
+        let now = chrono::Utc::now().timestamp();
+        let subject = Principal::Service { name: self.name.clone() }.subject();
+        let claims = Claims {
+            sub: subject.clone(),
+            roles: Vec::new(),
+            iss: subject.clone(),
+            aud: peers.iter().map(|p| audience(p)).collect(),
+            iat: now,
+            exp: now + SERVICE_TOKEN_TTL_SECS,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        Ok(IssuedToken { token: sign(&self.key, &subject, &claims)?, token_id: claims.jti, expires_at: claims.exp })
+    }
+
+    /// The client-side interceptor for calls to `peer`.
+    pub fn credentials_for(&self, peer: &str) -> ServiceCredentials {
         ServiceCredentials {
-            authority: Arc::new(self.clone()),
-            principal: Principal::Service { name: name.to_owned() },
+            identity: Arc::new(self.clone()),
+            peer: peer.to_owned(),
             cached: Arc::new(Mutex::new(None)),
         }
     }
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: Principal,
+    pub token_id: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// Verifies tokens for one service: people's tokens against the token issuer's public keys
+/// (several while a key rotates, chosen by `kid`), a service's token against that service's own
+/// public key; each must name this service in its audience.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    audience: String,
+    issuer: String,
+    user_keys: Vec<(String, DecodingKey)>,
+    service_keys: HashMap<String, DecodingKey>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("audience", &self.audience)
+            .field("user_keys", &self.user_keys.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("service_keys", &self.service_keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier for `service`, trusting the token issuer's `user_public_pems` and the services'
+    /// `service_public_pems` (by service name).
+    pub fn new(
+        service: &str,
+        issuer: &str,
+        user_public_pems: &[String],
+        service_public_pems: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let user_keys = user_public_pems
+            .iter()
+            .map(|pem| {
+                let pem = crate::keys::public_key(pem)?;
+                Ok((crate::keys::key_id(&pem), DecodingKey::from_ed_pem(pem.as_bytes())?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let service_keys = service_public_pems
+            .iter()
+            .map(|(name, pem)| {
+                let pem = crate::keys::public_key(pem).map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
+                Ok((name.clone(), DecodingKey::from_ed_pem(pem.as_bytes())?))
+            })
+            .collect::<anyhow::Result<HashMap<_, _>>>()?;
+        Ok(Self { audience: audience(service), issuer: issuer.to_owned(), user_keys, service_keys })
+    }
+
+    /// Builds the verifier of `service` from its configuration.
+    pub fn from_config(service: &str, cfg: &AuthConfig) -> anyhow::Result<Self> {
+        let user = cfg
+            .token_public_key_files
+            .iter()
+            .map(|f| crate::keys::read("auth.token_public_key_files", Path::new(f)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!user.is_empty(), "auth.token_public_key_files names no key");
+        for (f, pem) in cfg.token_public_key_files.iter().zip(&user) {
+            crate::keys::public_key(pem).map_err(|e| anyhow::anyhow!("auth.token_public_key_files {f}: {e}"))?;
+        }
+        let mut services = Vec::new();
+        for name in crate::keys::SERVICES {
+            let path = Path::new(&cfg.service_public_keys_dir).join(format!("{name}.pub"));
+            // A peer whose key is absent cannot call this service.
+            if let Ok(pem) = std::fs::read_to_string(&path) {
+                crate::keys::public_key(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                services.push((name.to_owned(), pem));
+            }
+        }
+        Self::new(service, &cfg.issuer, &user, &services)
+    }
+
+    /// Verifies a compact token.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let invalid = |why: String| AuthError::Invalid(why);
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(invalid(format!("algorithm {:?} is not accepted", header.alg)));
+        }
+        let kid = header.kid.unwrap_or_default();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+        let service = kid.strip_prefix("service:");
+        let key = match service {
+            Some(name) => {
+                validation.set_issuer(&[&kid]);
+                self.service_keys.get(name).ok_or_else(|| invalid(format!("no key is trusted for service {name}")))?
+            }
+            None => {
+                validation.set_issuer(&[&self.issuer]);
+                self.user_keys
+                    .iter()
+                    .find(|(id, _)| *id == kid)
+                    .map(|(_, k)| k)
+                    .ok_or_else(|| invalid("signed with a key this service does not trust".into()))?
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| invalid(e.to_string()))?;
+        let claims = data.claims;
+        let principal = Principal::from_subject(&claims.sub, &claims.roles)
+            .ok_or_else(|| invalid(format!("unknown subject {:?}", claims.sub)))?;
+        // A service's key proves that service and nobody else; the issuer's key proves people only.
+        match (&principal, service) {
+            (Principal::Service { name }, Some(signer)) if name == signer => {}
+            (Principal::Service { .. }, _) => {
+                return Err(invalid("a service token must be signed by that service".into()));
+            }
+            (_, Some(_)) => return Err(invalid("a service key cannot sign for a person or an agency".into())),
+            _ => {}
+        }
+        Ok(Verified { principal, token_id: claims.jti, issued_at: claims.iat, expires_at: claims.exp })
+    }
+}
+
+/// Checks the `[auth]` section as start-up would use it: every key file readable and an Ed25519
+/// key of the right half, and the public keys' directory present.
+pub fn check_config(cfg: &AuthConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(!cfg.token_public_key_files.is_empty(), "auth.token_public_key_files names no key");
+    for f in &cfg.token_public_key_files {
+        let pem = crate::keys::read("auth.token_public_key_files", Path::new(f))?;
+        crate::keys::public_key(&pem).map_err(|e| anyhow::anyhow!("auth.token_public_key_files {f}: {e}"))?;
+    }
+    let own = crate::keys::read("auth.service_key_file", Path::new(&cfg.service_key_file))?;
+    crate::keys::public_of(&own).map_err(|e| anyhow::anyhow!("auth.service_key_file {}: {e}", cfg.service_key_file))?;
+    if !cfg.token_signing_key_file.is_empty() {
+        let key = crate::keys::read("auth.token_signing_key_file", Path::new(&cfg.token_signing_key_file))?;
+        crate::keys::public_of(&key)
+            .map_err(|e| anyhow::anyhow!("auth.token_signing_key_file {}: {e}", cfg.token_signing_key_file))?;
+    }
+    anyhow::ensure!(
+        Path::new(&cfg.service_public_keys_dir).is_dir(),
+        "auth.service_public_keys_dir {} is not a directory",
+        cfg.service_public_keys_dir
+    );
+    for name in crate::keys::SERVICES {
+        let path = Path::new(&cfg.service_public_keys_dir).join(format!("{name}.pub"));
+        if let Ok(pem) = std::fs::read_to_string(&path) {
+            crate::keys::public_key(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The id of the verified token, kept beside the principal (revocation is checked by it).
 #[derive(Debug, Clone)]
 pub struct TokenId(pub String);
 
-/// Attaches a fresh `service:<name>` token to outgoing calls, re-issuing it before it expires.
+/// Attaches a fresh token proving this service to one peer, re-issuing it before it expires,
+/// and the current trace context.
 #[derive(Clone, Debug)]
 pub struct ServiceCredentials {
-    authority: Arc<TokenAuthority>,
-    principal: Principal,
+    identity: Arc<ServiceIdentity>,
+    peer: String,
     cached: Arc<Mutex<Option<CachedToken>>>,
 }
-
-const SERVICE_TOKEN_TTL_SECS: u64 = 3600;
 
 /// The `authorization` value in use and its expiry (unix seconds).
 type CachedToken = (MetadataValue<tonic::metadata::Ascii>, i64);
@@ -233,8 +450,8 @@ impl Interceptor for ServiceCredentials {
         let fresh = matches!(&*cached, Some((_, exp)) if *exp - now > 300);
         if !fresh {
             let issued = self
-                .authority
-                .issue(&self.principal, SERVICE_TOKEN_TTL_SECS)
+                .identity
+                .token_for(&self.peer)
                 .map_err(|e| Status::internal(format!("cannot issue service token: {e}")))?;
             let value = format!("Bearer {}", issued.token)
                 .parse()
@@ -253,14 +470,6 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, AuthError> {
     request.extensions().get::<Principal>().cloned().ok_or(AuthError::Missing)
 }
 
-/// Only CRS's own services may call this (outbox hand-offs).
-pub fn require_service(p: &Principal) -> Result<(), AuthError> {
-    match p {
-        Principal::Service { .. } => Ok(()),
-        other => Err(AuthError::Forbidden(other.subject())),
-    }
-}
-
 /// Only reviewers holding one of `roles` may call this.
 pub fn require_role(p: &Principal, roles: &[Role]) -> Result<(), AuthError> {
     if roles.iter().any(|r| p.has_role(*r)) { Ok(()) } else { Err(AuthError::Forbidden(p.subject())) }
@@ -277,26 +486,96 @@ pub fn require_agency(p: &Principal) -> Result<&str, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::KeyPair;
 
-    fn authority() -> TokenAuthority {
-        TokenAuthority::new(&SecretString::from("k".repeat(40)), "crs").unwrap()
+    struct World {
+        tokens: KeyPair,
+        services: Vec<(String, KeyPair)>,
+    }
+
+    fn world() -> World {
+        World {
+            tokens: KeyPair::from_seed([1; 32]).unwrap(),
+            services: crate::keys::SERVICES
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.to_string(), KeyPair::from_seed([10 + i as u8; 32]).unwrap()))
+                .collect(),
+        }
+    }
+
+    impl World {
+        fn verifier(&self, service: &str) -> TokenVerifier {
+            let services: Vec<(String, String)> =
+                self.services.iter().map(|(n, k)| (n.clone(), k.public_pem.clone())).collect();
+            TokenVerifier::new(service, "crs", std::slice::from_ref(&self.tokens.public_pem), &services).unwrap()
+        }
+        fn issuer(&self) -> TokenIssuer {
+            TokenIssuer::new(&self.tokens.private_pem, "crs").unwrap()
+        }
+        fn identity(&self, service: &str) -> ServiceIdentity {
+            let key = &self.services.iter().find(|(n, _)| n == service).unwrap().1;
+            ServiceIdentity::new(service, &key.private_pem).unwrap()
+        }
     }
 
     #[test]
-    fn issued_tokens_verify_to_their_principal() {
-        let a = authority();
+    fn issued_tokens_verify_to_their_principal_where_their_audience_allows() {
+        let w = world();
         let p = Principal::Reviewer { id: "ana".into(), roles: vec![Role::Reviewer, Role::Admin] };
-        let issued = a.issue(&p, 60).unwrap();
-        let (back, id) = a.verify(&issued.token).unwrap();
-        assert_eq!(back, p);
-        assert_eq!(id, issued.token_id);
+        let issued = w.issuer().issue(&p, 60).unwrap();
+        let verified = w.verifier("legal-review").verify(&issued.token).unwrap();
+        assert_eq!((verified.principal, verified.token_id), (p, issued.token_id));
+        let agency = w.issuer().issue(&Principal::Agency { id: "1".into() }, 60).unwrap();
+        assert!(w.verifier("intake").verify(&agency.token).is_ok());
+        assert!(
+            matches!(w.verifier("legal-review").verify(&agency.token), Err(AuthError::Invalid(_))),
+            "not its audience"
+        );
     }
 
     #[test]
-    fn tokens_signed_with_another_key_are_refused() {
-        let other = TokenAuthority::new(&SecretString::from("x".repeat(40)), "crs").unwrap();
+    fn a_service_token_is_good_for_its_one_peer_and_proves_only_its_signer() {
+        let w = world();
+        let token = w.identity("intake").token_for("triage").unwrap().token;
+        let verified = w.verifier("triage").verify(&token).unwrap();
+        assert_eq!(verified.principal, Principal::Service { name: "intake".into() });
+        assert!(w.verifier("legal-review").verify(&token).is_err(), "wrong audience");
+        // triage's key cannot speak for intake, and the issuer's key cannot mint services.
+        let forged = Claims {
+            sub: "service:intake".into(),
+            roles: vec![],
+            iss: "service:triage".into(),
+            aud: vec![audience("legal-review")],
+            iat: 0,
+            exp: chrono::Utc::now().timestamp() + 60,
+            jti: "x".into(),
+        };
+        let triage_key = EncodingKey::from_ed_pem(w.services[1].1.private_pem.as_bytes()).unwrap();
+        let token = sign(&triage_key, "service:triage", &forged).unwrap();
+        assert!(w.verifier("legal-review").verify(&token).is_err());
+        assert!(w.issuer().issue(&Principal::Service { name: "intake".into() }, 60).is_err());
+    }
+
+    #[test]
+    fn foreign_keys_and_expired_tokens_are_refused() {
+        let w = world();
+        let other = TokenIssuer::new(&KeyPair::from_seed([99; 32]).unwrap().private_pem, "crs").unwrap();
         let token = other.issue(&Principal::Agency { id: "1".into() }, 60).unwrap().token;
-        assert!(matches!(authority().verify(&token), Err(AuthError::Invalid(_))));
+        assert!(matches!(w.verifier("intake").verify(&token), Err(AuthError::Invalid(_))));
+        let old = Claims {
+            sub: "agency:1".into(),
+            roles: vec![],
+            iss: "crs".into(),
+            aud: vec![audience("intake")],
+            iat: 0,
+            exp: chrono::Utc::now().timestamp() - LEEWAY_SECS as i64 - 5,
+            jti: "y".into(),
+        };
+        let key = EncodingKey::from_ed_pem(w.tokens.private_pem.as_bytes()).unwrap();
+        let token = sign(&key, &crate::keys::key_id(&w.tokens.public_pem), &old).unwrap();
+        assert!(matches!(w.verifier("intake").verify(&token), Err(AuthError::Invalid(_))));
+        assert!(w.verifier("intake").verify("not.a.token").is_err());
     }
 
     #[test]
@@ -304,10 +583,5 @@ mod tests {
         assert_eq!(Principal::from_subject("robot:1", &[]), None);
         assert_eq!(Principal::from_subject("reviewer:1", &["god".into()]), None);
         assert_eq!(Principal::from_subject("agency:", &[]), None);
-    }
-
-    #[test]
-    fn short_keys_are_refused() {
-        assert!(TokenAuthority::new(&SecretString::from("short"), "crs").is_err());
     }
 }

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
@@ -20,6 +19,15 @@ pub struct ServerConfig {
     pub listen_addr: SocketAddr,
     /// Seconds in-flight calls get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Calls one connection may have in flight at once (HTTP/2 streams included).
+    pub concurrent_calls_per_connection: usize,
+    /// The longest a unary call may take before it is cut off (a stream's opening included).
+    pub request_timeout_secs: u64,
+    /// A second, plaintext listener serving only `grpc.health.v1.Health`, for probes that cannot
+    /// speak TLS (Kubernetes' gRPC probes) when `[tls]` is on. Unset: health is served on
+    /// `listen_addr` only.
+    #[serde(default)]
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 /// The operators' HTTP port: Prometheus metrics at `/metrics`.
@@ -35,6 +43,9 @@ pub struct AdminConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// The longest a call waits to connect or for a free connection before it fails
+    /// UNAVAILABLE.
+    pub acquire_timeout_ms: u64,
     /// Run pending migrations at start-up (production runs them as a Helm hook instead).
     pub migrate: bool,
 }
@@ -45,15 +56,25 @@ pub struct RedisConfig {
     pub url: String,
 }
 
-/// Token verification. Every service holds the same key so any of them can verify any token.
+/// Who may call: Ed25519 keys, in PEM files (`crsctl keygen --dir DIR` writes a set). Every
+/// service verifies with public keys; only the token issuer (intake) holds the key that signs
+/// people's and agencies' tokens, and each service holds only its own private key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HMAC key for signing and verifying bearer tokens (at least 32 bytes).
-    pub signing_key: Option<SecretString>,
-    /// Read the key from this file when `signing_key` is not set.
-    pub signing_key_file: Option<String>,
+    /// The `iss` of people's and agencies' tokens.
     pub issuer: String,
+    /// The token issuer's public keys: tokens signed by any of them are accepted (list the new key
+    /// beside the old one while a key rotates).
+    pub token_public_key_files: Vec<String>,
+    /// The token issuer's private key, where tokens are issued (intake's `IssueToken`); empty
+    /// elsewhere.
+    pub token_signing_key_file: String,
+    /// This service's own private key: it signs this service's calls to its peers.
+    pub service_key_file: String,
+    /// Where the services' public keys are, as `<service>.pub`: a service whose key is not there
+    /// cannot call this one.
+    pub service_public_keys_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,21 +103,63 @@ pub struct OutboxConfig {
     pub max_age_secs: u64,
 }
 
+/// Transport security of the gRPC listener and of calls to peers: mutual TLS with certificates
+/// and keys read from files (mounted Secrets), re-read when they change. Off by default
+/// (plaintext, for `make run` and tests).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// This service's certificate chain (PEM, its own certificate first). It serves it to callers
+    /// and presents it as its client certificate to peers, so it needs both the `serverAuth` and
+    /// `clientAuth` extended key usages.
+    pub cert_file: String,
+    /// The private key of `cert_file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// The CA certificate(s) (PEM) that sign the services' certificates: client certificates are
+    /// verified against them, and so are peers' server certificates.
+    pub ca_file: String,
+    /// Whether every caller must present a client certificate (`required`), or only callers of
+    /// internal RPCs (`optional`: public callers without one reach the public services).
+    pub client_auth: ClientAuth,
+    /// How often the files are checked for changes; new connections use new material.
+    pub reload_interval_secs: u64,
+    /// Connections are closed gracefully after this long, so that long-lived ones handshake
+    /// again with the current certificates; 0 keeps them open.
+    pub max_connection_age_secs: u64,
+}
+
+/// Which callers must present a client certificate signed by `tls.ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every connection: the handshake fails without a valid client certificate.
+    Required,
+    /// Connections may come without one; they reach public RPCs only (internal RPCs are refused
+    /// with `UNAUTHENTICATED`). A certificate that is presented must still be valid.
+    Optional,
+}
+
 /// Defaults shared by every service; each service adds its own sections and listen address.
 pub const PLATFORM_DEFAULTS: &str = r#"
 [server]
 shutdown_grace_secs = 10
+concurrent_calls_per_connection = 256
+request_timeout_secs = 30
 
 [database]
 max_connections = 10
+acquire_timeout_ms = 3000
 migrate = true
 
 [redis]
 url = "redis://127.0.0.1:6379"
 
 [auth]
-signing_key_file = "data/signing.key"
 issuer = "crs"
+token_public_key_files = ["data/keys/tokens.pub"]
+token_signing_key_file = ""
+service_public_keys_dir = "data/keys"
 
 [telemetry]
 log_filter = "info"
@@ -109,6 +172,15 @@ initial_backoff_ms = 200
 max_backoff_ms = 30000
 call_timeout_ms = 5000
 max_age_secs = 86400
+
+[tls]
+enabled = false
+cert_file = ""
+key_file = ""
+ca_file = ""
+client_auth = "optional"
+reload_interval_secs = 10
+max_connection_age_secs = 600
 "#;
 
 /// Loads `T` from the layered sources.
@@ -210,6 +282,8 @@ mod tests {
         [server]
         listen_addr = "127.0.0.1:1"
         shutdown_grace_secs = 10
+        concurrent_calls_per_connection = 8
+        request_timeout_secs = 5
     "#;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -15,7 +15,12 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
         ensure_sqlite_parent_dir(&cfg.url)?;
     }
     let mut options = ConnectOptions::new(cfg.url.clone());
-    options.connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(30)).sqlx_logging(false);
+    // A call waits at most this long for a connection: a lost database fails calls fast
+    // (UNAVAILABLE), it does not hold them until the caller's deadline.
+    options
+        .connect_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+        .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+        .sqlx_logging(false);
     // SQLite allows one writer at a time; a single pooled connection serialises writers in the
     // pool instead of surfacing SQLITE_BUSY when a reading transaction upgrades to writing.
     options.max_connections(if sqlite { 1 } else { cfg.max_connections });
@@ -31,9 +36,30 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
     Ok(db)
 }
 
-/// Answers whether the database is reachable (for health).
+/// How long health waits for the database to answer before it counts as gone.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers whether the database is reachable (for health), within [`PING_TIMEOUT`].
 pub async fn ping(db: &DatabaseConnection) -> bool {
-    db.ping().await.is_ok()
+    matches!(tokio::time::timeout(PING_TIMEOUT, db.ping()).await, Ok(Ok(())))
+}
+
+/// Whether `err` means the database could not be reached (the caller may retry: UNAVAILABLE),
+/// rather than that the statement failed (INTERNAL).
+pub fn is_unavailable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let sqlx_err = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match sqlx_err.as_ref() {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Tls(_) => true,
+        // Class 08: connection exceptions; 57P: the server shutting down or restarting.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }
 
 fn ensure_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {

@@ -87,6 +87,7 @@ impl ServiceError for AdminError {
         match self {
             AdminError::Invalid(_) => tonic::Code::InvalidArgument,
             AdminError::Auth(e) => e.code(),
+            AdminError::Internal(e) if crate::db::is_unavailable(e) => tonic::Code::Unavailable,
             AdminError::Internal(_) => tonic::Code::Internal,
         }
     }

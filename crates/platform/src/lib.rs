@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letters;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod outbox;
 pub mod paging;
@@ -19,6 +20,7 @@ pub mod secrets;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use auth::{Principal, Role};
 pub use error::{FieldViolations, ServiceError};

@@ -19,6 +19,9 @@ const SEPARATOR: char = '\u{1f}';
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// The most results a page holds.
 pub const MAX_PAGE_SIZE: u64 = 500;
+/// The most bytes a page holds: a page of large results ends early (with a next page token),
+/// however many were asked for; one result always fits.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The page size to use for a requested `page_size` (0 means the default; capped at the maximum).
 pub fn page_size(requested: u32) -> u64 {

@@ -1,6 +1,7 @@
 //! Clients for calling other CRS services: lazy channels (a peer that is down delays work, it
 //! does not stop start-up) carrying this service's credentials, with a CLIENT span per call that
-//! carries the trace to the peer.
+//! carries the trace to the peer. An `https://` peer is called over mutual TLS with the
+//! service's [`ClientTls`], which follows certificate rotation without a restart.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,20 +12,47 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
 use crate::auth::ServiceCredentials;
+use crate::tls::ClientTls;
 
 /// A channel to a peer with this service's credentials attached to every call, each call a
 /// client span of the current trace.
 pub type PeerChannel = ClientTrace<InterceptedService<Channel, ServiceCredentials>>;
 
-/// Opens a lazy channel to `url` (e.g. `http://127.0.0.1:50052`).
-pub fn connect(url: &str, credentials: ServiceCredentials, call_timeout: Duration) -> anyhow::Result<PeerChannel> {
+/// Opens a lazy channel to `url`: `http://127.0.0.1:50052` in plaintext, or
+/// `https://triage.crs.svc:50051` over TLS with `tls` (the service's, from
+/// `Platform::client_tls`; required for `https://`).
+pub fn connect(
+    url: &str,
+    credentials: ServiceCredentials,
+    call_timeout: Duration,
+    tls: Option<ClientTls>,
+) -> anyhow::Result<PeerChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid peer address {url}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(call_timeout)
         .tcp_nodelay(true);
     let peer = endpoint.uri().authority().map(|a| a.to_string()).unwrap_or_default();
-    Ok(ClientTrace { inner: InterceptedService::new(endpoint.connect_lazy(), credentials), peer })
+    let channel = channel(&endpoint, tls.as_ref())?;
+    Ok(ClientTrace { inner: InterceptedService::new(channel, credentials), peer })
+}
+
+/// A lazy channel to `endpoint`, whose scheme decides the transport: `http` is plaintext,
+/// `https` is TLS with `tls` (each new connection uses the material current at that moment).
+pub fn channel(endpoint: &Endpoint, tls: Option<&ClientTls>) -> anyhow::Result<Channel> {
+    let uri = endpoint.uri();
+    match (uri.scheme_str(), tls) {
+        (Some("https"), Some(tls)) => Ok(endpoint.connect_with_connector_lazy(tls.connector())),
+        (Some("https"), None) => {
+            anyhow::bail!("{uri} is an https:// address: calling it needs [tls] enabled (certificate, key and CA)")
+        }
+        (_, tls) => {
+            if tls.is_some() {
+                tracing::warn!(peer = %uri, "[tls] is enabled but this peer's address is http://: calls to it are plaintext");
+            }
+            Ok(endpoint.connect_lazy())
+        }
+    }
 }
 
 /// Wraps each outgoing call in a CLIENT span with the RPC semantic-convention attributes; the

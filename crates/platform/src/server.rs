@@ -4,6 +4,9 @@
 //! Health starts NOT_SERVING and turns SERVING once the database and Redis both answer; it goes
 //! back to NOT_SERVING when draining starts, so load balancers stop sending work first. The
 //! `liveness` health service answers SERVING for as long as the process runs.
+//!
+//! With `[tls]` on, the listener speaks only TLS ([`crate::tls`]); `server.health_listen_addr`
+//! then adds a plaintext listener serving health alone, for probes that cannot speak TLS.
 
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -25,10 +28,13 @@ use crate::redis::RedisHandle;
 pub enum Listener {
     Grpc = 0,
     Admin = 1,
+    /// The plaintext health listener (`server.health_listen_addr`), when configured.
+    Health = 2,
 }
 
 /// Listeners a parent process handed over (systemd socket activation: `LISTEN_FDS`, the gRPC
-/// listener first, the admin listener second), taken once before any thread starts, because
+/// listener first, the admin listener second, the plaintext health listener third if
+/// configured), taken once before any thread starts, because
 /// taking them edits the environment.
 static INHERITED: std::sync::Mutex<Vec<Option<std::net::TcpListener>>> = std::sync::Mutex::new(Vec::new());
 
@@ -52,11 +58,29 @@ pub async fn bind(addr: SocketAddr, which: Listener) -> anyhow::Result<TcpListen
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
-/// What a server serves on: its listener, its access layer, the dependencies readiness watches.
+/// The largest gRPC message any CRS server or client sends or accepts, the same everywhere so
+/// that whatever one service accepts, the next one in the flow accepts too.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Applies [`MAX_MESSAGE_BYTES`] both ways to a generated gRPC server or client.
+#[macro_export]
+macro_rules! bounded {
+    ($e:expr) => {
+        $e.max_decoding_message_size($crate::server::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size($crate::server::MAX_MESSAGE_BYTES)
+    };
+}
+
+/// What a server serves on: its listener (TLS when `tls` is set), its access layer, the
+/// dependencies readiness watches, its bounds, and the optional plaintext listener for health
+/// alone.
 pub struct Served {
     pub listener: TcpListener,
     pub access: crate::access::AccessLayer,
     pub deps: Dependencies,
+    pub limits: crate::config::ServerConfig,
+    pub tls: Option<crate::tls::Tls>,
+    pub health_listener: Option<TcpListener>,
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -87,6 +111,8 @@ pub const LIVENESS: &str = "liveness";
 pub struct Dependencies {
     pub db: DatabaseConnection,
     pub redis: RedisHandle,
+    /// People's calls wait until the revocation list is known.
+    pub revocations: crate::revocation::Revocations,
 }
 
 /// Serves `routes` plus health and reflection on `listener` until `shutdown` is cancelled, then
@@ -98,7 +124,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let Served { listener, access, deps } = served;
+    let Served { listener, access, deps, limits, tls, health_listener } = served;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let mut names: Vec<&str> = vec![""];
     names.extend_from_slice(service_names);
@@ -141,25 +167,56 @@ pub async fn serve(
         }
     };
 
-    let server = tonic::transport::Server::builder()
-        .layer(RpcTraceLayer)
+    // Probes that cannot speak TLS ask a plaintext listener that serves health and nothing else.
+    let health_stop = CancellationToken::new();
+    let health_server = health_listener.map(|listener| {
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), health_stop.clone().cancelled_owned());
+        tokio::spawn(server)
+    });
+
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(age) = tls.as_ref().and_then(crate::tls::Tls::max_connection_age) {
+        builder = builder.max_connection_age(age);
+    }
+    let router = builder
+        // Bounds on what one client can hold: calls at once per connection, time per call.
+        .concurrency_limit_per_connection(limits.concurrent_calls_per_connection)
+        .timeout(Duration::from_secs(limits.request_timeout_secs))
+        .max_concurrent_streams(Some(limits.concurrent_calls_per_connection as u32))
+        .tcp_nodelay(true)
+        .layer(RpcTraceLayer::new(service_names))
+        .layer(crate::tls::ClientCertGuardLayer::new(tls.is_some()))
         .layer(access)
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
+        .add_service(reflection_v1alpha);
+    let server: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
+        None => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started)),
+        Some(tls) => Box::pin(
+            router.serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, shutdown.clone()), drain_started),
+        ),
+    };
 
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
-        result = server => result?,
-        _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining calls"),
+    let served = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        _ = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining calls");
+            Ok(())
+        }
+    };
+    health_stop.cancel();
+    if let Some(health) = health_server {
+        let _ = health.await;
     }
     readiness.abort();
-    Ok(())
+    served
 }
 
 async fn track_readiness(
@@ -169,14 +226,15 @@ async fn track_readiness(
     shutdown: CancellationToken,
 ) {
     let mut serving = false;
-    // Redis must answer before the first SERVING. After that only the database decides: with
-    // Redis gone, rate limits and timers have fallbacks, and taking the service out of rotation
-    // would refuse requests it can safely take.
+    // Redis must answer, and the revocation list be known, before the first SERVING. After that
+    // only the database decides: with Redis gone, rate limits and timers have fallbacks, the last
+    // revocation list stays in force, and taking the service out of rotation would refuse
+    // requests it can safely take.
     let mut redis_seen = false;
     loop {
         let db_ok = crate::db::ping(&deps.db).await;
         redis_seen = redis_seen || deps.redis.ping().await;
-        let ready = db_ok && redis_seen;
+        let ready = db_ok && redis_seen && deps.revocations.is_loaded();
         if ready != serving && !shutdown.is_cancelled() {
             let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             for name in &names {
@@ -189,7 +247,8 @@ async fn track_readiness(
             }
             serving = ready;
         }
-        let pause = if serving { Duration::from_secs(2) } else { Duration::from_millis(200) };
+        // Checked each second: a lost database takes the service out of rotation within a few.
+        let pause = if serving { Duration::from_secs(1) } else { Duration::from_millis(200) };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pause) => {},
@@ -197,20 +256,47 @@ async fn track_readiness(
     }
 }
 
-/// Wraps every RPC in a server span that continues the caller's trace.
-#[derive(Clone, Copy, Debug)]
-pub struct RpcTraceLayer;
+/// Wraps every RPC in a server span that continues the caller's trace, and times it. Metrics
+/// name only the methods this server serves; any other path counts as `unknown`, so callers
+/// cannot create series by calling paths that do not exist.
+#[derive(Clone, Debug)]
+pub struct RpcTraceLayer {
+    known: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl RpcTraceLayer {
+    /// The layer for a server serving `service_names` (plus health and reflection).
+    pub fn new(service_names: &[&str]) -> Self {
+        let mut known = std::collections::HashSet::new();
+        if let Ok(fds) = <prost_types::FileDescriptorSet as prost::Message>::decode(crs_proto::FILE_DESCRIPTOR_SET) {
+            for file in &fds.file {
+                for s in &file.service {
+                    let full = format!("{}.{}", file.package(), s.name());
+                    if service_names.contains(&full.as_str()) {
+                        known.extend(s.method.iter().map(|m| format!("{full}/{}", m.name())));
+                    }
+                }
+            }
+        }
+        known.extend(["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"].map(String::from));
+        for v in ["v1", "v1alpha"] {
+            known.insert(format!("grpc.reflection.{v}.ServerReflection/ServerReflectionInfo"));
+        }
+        RpcTraceLayer { known: std::sync::Arc::new(known) }
+    }
+}
 
 impl<S> tower::Layer<S> for RpcTraceLayer {
     type Service = RpcTrace<S>;
     fn layer(&self, inner: S) -> RpcTrace<S> {
-        RpcTrace { inner }
+        RpcTrace { inner, known: self.known.clone() }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct RpcTrace<S> {
     inner: S,
+    known: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for RpcTrace<S>
@@ -227,7 +313,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let raw = request.uri().path().trim_start_matches('/');
+        let path = if self.known.contains(raw) { raw.to_owned() } else { "unknown/unknown".to_owned() };
         let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
         let span = tracing::info_span!(
             "rpc",

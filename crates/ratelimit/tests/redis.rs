@@ -127,45 +127,10 @@ async fn the_script_is_reloaded_when_redis_forgot_it() {
     assert_eq!(d.tightest().remaining, 1, "and the state survived");
 }
 
-/// A private redis-server this test can kill.
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateRedis { port, child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_test_and_restarted() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = PrivateRedis::start(port);
-    let limiter = Limiter::new(RedisHandle::new(&format!("redis://127.0.0.1:{port}")).unwrap(), "crs:test:kill");
+    let mut server = crs_testkit::PrivateRedis::start();
+    let limiter = Limiter::new(RedisHandle::new(&server.url()).unwrap(), "crs:test:kill");
     let rules = [rule("agency", 0.001, 3)];
     assert_eq!(limiter.check(&rules, 1).await.source, Source::Redis);
 
@@ -175,7 +140,7 @@ async fn redis_killed_mid_test_and_restarted() {
     assert_eq!(during.iter().filter(|d| d.allowed).count(), 3, "under the same rules");
     assert_eq!(crs_ratelimit::metrics::FALLBACK_ACTIVE.get(), 1);
 
-    server = PrivateRedis::start(server.port);
+    server.restart();
     let mut back = None;
     for _ in 0..100 {
         let d = limiter.check(&rules, 1).await;

@@ -1,16 +1,22 @@
 //! What CRS's tests share, so each test starts what it needs in a few lines:
 //!
 //! - [`db`]: a fresh SQLite file or PostgreSQL database per test, dropped afterwards;
+//! - [`keys`]: one key set for the process's tests, and tokens for any principal;
+//! - [`postgres`]: a PostgreSQL server of a test's own, to stop and start again;
 //! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
 //! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
 //!   any principal;
 //! - [`smtp`]: a real SMTP server that keeps the messages it is sent;
+//! - [`pki`]: a CA and certificates made in the test, and the files of a `[tls]` section;
 //! - [`eventually`]: waiting for something that happens asynchronously, with a bound;
 //! - [`schema`]: the check that a service's migrations produce what its entities expect.
 
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod keys;
+pub mod pki;
+pub mod postgres;
 pub mod redis;
 pub mod schema;
 pub mod service;
@@ -20,6 +26,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use db::{Backend, TestDb};
+pub use postgres::PrivatePostgres;
 pub use redis::PrivateRedis;
 pub use service::{Running, ServiceEnv};
 pub use smtp::SmtpSink;
@@ -44,11 +51,21 @@ where
 
 /// Waits until the gRPC server at `url` reports SERVING on `grpc.health.v1`.
 pub async fn wait_serving(url: &str, within: Duration) -> anyhow::Result<()> {
+    wait_serving_with(url, None, within).await
+}
+
+/// [`wait_serving`] for an `https://` server, asked over TLS with `tls`.
+pub async fn wait_serving_with(
+    url: &str,
+    tls: Option<&crs_platform::tls::ClientTls>,
+    within: Duration,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     let mut last = String::from("not reachable");
     while tokio::time::Instant::now() < deadline {
         if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned())
-            && let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(500)).connect().await
+            && let Ok(channel) =
+                crs_platform::peers::channel(&endpoint.connect_timeout(Duration::from_millis(500)), tls)
         {
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
             match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {

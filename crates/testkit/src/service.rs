@@ -9,28 +9,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crs_platform::app::Service;
-use crs_platform::auth::{Principal, Role, TokenAuthority};
-use secrecy::SecretString;
+use crs_platform::app::{Service, ServiceConfig};
+use crs_platform::auth::{Principal, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{Backend, TestDb};
 
-/// The signing key every test service and test client shares.
-pub const SIGNING_KEY: &str = "crs-tests-signing-key-0123456789abcdef";
+pub use crate::keys::{issuer, token};
+
 /// The key that seals webhook secrets, shared by the test services that hold one (intake and
 /// notification, the services with a `[webhooks]` section).
 pub const WEBHOOK_SECRET_KEY: &str = "crs-tests-webhook-secret-key-0123456789abcdef";
-
-/// Signs test tokens with [`SIGNING_KEY`].
-pub fn authority() -> TokenAuthority {
-    TokenAuthority::new(&SecretString::from(SIGNING_KEY), "crs").expect("a valid test key")
-}
-
-/// A bearer token for `principal`, valid for an hour.
-pub fn token(principal: &Principal) -> String {
-    authority().issue(principal, 3600).expect("issue a test token").token
-}
 
 /// An admin principal.
 pub fn admin() -> Principal {
@@ -59,7 +48,6 @@ impl ServiceEnv {
             ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
             ("CRS_DATABASE__URL", db.url.clone()),
             ("CRS_REDIS__URL", crate::redis::shared_url()),
-            ("CRS_AUTH__SIGNING_KEY", SIGNING_KEY.to_owned()),
             ("CRS_OUTBOX__POLL_INTERVAL_MS", "200".to_owned()),
             ("CRS_OUTBOX__INITIAL_BACKOFF_MS", "100".to_owned()),
             ("CRS_OUTBOX__MAX_BACKOFF_MS", "500".to_owned()),
@@ -67,6 +55,7 @@ impl ServiceEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        vars.extend(crate::keys::auth_env(S::NAME));
         if S::DEFAULTS.lines().any(|l| l.trim() == "[webhooks]") {
             vars.insert("CRS_WEBHOOKS__SECRET_KEY".to_owned(), WEBHOOK_SECRET_KEY.to_owned());
         }
@@ -104,7 +93,7 @@ fn peer_names(defaults: &str) -> Vec<String> {
 
 /// A service running in this process.
 pub struct Running {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when its `[tls]` is on.
     pub url: String,
     pub addr: SocketAddr,
     /// Where its `/metrics` is served.
@@ -117,13 +106,22 @@ pub struct Running {
 pub async fn start<S: Service>(env: &ServiceEnv) -> Running {
     crs_platform::telemetry::init_for_tests();
     let cfg = crs_platform::app::config_from_env::<S>(env.vars()).expect("a valid test configuration");
+    // A TLS service is asked about its health as its peers would ask: with its own certificate.
+    let tls = cfg.tls().enabled.then(|| own_client_tls(cfg.tls()));
     let app = S::build(cfg).await.expect("the service builds");
     let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
-    let url = format!("http://{addr}");
+    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    crate::wait_serving(&url, Duration::from_secs(30)).await.expect("the service reports SERVING");
+    crate::wait_serving_with(&url, tls.as_ref(), Duration::from_secs(30)).await.expect("the service reports SERVING");
     Running { url, addr, admin_addr, shutdown, task }
+}
+
+/// A client with the service's own certificate, key and CA.
+fn own_client_tls(tls: &crs_platform::config::TlsConfig) -> crs_platform::tls::ClientTls {
+    let read = |path: &str| std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let (ca, cert, key) = (read(&tls.ca_file), read(&tls.cert_file), read(&tls.key_file));
+    crs_platform::tls::ClientTls::from_pem(&ca, Some((&cert, &key))).expect("the service's TLS material")
 }
 
 impl Running {

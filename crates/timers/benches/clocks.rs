@@ -49,34 +49,6 @@ fn pct(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn private_redis() -> PrivateRedis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is installed");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    PrivateRedis { port, child }
-}
-
 async fn used_memory(redis: &RedisHandle) -> i64 {
     let mut conn = redis.get().await.unwrap();
     let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.unwrap();
@@ -137,18 +109,19 @@ fn main() {
     let n: usize = std::env::var("BENCH_CLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let rate: f64 = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(25_000.0);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let redis_server = private_redis();
+    let redis_server = crs_testkit::PrivateRedis::start();
     let dir = std::env::temp_dir().join(format!("crs-timers-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     rt.block_on(async {
         let db = crs_platform::db::connect::<Migrator>(&DatabaseConfig {
             url: format!("sqlite://{}/clocks.db?mode=rwc", dir.display()),
             max_connections: 1,
+            acquire_timeout_ms: 3000,
             migrate: true,
         })
         .await
         .unwrap();
-        let redis = RedisHandle::new(&format!("redis://127.0.0.1:{}", redis_server.port)).unwrap();
+        let redis = RedisHandle::new(&format!("redis://127.0.0.1:{}", redis_server.port())).unwrap();
         let index = TimerIndex::new(redis.clone(), "crs:timers");
         println!("SLA timers: private redis-server, SQLite database, this machine");
 
@@ -204,8 +177,9 @@ fn main() {
     });
 
     // 5. The ceiling: redis-benchmark on the same server, 50 clients, no pipelining.
-    let zadd = redis_benchmark(redis_server.port, &["ZADD", "crs:bench:z", "__rand_int__", "__rand_int__"]);
-    let zrange = redis_benchmark(redis_server.port, &["ZRANGEBYSCORE", "crs:bench:z", "0", "1000", "LIMIT", "0", "10"]);
+    let zadd = redis_benchmark(redis_server.port(), &["ZADD", "crs:bench:z", "__rand_int__", "__rand_int__"]);
+    let zrange =
+        redis_benchmark(redis_server.port(), &["ZRANGEBYSCORE", "crs:bench:z", "0", "1000", "LIMIT", "0", "10"]);
     match (zadd, zrange) {
         (Some(a), Some(r)) => println!("redis-benchmark ceiling: ZADD {a:.0}/s, ZRANGEBYSCORE {r:.0}/s"),
         _ => println!("redis-benchmark not found (Debian: apt-get install redis-tools); no ceiling"),

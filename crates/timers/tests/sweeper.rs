@@ -215,57 +215,9 @@ async fn stopping_a_clock_cancels_everything_pending() {
     assert_eq!(cases.get("decided"), None, "a stopped clock never fires");
 }
 
-/// A redis-server of the test's own, to flush or kill.
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = PrivateRedis { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_clock_still_fires_after_flushall() {
-    let redis = PrivateRedis::start();
+    let redis = crs_testkit::PrivateRedis::start();
     let rig = Rig::new(&redis.url()).await;
     let sweeper = rig.sweeper(30_000);
     sweeper.rebuild().await.unwrap();
@@ -289,7 +241,7 @@ async fn every_clock_still_fires_after_flushall() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_fire_from_the_database_while_redis_is_down() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = crs_testkit::PrivateRedis::start();
     let rig = Rig::new(&redis.url()).await;
     let sweeper = rig.sweeper(30_000);
     sweeper.rebuild().await.unwrap();

@@ -21,7 +21,7 @@ use crate::validate;
 use crate::views::to_agency;
 
 const DEFAULT_TOKEN_TTL_SECS: u64 = 24 * 3600;
-const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
+const MAX_TOKEN_TTL_SECS: u64 = crs_platform::revocation::MAX_TOKEN_TTL_SECS as u64;
 
 /// The agency fields that creation and update share, for validation.
 struct AgencyFields<'a> {
@@ -273,10 +273,12 @@ impl Intake {
         active.status = Set(AgencyStatus::Suspended as i32);
         active.updated_at = Set(now);
         let updated = active.update(&txn).await?;
-        record_revocation(&txn, &format!("subject:{subject}"), None, &principal).await?;
+        // Every token of a suspended agency, whenever issued.
+        let revoked = Revoked::Subject { subject, before: crs_platform::revocation::FOREVER };
+        record_revocation(&txn, &revoked, &principal, now).await?;
         txn.commit().await?;
-        self.publish(&[Revoked::Subject(subject)]).await;
-        tracing::warn!(agency_id = %updated.id, reason = %req.reason, "agency suspended");
+        self.publish(&[revoked]).await;
+        tracing::warn!(agency_id = %updated.id, by = %principal.subject(), "agency suspended");
         Ok(to_agency(&updated))
     }
 
@@ -337,8 +339,14 @@ impl Intake {
     pub(crate) async fn issue_token(&self, principal: Principal, req: IssueTokenRequest) -> Result<IssueTokenResponse> {
         auth::require_role(&principal, &[Role::Admin])?;
         let subject = Principal::from_subject(&req.subject, &req.roles).ok_or_else(|| {
-            IntakeError::invalid("subject", "must be agency:<id>, reviewer:<id> (with known roles) or service:<name>")
+            IntakeError::invalid("subject", "must be agency:<id> or reviewer:<id> (with known roles)")
         })?;
+        if let Principal::Service { .. } = subject {
+            return Err(IntakeError::invalid(
+                "subject",
+                "service principals prove themselves with their own keys; tokens are issued to agencies and reviewers",
+            ));
+        }
         if let Principal::Agency { id } = &subject {
             let agency = self.agency(id).await.map_err(|_| IntakeError::invalid("subject", "names no agency"))?;
             if agency.status != AgencyStatus::Active as i32 {
@@ -349,7 +357,7 @@ impl Intake {
             return Err(IntakeError::invalid("ttl_seconds", format!("at most {MAX_TOKEN_TTL_SECS}")));
         }
         let ttl = if req.ttl_seconds == 0 { DEFAULT_TOKEN_TTL_SECS } else { req.ttl_seconds };
-        let issued = self.authority.issue(&subject, ttl).map_err(IntakeError::Internal)?;
+        let issued = self.issuer.issue(&subject, ttl).map_err(IntakeError::Internal)?;
         issued_token::ActiveModel::from(issued_token::Model {
             token_id: issued.token_id.clone(),
             subject: subject.subject(),
@@ -367,8 +375,9 @@ impl Intake {
         })
     }
 
-    /// Revokes a token by id. Tokens this service did not issue are revoked for the longest
-    /// lifetime a token can have.
+    /// Revokes one token by id, or every token of a subject issued until now. A token id this
+    /// service did not issue (a development token, say) is revoked for the longest lifetime a
+    /// token can have.
     pub(crate) async fn revoke_token(
         &self,
         principal: Principal,
@@ -376,36 +385,69 @@ impl Intake {
     ) -> Result<RevokeTokenResponse> {
         auth::require_role(&principal, &[Role::Admin])?;
         let mut v = FieldViolations::new();
-        validate::check_token(&mut v, "token_id", &req.token_id, 128);
+        match (req.token_id.is_empty(), req.subject.is_empty()) {
+            (false, true) => validate::check_token(&mut v, "token_id", &req.token_id, 128),
+            (true, false) => {
+                if Principal::from_subject(&req.subject, &[]).is_none_or(|p| matches!(p, Principal::Service { .. })) {
+                    v.add("subject", "must be agency:<id> or reviewer:<id>");
+                }
+            }
+            _ => v.add("token_id", "give exactly one of token_id or subject"),
+        }
         v.into_result()?;
         let now = now_millis();
         let txn = self.db.begin().await?;
-        let expires_at = match issued_token::Entity::find_by_id(req.token_id.clone()).one(&txn).await? {
-            Some(token) => {
-                let expires_at = token.expires_at;
-                let mut active: issued_token::ActiveModel = token.into();
-                active.revoked_at = Set(Some(now));
-                active.update(&txn).await?;
-                expires_at
-            }
-            None => now / 1000 + MAX_TOKEN_TTL_SECS as i64,
+        let revoked = if req.subject.is_empty() {
+            let expires_at = match issued_token::Entity::find_by_id(req.token_id.clone()).one(&txn).await? {
+                Some(token) => {
+                    let expires_at = token.expires_at;
+                    let mut active: issued_token::ActiveModel = token.into();
+                    active.revoked_at = Set(Some(now));
+                    active.update(&txn).await?;
+                    expires_at
+                }
+                None => now / 1000 + MAX_TOKEN_TTL_SECS as i64,
+            };
+            Revoked::Token { token_id: req.token_id.clone(), expires_at }
+        } else {
+            Revoked::Subject { subject: req.subject.clone(), before: now / 1000 }
         };
-        record_revocation(&txn, &format!("token:{}", req.token_id), Some(expires_at), &principal).await?;
+        record_revocation(&txn, &revoked, &principal, now).await?;
         txn.commit().await?;
-        self.publish(&[Revoked::Token { token_id: req.token_id.clone(), expires_at }]).await;
-        tracing::warn!(token_id = %req.token_id, by = %principal.subject(), "token revoked");
+        self.publish(&[revoked]).await;
+        tracing::warn!(token_id = %req.token_id, subject = %req.subject, by = %principal.subject(), "revoked");
         Ok(RevokeTokenResponse {})
     }
 
     /// Sends revocations to every service; if Redis is away, the periodic re-publish catches up.
     async fn publish(&self, revoked: &[Revoked]) {
-        if let Err(e) = self.revocations.publish(&self.redis, revoked).await {
+        let version = match self.revocation_version().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the revocation version; the re-publish will send it");
+                self.revocations.add(revoked);
+                return;
+            }
+        };
+        if let Err(e) = self.revocations.publish(&self.redis, revoked, version).await {
             tracing::warn!(error = %e, "revocation recorded but not yet distributed; will retry");
         }
     }
 
-    /// Publishes every revocation still in force (after a Redis restart the list is rebuilt).
-    pub(crate) async fn republish_revocations(&self) -> Result<()> {
+    /// The list's version: when its latest entry was recorded.
+    async fn revocation_version(&self) -> Result<i64> {
+        Ok(revocation::Entity::find()
+            .select_only()
+            .column_as(revocation::Column::RevokedAt.max(), "v")
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await?
+            .flatten()
+            .unwrap_or(0))
+    }
+
+    /// Every revocation still in force, and the list's version.
+    async fn revocations_in_force(&self) -> Result<(Vec<Revoked>, i64)> {
         let now = now_millis() / 1000;
         let rows = revocation::Entity::find()
             .filter(
@@ -415,30 +457,66 @@ impl Intake {
             )
             .all(&self.db)
             .await?;
-        let revoked: Vec<Revoked> = rows
+        let revoked = rows
             .into_iter()
             .filter_map(|r| match (r.entry.split_once(':'), r.expires_at) {
                 (Some(("token", id)), Some(expires_at)) => Some(Revoked::Token { token_id: id.to_owned(), expires_at }),
-                (Some(("subject", s)), _) => Some(Revoked::Subject(s.to_owned())),
+                (Some(("subject", s)), None) => {
+                    Some(Revoked::Subject { subject: s.to_owned(), before: crs_platform::revocation::FOREVER })
+                }
+                (Some(("subject", s)), Some(_)) => {
+                    Some(Revoked::Subject { subject: s.to_owned(), before: r.revoked_at / 1000 })
+                }
                 _ => None,
             })
             .collect();
-        self.revocations.publish(&self.redis, &revoked).await.map_err(IntakeError::Internal)
+        Ok((revoked, self.revocation_version().await?))
+    }
+
+    /// Loads the list from the database into this process (intake knows it before any call).
+    pub(crate) async fn load_revocations(&self) -> Result<()> {
+        let (revoked, version) = self.revocations_in_force().await?;
+        self.revocations.load(&revoked, version);
+        if let Err(e) = self.revocations.publish(&self.redis, &revoked, version).await {
+            tracing::warn!(error = %e, "revocation list not yet distributed; will retry");
+        }
+        Ok(())
+    }
+
+    /// Publishes every revocation still in force (after a Redis restart the list is rebuilt).
+    pub(crate) async fn republish_revocations(&self) -> Result<()> {
+        let (revoked, version) = self.revocations_in_force().await?;
+        self.revocations.publish(&self.redis, &revoked, version).await.map_err(IntakeError::Internal)
     }
 }
 
+/// Keeps a revocation in intake's database, the list's truth. A subject revoked again keeps the
+/// later moment.
 async fn record_revocation<C: sea_orm::ConnectionTrait>(
     conn: &C,
-    entry: &str,
-    expires_at: Option<i64>,
+    revoked: &Revoked,
     by: &Principal,
+    now: i64,
 ) -> Result<()> {
-    let row =
-        revocation::Model { entry: entry.to_owned(), expires_at, revoked_by: by.subject(), revoked_at: now_millis() };
-    match revocation::Entity::find_by_id(entry.to_owned()).one(conn).await? {
+    let (entry, expires_at) = match revoked {
+        Revoked::Token { token_id, expires_at } => (format!("token:{token_id}"), Some(*expires_at)),
+        Revoked::Subject { subject, before } if *before >= crs_platform::revocation::FOREVER => {
+            (format!("subject:{subject}"), None)
+        }
+        Revoked::Subject { subject, before } => {
+            (format!("subject:{subject}"), Some(before + crs_platform::revocation::MAX_TOKEN_TTL_SECS))
+        }
+    };
+    let row = revocation::Model { entry: entry.clone(), expires_at, revoked_by: by.subject(), revoked_at: now };
+    match revocation::Entity::find_by_id(entry).one(conn).await? {
         Some(existing) => {
+            // A revocation for good (a suspension) is never narrowed to "tokens until now".
+            let expires_at =
+                if existing.expires_at.is_none() && existing.entry.starts_with("subject:") { None } else { expires_at };
             let mut active: revocation::ActiveModel = existing.into();
             active.expires_at = Set(expires_at);
+            active.revoked_by = Set(by.subject());
+            active.revoked_at = Set(now);
             active.update(conn).await?;
         }
         None => {

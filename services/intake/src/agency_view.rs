@@ -72,40 +72,62 @@ impl Intake {
         if let Some(b) = before {
             cond = cond.add(request::Column::ReceivedAt.lt(b));
         }
-        // Newest first; the token is the position after the last one returned.
-        if let Some((at, id)) = cursor {
-            cond = cond.add(
-                Condition::any()
-                    .add(request::Column::ReceivedAt.lt(at))
-                    .add(Condition::all().add(request::Column::ReceivedAt.eq(at)).add(request::Column::Id.lt(id))),
-            );
+        // Newest first, read a chunk at a time so a page of large requests stops at the byte
+        // budget without loading the rest; the token is the position after the last one returned.
+        let mut page: Vec<crs_proto::intake::GovernmentRequest> = Vec::new();
+        let (mut bytes, mut more, mut position) = (0usize, false, cursor);
+        'chunks: while (page.len() as u64) < size {
+            let mut chunk_cond = cond.clone();
+            if let Some((at, id)) = &position {
+                chunk_cond = chunk_cond.add(Condition::any().add(request::Column::ReceivedAt.lt(*at)).add(
+                    Condition::all().add(request::Column::ReceivedAt.eq(*at)).add(request::Column::Id.lt(id.clone())),
+                ));
+            }
+            let want = (size - page.len() as u64).min(LIST_CHUNK);
+            let rows = request::Entity::find()
+                .filter(chunk_cond)
+                .order_by_desc(request::Column::ReceivedAt)
+                .order_by_desc(request::Column::Id)
+                .limit(want + 1)
+                .all(&self.db)
+                .await?;
+            let chunk_more = rows.len() as u64 > want;
+            let rows: Vec<_> = rows.into_iter().take(want as usize).collect();
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let mut items: std::collections::HashMap<String, Vec<request_item::Model>> = Default::default();
+            for item in request_item::Entity::find()
+                .filter(request_item::Column::RequestId.is_in(ids))
+                .order_by_asc(request_item::Column::ItemIndex)
+                .all(&self.db)
+                .await?
+            {
+                items.entry(item.request_id.clone()).or_default().push(item);
+            }
+            for (i, r) in rows.iter().enumerate() {
+                let view = to_government_request(r, items.get(&r.id).map_or(&[][..], |v| v));
+                let len = prost::Message::encoded_len(&view);
+                if !page.is_empty() && bytes + len > paging::MAX_PAGE_BYTES {
+                    more = true;
+                    break 'chunks;
+                }
+                bytes += len;
+                page.push(view);
+                position = Some((r.received_at, r.id.clone()));
+                if i + 1 == rows.len() {
+                    more = chunk_more;
+                }
+            }
+            if !chunk_more {
+                break;
+            }
         }
-        let rows = request::Entity::find()
-            .filter(cond)
-            .order_by_desc(request::Column::ReceivedAt)
-            .order_by_desc(request::Column::Id)
-            .limit(size + 1)
-            .all(&self.db)
-            .await?;
-        let more = rows.len() as u64 > size;
-        let rows: Vec<_> = rows.into_iter().take(size as usize).collect();
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let mut items: std::collections::HashMap<String, Vec<request_item::Model>> = Default::default();
-        for item in request_item::Entity::find()
-            .filter(request_item::Column::RequestId.is_in(ids))
-            .order_by_asc(request_item::Column::ItemIndex)
-            .all(&self.db)
-            .await?
-        {
-            items.entry(item.request_id.clone()).or_default().push(item);
-        }
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => paging::encode("requests", &filters, &[&last.received_at.to_string(), &last.id]),
+        let next_page_token = match (more, &position) {
+            (true, Some((at, id))) => paging::encode("requests", &filters, &[&at.to_string(), id]),
             _ => String::new(),
         };
-        Ok(ListRequestsResponse {
-            requests: rows.iter().map(|r| to_government_request(r, items.get(&r.id).map_or(&[][..], |v| v))).collect(),
-            next_page_token,
-        })
+        Ok(ListRequestsResponse { requests: page, next_page_token })
     }
 }
+
+/// Requests read per query while filling a page.
+const LIST_CHUNK: u64 = 50;

@@ -2,7 +2,7 @@
 //! rate limits.
 
 use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use serde::Deserialize;
 
@@ -10,6 +10,10 @@ use serde::Deserialize;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50051"
+
+[auth]
+service_key_file = "data/keys/intake.key"
+token_signing_key_file = "data/keys/tokens.key"
 
 [admin]
 listen_addr = "127.0.0.1:9101"
@@ -25,13 +29,15 @@ notification = "http://127.0.0.1:50054"
 # The key that seals agencies' callback secrets (at rest and in the hand-off to notification,
 # which holds the same key): inline `secret_key`, or a file of at least 32 random bytes.
 [webhooks]
-secret_key_file = "data/webhook-secret.key"
+secret_key_file = "data/keys/webhook-secret.key"
 
 [limits]
 max_items = 1000
 max_keywords = 20
 max_string_len = 2048
 max_text_len = 20000
+max_request_bytes = 4194304
+max_watch_streams_per_agency = 4
 idempotency_retention_secs = 86400
 
 # Every submission is checked against its agency's rate and daily quota, its jurisdiction's and
@@ -76,6 +82,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
+    pub tls: TlsConfig,
     pub peers: Peers,
     pub webhooks: crs_platform::secrets::SecretKeyConfig,
     pub limits: Limits,
@@ -93,6 +100,12 @@ impl Config {
         check_peer("peers.legal_review", &self.peers.legal_review)?;
         check_peer("peers.notification", &self.peers.notification)?;
         crs_platform::secrets::SecretBox::from_config("webhooks", &self.webhooks)?;
+        // A decision travels with the request it decides: leave it room in every hand-off.
+        anyhow::ensure!(
+            self.limits.max_request_bytes <= crs_platform::server::MAX_MESSAGE_BYTES / 2,
+            "limits.max_request_bytes must be at most {} (half the gRPC message bound)",
+            crs_platform::server::MAX_MESSAGE_BYTES / 2
+        );
         self.rate_limits.check()
     }
 }
@@ -116,6 +129,11 @@ pub struct Limits {
     pub max_string_len: usize,
     /// Longest legal basis, justification or answer.
     pub max_text_len: usize,
+    /// Largest request, in bytes once stored: every hand-off carries it, within the gRPC
+    /// message bound every service shares (`crs_platform::server::MAX_MESSAGE_BYTES`).
+    pub max_request_bytes: usize,
+    /// Open `WatchRequests` streams one agency may hold on one intake replica.
+    pub max_watch_streams_per_agency: usize,
     /// How long an idempotency key names its request; a client may retry for this long.
     pub idempotency_retention_secs: i64,
 }

@@ -21,18 +21,28 @@ pub enum IntakeError {
     /// The owner of the request's case refused what was asked (e.g. a withdrawal after a decision).
     #[error("{0}")]
     Refused(String),
+    /// The agency holds as many open streams as it may.
+    #[error("agency {agency} already holds {max} open WatchRequests streams; close one first")]
+    TooManyStreams { agency: String, max: usize },
     /// A service this call depends on could not be reached: nothing was done; retry.
     #[error("{peer} cannot be reached ({why}); nothing was changed, retry")]
     PeerUnavailable { peer: &'static str, why: String },
     #[error("rate limit `{}` exceeded for {}; retry in {:.1} s", .0.tightest().name, .0.tightest().subject, .0.tightest().retry_after.as_secs_f64())]
     RateLimited(Box<crs_ratelimit::Decision>),
+    /// The database could not be reached: nothing was done; the caller may retry.
+    #[error("the service's database cannot be reached now; retry")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for IntakeError {
     fn from(e: sea_orm::DbErr) -> Self {
-        IntakeError::Internal(e.into())
+        if crs_platform::db::is_unavailable(&e) {
+            IntakeError::Unavailable(e.to_string())
+        } else {
+            IntakeError::Internal(e.into())
+        }
     }
 }
 
@@ -58,7 +68,9 @@ impl ServiceError for IntakeError {
             IntakeError::IdempotencyKeyReused(_) => Code::AlreadyExists,
             IntakeError::WrongState { .. } | IntakeError::Refused(_) => Code::FailedPrecondition,
             IntakeError::PeerUnavailable { .. } => Code::Unavailable,
+            IntakeError::TooManyStreams { .. } => Code::ResourceExhausted,
             IntakeError::RateLimited(_) => Code::ResourceExhausted,
+            IntakeError::Unavailable(_) => Code::Unavailable,
             IntakeError::Internal(_) => Code::Internal,
         }
     }

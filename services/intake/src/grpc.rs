@@ -60,7 +60,12 @@ impl IntakeService for Intake {
 
     async fn watch_requests(&self, request: Request<WatchRequestsRequest>) -> Reply<Self::WatchRequestsStream> {
         let principal = auth::principal(&request)?;
-        Ok(Response::new(self.watch(principal, request.into_inner()).await?))
+        let token = request
+            .extensions()
+            .get::<crs_platform::auth::Verified>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+        Ok(Response::new(self.watch(principal, token, request.into_inner()).await?))
     }
 }
 

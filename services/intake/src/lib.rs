@@ -42,6 +42,9 @@ use tonic::server::NamedService;
 pub use config::{Config, DEFAULTS, Limits, Peers};
 pub use service::Intake;
 
+/// How often intake re-publishes the revocation list (the other services wait for it at start).
+const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The intake service, bound and ready to serve.
 pub struct Application {
     platform: Platform,
@@ -57,26 +60,30 @@ impl crs_platform::app::Service for Application {
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         cfg.rate_limits.check()?;
         let secrets = crs_platform::secrets::SecretBox::from_config("webhooks", &cfg.webhooks)?;
-        let platform = Platform::start::<migration::Migrator>(&cfg).await?;
+        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         agencies::seal_legacy_secrets(&platform.db, &secrets).await?;
-        let credentials = platform.authority.service_credentials(Self::NAME);
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let triage = crs_platform::peers::connect(&cfg.peers.triage, credentials.clone(), timeout)?;
-        let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials.clone(), timeout)?;
-        let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
+        let triage = platform.peer("triage", &cfg.peers.triage, timeout)?;
+        let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
+        let notification = platform.peer("notification", &cfg.peers.notification, timeout)?;
         let relay =
             platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(triage, review.clone(), notification));
         let intake = Intake::new(
             platform.db.clone(),
             platform.outbox.clone(),
-            platform.authority.clone(),
+            platform
+                .issuer
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("intake issues tokens: set auth.token_signing_key_file"))?,
             platform.redis.clone(),
             platform.revocations.clone(),
-            LegalReviewInternalServiceClient::new(review),
+            crs_platform::bounded!(LegalReviewInternalServiceClient::new(review)),
             cfg.limits,
             cfg.rate_limits.clone(),
             secrets,
         );
+        // Intake's database is the truth about revocations: known before the first call.
+        intake.load_revocations().await?;
         Ok(Self { platform, intake, relay })
     }
 
@@ -91,9 +98,9 @@ impl crs_platform::app::Service for Application {
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, intake, relay } = self;
         let housekeeping = tokio::spawn(housekeeping(intake.clone(), shutdown.clone()));
-        let routes = tonic::service::Routes::new(IntakeServiceServer::new(intake.clone()))
-            .add_service(AgencyAdminServiceServer::new(intake.clone()))
-            .add_service(IntakeInternalServiceServer::new(intake));
+        let routes = tonic::service::Routes::new(crs_platform::bounded!(IntakeServiceServer::new(intake.clone())))
+            .add_service(crs_platform::bounded!(AgencyAdminServiceServer::new(intake.clone())))
+            .add_service(crs_platform::bounded!(IntakeInternalServiceServer::new(intake)));
         let names = [
             <IntakeServiceServer<Intake> as NamedService>::NAME,
             <AgencyAdminServiceServer<Intake> as NamedService>::NAME,
@@ -108,7 +115,7 @@ impl crs_platform::app::Service for Application {
 /// Intake's periodic work: keep the revocation list in Redis complete (it may have restarted
 /// empty), release idempotency keys past retention, and end open streams on shutdown.
 async fn housekeeping(intake: Intake, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(REPUBLISH_INTERVAL);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {

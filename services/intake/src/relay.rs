@@ -10,9 +10,9 @@ use crs_proto::triage::AssessRequestRequest;
 use crs_proto::triage::triage_internal_service_client::TriageInternalServiceClient;
 
 pub fn routes(triage: PeerChannel, review: PeerChannel, notification: PeerChannel) -> [(&'static str, Handler); 5] {
-    let triage = TriageInternalServiceClient::new(triage);
-    let review = LegalReviewInternalServiceClient::new(review);
-    let notification = NotificationInternalServiceClient::new(notification);
+    let triage = crs_platform::bounded!(TriageInternalServiceClient::new(triage));
+    let review = crs_platform::bounded!(LegalReviewInternalServiceClient::new(review));
+    let notification = crs_platform::bounded!(NotificationInternalServiceClient::new(notification));
     let (review2, notification2) = (review.clone(), notification.clone());
     [
         route(move |r: AssessRequestRequest| {

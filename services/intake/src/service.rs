@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crs_platform::auth::{self, Principal, Role, TokenAuthority};
+use crs_platform::auth::{self, Principal, Role, TokenIssuer};
 use crs_platform::outbox::{Outbox, statement};
 use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
@@ -18,7 +18,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::Limits;
+use crate::config::Limits;
 use crate::entities::{agency, request, request_item, status_event};
 use crate::error::IntakeError;
 
@@ -28,7 +28,8 @@ pub(crate) type Result<T> = std::result::Result<T, IntakeError>;
 pub struct Intake {
     pub(crate) db: DatabaseConnection,
     pub(crate) outbox: Outbox,
-    pub(crate) authority: TokenAuthority,
+    /// Signs the tokens `IssueToken` hands out.
+    pub(crate) issuer: TokenIssuer,
     pub(crate) redis: RedisHandle,
     pub(crate) revocations: Revocations,
     pub(crate) limits: Arc<Limits>,
@@ -42,6 +43,8 @@ pub struct Intake {
     pub(crate) review: LegalReviewInternalServiceClient<PeerChannel>,
     /// Seals agencies' callback secrets; intake never opens them (only notification signs).
     pub(crate) secrets: SecretBox,
+    /// Open `WatchRequests` streams per agency.
+    pub(crate) watchers: crate::watch::Watchers,
 }
 
 impl Intake {
@@ -49,7 +52,7 @@ impl Intake {
     pub fn new(
         db: DatabaseConnection,
         outbox: Outbox,
-        authority: TokenAuthority,
+        issuer: TokenIssuer,
         redis: RedisHandle,
         revocations: Revocations,
         review: LegalReviewInternalServiceClient<PeerChannel>,
@@ -63,7 +66,7 @@ impl Intake {
             limiter,
             db,
             outbox,
-            authority,
+            issuer,
             redis,
             revocations,
             limits: Arc::new(limits),
@@ -71,6 +74,7 @@ impl Intake {
             stopping: CancellationToken::new(),
             review,
             secrets,
+            watchers: Default::default(),
         }
     }
 

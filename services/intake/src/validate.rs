@@ -5,7 +5,7 @@ use crs_platform::error::FieldViolations;
 use crs_proto::common::{Category, ContentItem, Keyword, LegalInstrument, RequestedAction};
 use crs_proto::intake::SubmitRequestRequest;
 
-use crate::Limits;
+use crate::config::Limits;
 use crate::entities::agency;
 
 /// Query parameters that only track who clicked; removing them makes equal content equal.
@@ -78,6 +78,17 @@ pub fn submission(
     check_line(&mut v, "issuing_authority", &req.issuing_authority, limits.max_string_len, false);
 
     let items = check_items(&mut v, &req.items, limits);
+    // Every hand-off downstream carries the whole request: bound its size so each one fits.
+    let stored = prost::Message::encoded_len(req) + items.iter().map(|i| i.content_key.len() + 16).sum::<usize>();
+    if stored > limits.max_request_bytes {
+        v.add(
+            "items",
+            format!(
+                "the request is {stored} bytes once stored; at most {} are taken: split it",
+                limits.max_request_bytes
+            ),
+        );
+    }
     v.into_result().map(|()| ValidSubmission { items })
 }
 

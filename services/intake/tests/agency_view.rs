@@ -157,6 +157,23 @@ async fn listing_pages_filters_and_withdrawal(backend: Backend) {
     }
     let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
     assert_eq!(listed, newest_first);
+    // A page token is good for its own list and filters only, and not once altered.
+    let first =
+        client.list_requests(ListRequestsRequest { page_size: 2, ..Default::default() }).await.unwrap().into_inner();
+    let token = first.next_page_token;
+    let mut altered = token.clone().into_bytes();
+    let last = altered.len() - 3;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    for (page_token, status) in
+        [(String::from_utf8(altered).unwrap(), 0), (token.clone(), RequestStatus::Received as i32)]
+    {
+        let err = client
+            .list_requests(ListRequestsRequest { page_size: 2, page_token, status, ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("page_token"), "{}", err.message());
+    }
 
     let security = client
         .list_requests(ListRequestsRequest { category: Category::RiskForPublicSecurity as i32, ..Default::default() })
@@ -245,7 +262,7 @@ async fn revocations_reach_every_replica(backend: Backend) {
         }
     };
     assert_eq!(probe(&second, zoe.clone()).await, Code::NotFound, "the token works before revocation");
-    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id.clone() }).await.unwrap();
+    admin.revoke_token(RevokeTokenRequest { token_id: issued.token_id.clone(), ..Default::default() }).await.unwrap();
     assert_eq!(probe(&first, zoe.clone()).await, Code::Unauthenticated, "at once where it was revoked");
     eventually(Duration::from_secs(3), || {
         let p = probe(&second, zoe.clone());

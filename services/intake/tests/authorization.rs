@@ -2,11 +2,10 @@
 
 mod support;
 
-use crs_platform::auth::{Principal, Role, TokenAuthority};
+use crs_platform::auth::{Principal, Role, TokenIssuer};
 use crs_proto::common::RequestStatus;
 use crs_proto::intake::*;
 use crsctl::{Bearer, connect};
-use secrecy::SecretString;
 use support::{Backend, Intake, valid_request};
 use tonic::Code;
 
@@ -124,8 +123,8 @@ impl World {
             Caller::NoToken => None,
             Caller::Garbage => Some(Bearer::new("not-a-token").unwrap()),
             Caller::ForeignKey => {
-                let foreign =
-                    TokenAuthority::new(&SecretString::from("another-deployment-key-0123456789abcdef"), "crs").unwrap();
+                let foreign_key = crs_platform::keys::KeyPair::from_seed([42; 32]).unwrap();
+                let foreign = TokenIssuer::new(&foreign_key.private_pem, "crs").unwrap();
                 Some(Bearer::for_principal(&foreign, &Principal::Agency { id: self.own.clone() }).unwrap())
             }
             Caller::OwnAgency => p(Principal::Agency { id: self.own.clone() }),
@@ -220,9 +219,10 @@ impl World {
                 .issue_token(IssueTokenRequest { subject: format!("agency:{}", self.own), ..Default::default() })
                 .await
                 .map(|_| ()),
-            Rpc::RevokeToken => {
-                admin.revoke_token(RevokeTokenRequest { token_id: uuid::Uuid::new_v4().to_string() }).await.map(|_| ())
-            }
+            Rpc::RevokeToken => admin
+                .revoke_token(RevokeTokenRequest { token_id: uuid::Uuid::new_v4().to_string(), ..Default::default() })
+                .await
+                .map(|_| ()),
         };
         result.err().map_or(Code::Ok, |s| s.code())
     }

@@ -697,8 +697,23 @@ impl LegalReview {
                 active.queue = Set(fresh.queue);
                 active.priority = Set(fresh.priority);
                 active.trace_context = Set(fresh.trace_context);
+                active.version = Set(existing.version + 1);
                 active.updated_at = Set(now);
                 let row = active.update(&txn).await?;
+                // Intake learnt of the withdrawal when it asked; this makes sure its view agrees.
+                self.outbox
+                    .send(
+                        &txn,
+                        &UpdateStatusRequest {
+                            request_id: id.clone(),
+                            status: RequestStatus::Withdrawn as i32,
+                            note: "withdrawn by the agency".into(),
+                            occurred_at: Some(timestamp_from_millis(existing.created_at)),
+                            case_version: row.version as u64,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 fx.record(&row, &p.subject(), "enqueue", json!({ "withdrawn_before": true, "request": details }));
                 self.finish(txn, row, fx, None, now).await?;
             }

@@ -4,7 +4,7 @@
 use crs_domain::approval::ApprovalPolicy;
 use crs_domain::vocab::Instrument;
 use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use serde::Deserialize;
 
@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50053"
+
+[auth]
+service_key_file = "data/keys/legal-review.key"
 
 [admin]
 listen_addr = "127.0.0.1:9103"
@@ -52,6 +55,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
+    pub tls: TlsConfig,
     pub peers: Peers,
     pub review: ReviewConfig,
     pub timers: TimerConfig,

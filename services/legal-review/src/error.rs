@@ -21,13 +21,20 @@ pub enum ReviewError {
     AlreadyDecided { id: String, decision: String },
     #[error("idempotency key {0:?} was already used for another command")]
     IdempotencyKeyReused(String),
+    /// The database could not be reached: nothing was done; the caller may retry.
+    #[error("the service's database cannot be reached now; retry")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for ReviewError {
     fn from(e: sea_orm::DbErr) -> Self {
-        ReviewError::Internal(e.into())
+        if crs_platform::db::is_unavailable(&e) {
+            ReviewError::Unavailable(e.to_string())
+        } else {
+            ReviewError::Internal(e.into())
+        }
     }
 }
 
@@ -64,6 +71,7 @@ impl ServiceError for ReviewError {
             },
             ReviewError::AlreadyDecided { .. } => Code::FailedPrecondition,
             ReviewError::IdempotencyKeyReused(_) => Code::AlreadyExists,
+            ReviewError::Unavailable(_) => Code::Unavailable,
             ReviewError::Internal(_) => Code::Internal,
         }
     }

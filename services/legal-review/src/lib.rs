@@ -50,11 +50,10 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         let approval = cfg.review.approval.policy()?;
-        let platform = Platform::start::<migration::Migrator>(&cfg).await?;
-        let credentials = platform.authority.service_credentials(Self::NAME);
+        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let intake = crs_platform::peers::connect(&cfg.peers.intake, credentials.clone(), timeout)?;
-        let notification = crs_platform::peers::connect(&cfg.peers.notification, credentials, timeout)?;
+        let intake = platform.peer("intake", &cfg.peers.intake, timeout)?;
+        let notification = platform.peer("notification", &cfg.peers.notification, timeout)?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(intake, notification));
         let timers = crs_timers::index::TimerIndex::new(platform.redis.clone(), &cfg.timers.key_prefix);
         let queue_metrics = Duration::from_millis(cfg.review.queue_metrics_interval_ms);
@@ -91,8 +90,8 @@ impl crs_platform::app::Service for Application {
         let mut known = review.cfg.queues.clone();
         known.push(review.cfg.escalation_queue.clone());
         let queues = tokio::spawn(metrics::watch_queues(platform.db.clone(), known, queue_metrics, shutdown.clone()));
-        let routes = tonic::service::Routes::new(LegalReviewServiceServer::new(review.clone()))
-            .add_service(LegalReviewInternalServiceServer::new(review));
+        let routes = tonic::service::Routes::new(crs_platform::bounded!(LegalReviewServiceServer::new(review.clone())))
+            .add_service(crs_platform::bounded!(LegalReviewInternalServiceServer::new(review)));
         let names = [
             <LegalReviewServiceServer<LegalReview> as NamedService>::NAME,
             <LegalReviewInternalServiceServer<LegalReview> as NamedService>::NAME,

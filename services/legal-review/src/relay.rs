@@ -8,8 +8,8 @@ use crs_proto::notification::NotifyRequest;
 use crs_proto::notification::notification_internal_service_client::NotificationInternalServiceClient;
 
 pub fn routes(intake: PeerChannel, notification: PeerChannel) -> [(&'static str, Handler); 2] {
-    let intake = IntakeInternalServiceClient::new(intake);
-    let notification = NotificationInternalServiceClient::new(notification);
+    let intake = crs_platform::bounded!(IntakeInternalServiceClient::new(intake));
+    let notification = crs_platform::bounded!(NotificationInternalServiceClient::new(notification));
     [
         route(move |r: UpdateStatusRequest| {
             let mut c = intake.clone();

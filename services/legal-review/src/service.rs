@@ -32,6 +32,9 @@ pub(crate) fn case_span(action: &'static str, case_id: &str, stored_trace: Optio
     span
 }
 
+/// Cases read per query while filling a page.
+const LIST_CHUNK: u64 = 50;
+
 #[derive(Clone)]
 pub struct LegalReview {
     pub(crate) db: DatabaseConnection,
@@ -118,46 +121,75 @@ impl LegalReview {
         if req.only_mine {
             cond = cond.add(case::Column::AssignedReviewer.eq(p.subject()));
         }
-        // Most urgent first: highest priority, then the nearest deadline, then id.
-        if let Some(pos) = after {
-            let bad = || ReviewError::invalid("page_token", "is not a token this service issued");
-            let [priority, due, id] = <[String; 3]>::try_from(pos).map_err(|_| bad())?;
-            let (priority, due): (i32, i64) = (priority.parse().map_err(|_| bad())?, due.parse().map_err(|_| bad())?);
-            cond = cond.add(
-                Condition::any()
-                    .add(case::Column::Priority.lt(priority))
-                    .add(Condition::all().add(case::Column::Priority.eq(priority)).add(case::Column::DueAt.gt(due)))
-                    .add(
-                        Condition::all()
-                            .add(case::Column::Priority.eq(priority))
-                            .add(case::Column::DueAt.eq(due))
-                            .add(case::Column::Id.gt(id)),
-                    ),
-            );
-        }
-        let rows = case::Entity::find()
-            .filter(cond)
-            .order_by_desc(case::Column::Priority)
-            .order_by_asc(case::Column::DueAt)
-            .order_by_asc(case::Column::Id)
-            .limit(size + 1)
-            .all(&self.db)
-            .await?;
-        let more = rows.len() as u64 > size;
-        let rows: Vec<case::Model> = rows.into_iter().take(size as usize).collect();
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let around = store::around(&self.db, &ids).await?;
+        // Most urgent first: highest priority, then the nearest deadline, then id. Read a chunk
+        // at a time, so a page of large cases stops at the byte budget without loading the rest.
+        let bad = || ReviewError::invalid("page_token", "is not a token this service issued");
+        let mut position: Option<(i32, i64, String)> = match after {
+            Some(pos) => {
+                let [priority, due, id] = <[String; 3]>::try_from(pos).map_err(|_| bad())?;
+                Some((priority.parse().map_err(|_| bad())?, due.parse().map_err(|_| bad())?, id))
+            }
+            None => None,
+        };
         let now = now_millis();
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => {
-                paging::encode("cases", &filters, &[&last.priority.to_string(), &last.due_at.to_string(), &last.id])
+        let (mut cases, mut bytes, mut more) = (Vec::new(), 0usize, false);
+        'chunks: while (cases.len() as u64) < size {
+            let mut chunk_cond = cond.clone();
+            if let Some((priority, due, id)) = &position {
+                chunk_cond = chunk_cond.add(
+                    Condition::any()
+                        .add(case::Column::Priority.lt(*priority))
+                        .add(
+                            Condition::all()
+                                .add(case::Column::Priority.eq(*priority))
+                                .add(case::Column::DueAt.gt(*due)),
+                        )
+                        .add(
+                            Condition::all()
+                                .add(case::Column::Priority.eq(*priority))
+                                .add(case::Column::DueAt.eq(*due))
+                                .add(case::Column::Id.gt(id.clone())),
+                        ),
+                );
+            }
+            let want = (size - cases.len() as u64).min(LIST_CHUNK);
+            let rows = case::Entity::find()
+                .filter(chunk_cond)
+                .order_by_desc(case::Column::Priority)
+                .order_by_asc(case::Column::DueAt)
+                .order_by_asc(case::Column::Id)
+                .limit(want + 1)
+                .all(&self.db)
+                .await?;
+            let chunk_more = rows.len() as u64 > want;
+            let rows: Vec<case::Model> = rows.into_iter().take(want as usize).collect();
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let around = store::around(&self.db, &ids).await?;
+            for (i, r) in rows.iter().enumerate() {
+                let view = crate::views::to_case(r, &around, now);
+                let len = prost::Message::encoded_len(&view);
+                if !cases.is_empty() && bytes + len > paging::MAX_PAGE_BYTES {
+                    more = true;
+                    break 'chunks;
+                }
+                bytes += len;
+                cases.push(view);
+                position = Some((r.priority, r.due_at, r.id.clone()));
+                if i + 1 == rows.len() {
+                    more = chunk_more;
+                }
+            }
+            if !chunk_more {
+                break;
+            }
+        }
+        let next_page_token = match (more, &position) {
+            (true, Some((priority, due, id))) => {
+                paging::encode("cases", &filters, &[&priority.to_string(), &due.to_string(), id])
             }
             _ => String::new(),
         };
-        Ok(ListCasesResponse {
-            cases: rows.iter().map(|r| crate::views::to_case(r, &around, now)).collect(),
-            next_page_token,
-        })
+        Ok(ListCasesResponse { cases, next_page_token })
     }
 
     /// Hands the caller the most urgent case of a queue they may claim, claimed.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use crs_platform::secrets::{SecretBox, SecretKeyConfig};
 use secrecy::SecretString;
@@ -14,6 +14,9 @@ use serde::Deserialize;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50054"
+
+[auth]
+service_key_file = "data/keys/notification.key"
 
 [admin]
 listen_addr = "127.0.0.1:9104"
@@ -34,7 +37,7 @@ poll_interval_ms = 1000
 
 [webhooks]
 timeout_ms = 15000
-secret_key_file = "data/webhook-secret.key"
+secret_key_file = "data/keys/webhook-secret.key"
 allow_cidrs = []
 rotation_overlap_secs = 86400
 
@@ -58,6 +61,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
+    pub tls: TlsConfig,
     pub delivery: DeliveryConfig,
     pub webhooks: WebhookConfig,
     pub email: EmailConfig,

@@ -18,13 +18,20 @@ pub enum NotificationError {
     /// A concurrent change won (e.g. expected_version no longer matches).
     #[error("{0}")]
     Aborted(String),
+    /// The database could not be reached: nothing was done; the caller may retry.
+    #[error("the service's database cannot be reached now; retry")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for NotificationError {
     fn from(e: sea_orm::DbErr) -> Self {
-        NotificationError::Internal(e.into())
+        if crs_platform::db::is_unavailable(&e) {
+            NotificationError::Unavailable(e.to_string())
+        } else {
+            NotificationError::Internal(e.into())
+        }
     }
 }
 
@@ -50,6 +57,7 @@ impl ServiceError for NotificationError {
             NotificationError::NotFound(_) => Code::NotFound,
             NotificationError::FailedPrecondition(_) => Code::FailedPrecondition,
             NotificationError::Aborted(_) => Code::Aborted,
+            NotificationError::Unavailable(_) => Code::Unavailable,
             NotificationError::Internal(_) => Code::Internal,
         }
     }

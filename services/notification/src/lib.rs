@@ -53,7 +53,7 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         let secrets = SecretBox::from_config("webhooks", &cfg.webhooks.key())?;
-        let platform = Platform::start::<migration::Migrator>(&cfg).await?;
+        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         metrics::register();
         subscriptions::seal_legacy_secrets(&platform.db, &secrets).await?;
 
@@ -99,8 +99,9 @@ impl crs_platform::app::Service for Application {
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, notifications, scheduler, relay, stopping } = self;
-        let routes = tonic::service::Routes::new(NotificationServiceServer::new(notifications.clone()))
-            .add_service(NotificationInternalServiceServer::new(notifications));
+        let routes =
+            tonic::service::Routes::new(crs_platform::bounded!(NotificationServiceServer::new(notifications.clone())))
+                .add_service(crs_platform::bounded!(NotificationInternalServiceServer::new(notifications)));
         let names = [
             <NotificationServiceServer<Notifications> as NamedService>::NAME,
             <NotificationInternalServiceServer<Notifications> as NamedService>::NAME,

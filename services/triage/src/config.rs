@@ -1,7 +1,7 @@
 //! Triage's configuration: the shared sections, its peers and its policy file.
 
 use crs_platform::config::{
-    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig,
+    AdminConfig, AuthConfig, DatabaseConfig, OutboxConfig, RedisConfig, ServerConfig, TelemetryConfig, TlsConfig,
 };
 use serde::Deserialize;
 
@@ -9,6 +9,9 @@ use serde::Deserialize;
 pub const DEFAULTS: &str = r#"
 [server]
 listen_addr = "127.0.0.1:50052"
+
+[auth]
+service_key_file = "data/keys/triage.key"
 
 [admin]
 listen_addr = "127.0.0.1:9102"
@@ -33,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
+    pub tls: TlsConfig,
     pub peers: Peers,
     pub policies: PolicyConfig,
 }

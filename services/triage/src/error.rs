@@ -12,13 +12,20 @@ pub enum TriageError {
     Auth(#[from] AuthError),
     #[error("no assessment for request {0}")]
     NotFound(String),
+    /// The database could not be reached: nothing was done; the caller may retry.
+    #[error("the service's database cannot be reached now; retry")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for TriageError {
     fn from(e: sea_orm::DbErr) -> Self {
-        TriageError::Internal(e.into())
+        if crs_platform::db::is_unavailable(&e) {
+            TriageError::Unavailable(e.to_string())
+        } else {
+            TriageError::Internal(e.into())
+        }
     }
 }
 
@@ -36,6 +43,7 @@ impl ServiceError for TriageError {
             TriageError::InvalidArgument(_) => Code::InvalidArgument,
             TriageError::Auth(e) => e.code(),
             TriageError::NotFound(_) => Code::NotFound,
+            TriageError::Unavailable(_) => Code::Unavailable,
             TriageError::Internal(_) => Code::Internal,
         }
     }

@@ -36,10 +36,9 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         let policies = cfg.policies.load()?;
-        let platform = Platform::start::<migration::Migrator>(&cfg).await?;
-        let credentials = platform.authority.service_credentials(Self::NAME);
+        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
-        let review = crs_platform::peers::connect(&cfg.peers.legal_review, credentials, timeout)?;
+        let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(review));
         let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies);
         Ok(Self { platform, triage, relay })
@@ -55,8 +54,8 @@ impl crs_platform::app::Service for Application {
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { platform, triage, relay } = self;
-        let routes = tonic::service::Routes::new(TriageServiceServer::new(triage.clone()))
-            .add_service(TriageInternalServiceServer::new(triage));
+        let routes = tonic::service::Routes::new(crs_platform::bounded!(TriageServiceServer::new(triage.clone())))
+            .add_service(crs_platform::bounded!(TriageInternalServiceServer::new(triage)));
         let names = [
             <TriageServiceServer<Triage> as NamedService>::NAME,
             <TriageInternalServiceServer<Triage> as NamedService>::NAME,

@@ -6,7 +6,7 @@ use crs_proto::review::EnqueueCaseRequest;
 use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
 
 pub fn routes(review: PeerChannel) -> [(&'static str, Handler); 1] {
-    let review = LegalReviewInternalServiceClient::new(review);
+    let review = crs_platform::bounded!(LegalReviewInternalServiceClient::new(review));
     [route(move |r: EnqueueCaseRequest| {
         let mut c = review.clone();
         async move { c.enqueue_case(r).await.map(drop) }

@@ -8,6 +8,7 @@ tests run each binary with `--check-config` on what this renders.
 {{- define "crs.ports" -}}
 grpc: 50051
 metrics: 9100
+health: 50052
 {{- end -}}
 
 {{- define "crs.paths" -}}
@@ -15,8 +16,7 @@ configDir: /etc/crs
 configFile: /etc/crs/config.toml
 policiesDir: /etc/crs/policies
 policiesFile: /etc/crs/policies/sla-policies.toml
-authDir: /var/run/secrets/crs/auth
-signingKeyFile: /var/run/secrets/crs/auth/signing.key
+keysDir: /var/run/secrets/crs/keys
 tlsDir: /var/run/secrets/crs/tls
 caDir: /var/run/secrets/crs/ca
 webhooksDir: /var/run/secrets/crs/webhooks
@@ -30,11 +30,10 @@ webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
 {{- printf "%s:%v" $host .port -}}
 {{- end -}}
 
-{{/* The address at which a component is called by its peers. */}}
+{{/* The address at which a component is called by its peers: https:// with TLS on. */}}
 {{- define "crs.peerUrl" -}}
 {{- $ports := include "crs.ports" . | fromYaml -}}
-{{- $tls := .ctx.Values.global.tls -}}
-{{- $scheme := ternary "https" "http" (and $tls.enabled $tls.configureServices) -}}
+{{- $scheme := ternary "https" "http" .ctx.Values.global.tls.enabled -}}
 {{- printf "%s://%s.%s.svc:%v" $scheme (include "crs.componentName" .) .ctx.Release.Namespace $ports.grpc -}}
 {{- end -}}
 
@@ -73,9 +72,13 @@ webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
   "server" (dict "listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.grpc)) "shutdown_grace_secs" (include "crs.shutdownGraceSeconds" $ctx | int))
   "admin" (dict "listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.metrics)))
   "database" (dict "max_connections" ($v.database.maxConnections | int))
-  "auth" (dict "signing_key_file" $paths.signingKeyFile "issuer" $g.auth.issuer)
+  "auth" (include "crs.authConfig" . | fromYaml)
   "telemetry" $telemetry
 -}}
+{{- if $g.tls.enabled -}}
+{{- /* The gRPC port speaks only TLS: probes ask a plaintext port that serves health alone. */ -}}
+{{- $_ := set $cfg.server "health_listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.health)) -}}
+{{- end -}}
 {{- if $meta.peers -}}
 {{- $peers := dict -}}
 {{- range $key, $peer := $meta.peers -}}
@@ -131,17 +134,43 @@ trial: true
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret holding the token signing key: (dict "name" secret "key" key). */}}
-{{- define "crs.signingKeySecret" -}}
-{{- $sk := .Values.global.auth.signingKey -}}
-{{- if $sk.existingSecret -}}
-name: {{ $sk.existingSecret }}
-key: {{ $sk.existingSecretKey }}
+{{/* The Secret holding the deployment's keys: (dict "name" secret "generated" bool). */}}
+{{- define "crs.keysSecret" -}}
+{{- with .Values.global.auth.keys.existingSecret -}}
+name: {{ . }}
 {{- else -}}
-name: {{ include "crs.fullnameWith" (dict "ctx" . "suffix" "signing-key") }}
-key: signing.key
+name: {{ include "crs.fullnameWith" (dict "ctx" . "suffix" "keys") }}
 generated: true
 {{- end -}}
+{{- end -}}
+
+{{/*
+A component's [auth] section: the token issuer's public key, its own private key, and the
+directory of every service's public key; intake also signs agencies' and reviewers' tokens.
+Takes (dict "ctx" $ "component" "...").
+*/}}
+{{- define "crs.authConfig" -}}
+{{- $paths := include "crs.paths" . | fromYaml -}}
+issuer: {{ .ctx.Values.global.auth.issuer | quote }}
+token_public_key_files: [{{ printf "%s/tokens.pub" $paths.keysDir | quote }}]
+service_key_file: {{ printf "%s/%s.key" $paths.keysDir .component | quote }}
+service_public_keys_dir: {{ $paths.keysDir | quote }}
+{{- if eq .component "intake" }}
+token_signing_key_file: {{ printf "%s/tokens.key" $paths.keysDir | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The files of the keys Secret a component's pod mounts. Takes (dict "ctx" $ "component" "..."). */}}
+{{- define "crs.keyFiles" -}}
+{{- $files := list "tokens.pub" -}}
+{{- range $c := include "crs.componentNames" .ctx | fromYamlArray -}}
+{{- $files = append $files (printf "%s.pub" $c) -}}
+{{- end -}}
+{{- $files = append $files (printf "%s.key" .component) -}}
+{{- if eq .component "intake" -}}
+{{- $files = append $files "tokens.key" -}}
+{{- end -}}
+{{- toYaml $files -}}
 {{- end -}}
 
 {{/* The Secret holding the key that seals webhook secrets: (dict "name" secret "key" key). */}}
@@ -191,13 +220,17 @@ generated: true
     secretKeyRef:
       name: {{ $redis.name }}
       key: {{ $redis.key }}
-{{- if and $g.tls.enabled $g.tls.configureServices }}
+{{- if $g.tls.enabled }}
+- name: CRS_TLS__ENABLED
+  value: "true"
 - name: CRS_TLS__CERT_FILE
   value: {{ $paths.tlsDir }}/tls.crt
 - name: CRS_TLS__KEY_FILE
   value: {{ $paths.tlsDir }}/tls.key
 - name: CRS_TLS__CA_FILE
   value: {{ $paths.caDir }}/ca.crt
+- name: CRS_TLS__CLIENT_AUTH
+  value: {{ $g.tls.clientAuth | quote }}
 {{- end }}
 {{- if include "crs.holdsWebhookSecretKey" . }}
 - name: CRS_WEBHOOKS__SECRET_KEY_FILE

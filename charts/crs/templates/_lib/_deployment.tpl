@@ -1,7 +1,7 @@
 {{/*
 A component's Deployment: one container running the component's binary from the shared image,
-with native gRPC probes on grpc.health.v1, a preStop pause before the drain, a read-only root
-file system and no service account token. Takes (dict "ctx" $ "component" "...").
+with native gRPC probes on grpc.health.v1 (on the plaintext health port when TLS is on), a
+preStop pause before the drain, a read-only root file system and no service account token. Takes (dict "ctx" $ "component" "...").
 */}}
 {{- define "crs.lib.deployment" -}}
 {{- $ctx := .ctx -}}
@@ -10,7 +10,7 @@ file system and no service account token. Takes (dict "ctx" $ "component" "...")
 {{- $g := $ctx.Values.global -}}
 {{- $ports := include "crs.ports" . | fromYaml -}}
 {{- $paths := include "crs.paths" . | fromYaml -}}
-{{- $signingKey := include "crs.signingKeySecret" $ctx | fromYaml }}
+{{- $keys := include "crs.keysSecret" $ctx | fromYaml }}
 {{- $webhookKey := include "crs.webhookSecretKeySecret" $ctx | fromYaml }}
 ---
 apiVersion: apps/v1
@@ -87,12 +87,18 @@ spec:
             - name: metrics
               containerPort: {{ $ports.metrics }}
               protocol: TCP
+            {{- if $g.tls.enabled }}
+            - name: health
+              containerPort: {{ $ports.health }}
+              protocol: TCP
+            {{- end }}
           env:
             {{- include "crs.serviceEnv" . | nindent 12 }}
           {{- range $probe := list "startup" "readiness" "liveness" }}
           {{ $probe }}Probe:
             grpc:
-              port: {{ $ports.grpc }}
+              {{- /* With TLS on, the gRPC port speaks only TLS, which the kubelet's gRPC probes do not. */}}
+              port: {{ ternary $ports.health $ports.grpc $g.tls.enabled }}
               service: {{ ternary "liveness" "" (eq $probe "liveness") | quote }}
             {{- toYaml (index $g.probes $probe) | nindent 12 }}
           {{- end }}
@@ -108,8 +114,8 @@ spec:
             - name: config
               mountPath: {{ $paths.configDir }}
               readOnly: true
-            - name: signing-key
-              mountPath: {{ $paths.authDir }}
+            - name: keys
+              mountPath: {{ $paths.keysDir }}
               readOnly: true
             - name: tmp
               mountPath: /tmp
@@ -138,13 +144,16 @@ spec:
             items:
               - key: config.toml
                 path: config.toml
-        - name: signing-key
+        # Every public key, and of the private keys only this component's own.
+        - name: keys
           secret:
-            secretName: {{ $signingKey.name }}
+            secretName: {{ $keys.name }}
             defaultMode: 0440
             items:
-              - key: {{ $signingKey.key }}
-                path: signing.key
+              {{- range $file := include "crs.keyFiles" . | fromYamlArray }}
+              - key: {{ $file }}
+                path: {{ $file }}
+              {{- end }}
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi

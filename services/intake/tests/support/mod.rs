@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crs_intake::Application;
-use crs_platform::auth::{Principal, Role, TokenAuthority};
+use crs_platform::auth::{Principal, Role, TokenIssuer};
 use crs_proto::common::{Category, ContentItem, LegalInstrument, RequestedAction};
 use crs_proto::intake::agency_admin_service_client::AgencyAdminServiceClient;
 use crs_proto::intake::intake_service_client::IntakeServiceClient;
@@ -18,10 +18,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 pub use crs_testkit::Backend;
 
-pub const KEY: &str = crs_testkit::service::SIGNING_KEY;
-
-pub fn authority() -> TokenAuthority {
-    crs_testkit::service::authority()
+/// The test deployment's token issuer.
+pub fn issuer() -> TokenIssuer {
+    crs_testkit::service::issuer()
 }
 
 /// A running intake.
@@ -33,7 +32,7 @@ pub struct Intake {
     /// Where `/metrics` is served.
     pub admin_addr: std::net::SocketAddr,
     pub db: DatabaseConnection,
-    pub authority: TokenAuthority,
+    pub issuer: TokenIssuer,
     pub test_db: TestDb,
     running: Running,
 }
@@ -72,7 +71,7 @@ impl Intake {
             url: running.url.clone(),
             admin_addr: running.admin_addr,
             db: conn,
-            authority: authority(),
+            issuer: issuer(),
             test_db: db,
             running,
         }
@@ -87,7 +86,7 @@ impl Intake {
     }
 
     pub fn bearer(&self, principal: Principal) -> Bearer {
-        Bearer::for_principal(&self.authority, &principal).unwrap()
+        Bearer::new(&crs_testkit::keys::token(&principal)).unwrap()
     }
 
     pub fn admin(&self) -> Bearer {
@@ -187,7 +186,7 @@ impl Process {
         let child = cmd
             .env("CRS_DATABASE__URL", db_url)
             .env("CRS_REDIS__URL", crs_testkit::redis::shared_url())
-            .env("CRS_AUTH__SIGNING_KEY", KEY)
+            .envs(crs_testkit::keys::auth_env("intake"))
             .env("CRS_WEBHOOKS__SECRET_KEY", crs_testkit::service::WEBHOOK_SECRET_KEY)
             .env("CRS_PEERS__TRIAGE", "http://127.0.0.1:9")
             .env("CRS_PEERS__LEGAL_REVIEW", "http://127.0.0.1:9")
