@@ -21,6 +21,7 @@ mod metrics;
 pub mod migration;
 mod projection;
 mod relay;
+mod retention;
 mod service;
 mod submit;
 pub mod validate;
@@ -59,7 +60,8 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         cfg.rate_limits.check()?;
-        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
+        let mut platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
+        platform.retain(retention::rules(&cfg.retention));
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let triage = platform.peer("triage", &cfg.peers.triage, timeout)?;
         let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
@@ -77,6 +79,7 @@ impl crs_platform::app::Service for Application {
             platform.revocations.clone(),
             crs_platform::bounded!(LegalReviewInternalServiceClient::new(review)),
             cfg.limits,
+            cfg.retention.idempotency_secs,
             cfg.rate_limits.clone(),
         );
         // Intake's database is the truth about revocations: known before the first call.
@@ -110,7 +113,7 @@ impl crs_platform::app::Service for Application {
 }
 
 /// Intake's periodic work: keep the revocation list in Redis complete (it may have restarted
-/// empty), release idempotency keys past retention, and end open streams on shutdown.
+/// empty), and end open streams on shutdown.
 async fn housekeeping(intake: Intake, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(REPUBLISH_INTERVAL);
     loop {
@@ -123,11 +126,6 @@ async fn housekeeping(intake: Intake, shutdown: CancellationToken) {
         }
         if let Err(e) = intake.republish_revocations().await {
             tracing::debug!(error = %e, "revocations not re-published this round");
-        }
-        match intake.expire_idempotency_keys().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(released = n, "idempotency keys past retention released"),
-            Err(e) => tracing::warn!(error = %e, "cannot release expired idempotency keys"),
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
     pub tls: TlsConfig,
+    pub retention: crs_platform::config::RetentionConfig,
     pub webhooks: WebhookConfig,
 }
 
