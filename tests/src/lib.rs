@@ -52,28 +52,77 @@ pub struct Suite {
     patience: Duration,
 }
 
+/// How to start a [`Suite`]: `Suite::options(backend).redis(url).set("intake", KEY, value).start()`.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    backend: Backend,
+    redis: String,
+    /// The PostgreSQL server the databases are created on (default: the tests' server).
+    postgres_admin_url: String,
+    patience: Duration,
+    extra: Vec<(String, String, String)>,
+}
+
+impl SuiteOptions {
+    /// The Redis every service uses (default: the shared one).
+    pub fn redis(mut self, url: &str) -> Self {
+        self.redis = url.to_owned();
+        self
+    }
+
+    /// The PostgreSQL server the services' databases are created on, e.g. a
+    /// [`crs_testkit::PrivatePostgres`] a test stops and starts.
+    pub fn postgres(mut self, admin_url: &str) -> Self {
+        self.postgres_admin_url = admin_url.to_owned();
+        self
+    }
+
+    /// How long each service gets to report SERVING (default 60 s).
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// Sets a `CRS_*` variable of one service.
+    pub fn set(mut self, service: &str, key: &str, value: impl Into<String>) -> Self {
+        self.extra.push((service.to_owned(), key.to_owned(), value.into()));
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Suite> {
+        Suite::start_full(self).await
+    }
+}
+
 impl Suite {
+    pub fn options(backend: Backend) -> SuiteOptions {
+        SuiteOptions {
+            backend,
+            redis: redis_url(),
+            postgres_admin_url: crs_testkit::db::postgres_admin_url(),
+            patience: Duration::from_secs(60),
+            extra: Vec::new(),
+        }
+    }
+
     /// Starts all four services and waits until each reports SERVING.
     pub async fn start(backend: Backend) -> anyhow::Result<Suite> {
-        Self::start_with_redis(backend, &redis_url(), Duration::from_secs(60)).await
+        Self::options(backend).start().await
     }
 
     /// Starts the services with extra settings: `(service, CRS_* variable, value)`.
     pub async fn start_with(backend: Backend, extra: &[(&str, &str, String)]) -> anyhow::Result<Suite> {
-        Self::start_full(backend, &redis_url(), Duration::from_secs(60), extra).await
+        extra.iter().fold(Self::options(backend), |o, (svc, k, v)| o.set(svc, k, v.clone())).start().await
     }
 
     /// Starts the services against `redis`, giving each `patience` to report SERVING.
     pub async fn start_with_redis(backend: Backend, redis: &str, patience: Duration) -> anyhow::Result<Suite> {
-        Self::start_full(backend, redis, patience, &[]).await
+        Self::options(backend).redis(redis).patience(patience).start().await
     }
 
-    async fn start_full(
-        backend: Backend,
-        redis: &str,
-        patience: Duration,
-        extra: &[(&str, &str, String)],
-    ) -> anyhow::Result<Suite> {
+    async fn start_full(options: SuiteOptions) -> anyhow::Result<Suite> {
+        let SuiteOptions { backend, redis, postgres_admin_url, patience, extra } = options;
+        let redis = redis.as_str();
         crs_platform::telemetry::init_for_tests();
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = std::env::temp_dir().join(format!("crs-e2e-{run}"));
@@ -90,12 +139,13 @@ impl Suite {
         let mut databases = Vec::new();
         let mut db_urls = HashMap::new();
         for svc in SERVICES {
-            let db = TestDb::fresh(
+            let db = TestDb::fresh_on(
                 match backend {
                     Backend::Sqlite => crs_testkit::Backend::Sqlite,
                     Backend::Postgres => crs_testkit::Backend::Postgres,
                 },
                 &format!("e2e_{svc}"),
+                &postgres_admin_url,
             )
             .await?;
             db_urls.insert(svc, db.url.clone());
@@ -144,7 +194,7 @@ impl Suite {
                 ],
                 _ => vec![],
             })
-            .chain(extra.iter().filter(|(s, _, _)| *s == svc).map(|(_, k, v)| (k.to_string(), v.clone())))
+            .chain(extra.iter().filter(|(s, _, _)| s == svc).map(|(_, k, v)| (k.clone(), v.clone())))
             .collect();
             let listeners = listeners.remove(svc).expect("bound above");
             processes.insert(svc, Process { env, listeners, child: None, log: dir.join(format!("{svc}.log")) });
@@ -201,6 +251,12 @@ impl Suite {
         }
     }
 
+    /// What `svc`'s health says right now (`grpc.health.v1` status), or `None` if it does not
+    /// answer within two seconds.
+    pub async fn health(&self, svc: &str) -> Option<i32> {
+        health_of(self.url(svc)).await
+    }
+
     pub async fn wait_serving(&self, svc: &str) -> anyhow::Result<()> {
         crsctl::wait_serving(self.url(svc), self.patience)
             .await
@@ -217,9 +273,14 @@ impl Suite {
 
     /// Starts a killed service again on the same port and database, and waits for it.
     pub async fn restart(&mut self, svc: &'static str) -> anyhow::Result<()> {
-        self.kill(svc);
-        self.spawn(svc)?;
+        self.respawn(svc)?;
         self.wait_serving(svc).await
+    }
+
+    /// Starts a killed service again on the same port and database, without waiting for it.
+    pub fn respawn(&mut self, svc: &'static str) -> anyhow::Result<()> {
+        self.kill(svc);
+        self.spawn(svc)
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
@@ -260,4 +321,21 @@ impl Drop for Suite {
             }
         }
     }
+}
+
+/// What the server at `url` says of its health (`grpc.health.v1` status), or `None` if it does
+/// not answer within two seconds.
+pub async fn health_of(url: &str) -> Option<i32> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    let reply = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .ok()?;
+    Some(reply.into_inner().status)
 }

@@ -35,7 +35,7 @@ pub fn may_call_internal(principal: &Principal, path: &str) -> bool {
 }
 
 /// Paths anyone may call: health checks and server reflection.
-fn is_open(path: &str) -> bool {
+pub(crate) fn is_open(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
 }
 

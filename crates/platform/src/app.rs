@@ -36,6 +36,7 @@ pub trait ServiceConfig: DeserializeOwned {
     fn telemetry(&self) -> &TelemetryConfig;
     fn outbox(&self) -> &OutboxConfig;
     fn tls(&self) -> &TlsConfig;
+    fn retention(&self) -> &crate::retention::RetentionConfig;
 
     /// Checks what loading cannot: that files are readable and URLs well formed. The default
     /// checks the shared sections; a service adds its own sections' checks through
@@ -100,6 +101,9 @@ pub struct Platform {
     pub grace: Duration,
     /// The server's bounds (calls per connection, time per call).
     pub server: crate::config::ServerConfig,
+    pub retention: crate::retention::RetentionConfig,
+    /// What the retention job prunes besides the inbox (see [`Platform::retain`]).
+    retention_rules: Vec<crate::retention::Rule>,
 }
 
 impl Platform {
@@ -142,6 +146,8 @@ impl Platform {
             revocations: Revocations::default(),
             grace: Duration::from_secs(cfg.server().shutdown_grace_secs),
             server: cfg.server().clone(),
+            retention: cfg.retention().clone(),
+            retention_rules: Vec::new(),
         })
     }
 
@@ -154,6 +160,12 @@ impl Platform {
     /// and the CA, following reloads. `None` when `[tls]` is off.
     pub fn client_tls(&self) -> Option<crate::tls::ClientTls> {
         self.tls.as_ref().map(crate::tls::Tls::client)
+    }
+
+    /// Adds the service's own data classes to what the retention job prunes (the inbox is
+    /// every service's already).
+    pub fn retain(&mut self, rules: impl IntoIterator<Item = crate::retention::Rule>) {
+        self.retention_rules.extend(rules);
     }
 
     /// A channel to the peer service `peer` at `url`: each call proves this service to that
@@ -190,6 +202,14 @@ impl Platform {
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
         let tls_reload = self.tls.as_ref().map(|tls| tls.spawn_reload(shutdown.clone()));
+        let mut rules = vec![crate::retention::inbox_rule(&self.retention)];
+        rules.extend(self.retention_rules);
+        let retention = crate::retention::spawn(
+            self.db.clone(),
+            rules,
+            Duration::from_secs(self.retention.interval_secs),
+            shutdown.clone(),
+        );
         // Every service offers its operators its outbox's dead letters.
         let routes = routes.add_service(crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer::new(
             crate::dead_letters::OutboxAdmin::new(self.db.clone()),
@@ -214,6 +234,7 @@ impl Platform {
         shutdown.cancel();
         let _ = relay.await;
         let _ = revocations.await;
+        let _ = retention.await;
         if let Some(reload) = tls_reload {
             let _ = reload.await;
         }
@@ -377,7 +398,7 @@ pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
         outbox.initial_backoff_ms,
         outbox.max_backoff_ms
     );
-    Ok(())
+    cfg.retention().check(outbox.max_age_secs)
 }
 
 /// The database section: a `sqlite:` or `postgres:` URL and a usable pool size.
@@ -449,6 +470,9 @@ macro_rules! impl_service_config {
             fn tls(&self) -> &$crate::config::TlsConfig {
                 &self.tls
             }
+            fn retention(&self) -> &$crate::retention::RetentionConfig {
+                &self.retention
+            }
             $($check)*
         }
     };
@@ -483,6 +507,7 @@ mod tests {
         telemetry: TelemetryConfig,
         outbox: OutboxConfig,
         tls: TlsConfig,
+        retention: crate::retention::RetentionConfig,
         peers: TestPeers,
     }
 

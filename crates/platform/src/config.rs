@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
+pub use crate::retention::RetentionConfig;
+
 /// Where the gRPC server listens and how long it drains on shutdown.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +175,13 @@ max_backoff_ms = 30000
 call_timeout_ms = 5000
 max_age_secs = 86400
 
+# How long each class of data is kept (see README, Retention).
+[retention]
+interval_secs = 3600
+inbox_secs = 2592000
+idempotency_secs = 86400
+request_text_secs = 31536000
+
 [tls]
 enabled = false
 cert_file = ""
@@ -239,7 +248,7 @@ fn merge(base: &mut Table, overlay: Table) {
 }
 
 /// Sets `path` to `raw`, typed after the value it replaces (so `CRS_SERVER__SHUTDOWN_GRACE_SECS=5`
-/// becomes an integer while `CRS_AUTH__SIGNING_KEY=12345` stays a string).
+/// becomes an integer while `CRS_AUTH__ISSUER=12345` stays a string).
 fn set_path(table: &mut Table, path: &[String], raw: &str) -> anyhow::Result<()> {
     let (last, parents) = path.split_last().expect("non-empty path");
     let mut current = table;

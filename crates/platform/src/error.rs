@@ -49,6 +49,15 @@ pub fn to_status<E: ServiceError>(err: &E) -> Status {
     Status::with_error_details_and_metadata(code, message, details, err.metadata())
 }
 
+/// The `(field, description)` violations a status carries (`google.rpc.BadRequest`), as a
+/// caller reads them.
+pub fn field_violations(status: &Status) -> Vec<(String, String)> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| (v.field, v.description)).collect())
+        .unwrap_or_default()
+}
+
 /// `err` and all its causes, joined, for logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();

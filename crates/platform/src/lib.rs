@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod paging;
 pub mod peers;
 pub mod redis;
+pub mod retention;
 pub mod revocation;
 pub mod secrets;
 pub mod server;

@@ -39,6 +39,25 @@ pub static GRPC_SERVER_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("registers once")
 });
 
+/// Rows pruned by the retention job, by data class.
+pub static RETENTION_PRUNED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "crs_retention_pruned_total",
+        "Rows deleted or redacted by the retention job, by data class.",
+        &["class"]
+    )
+    .expect("registers once")
+});
+
+/// Whether the database answered the last health ping (1) or not (0).
+pub static DATABASE_UP: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "crs_database_up",
+        "Whether the database answered the last health ping (1) or not (0)."
+    )
+    .expect("registers once")
+});
+
 /// Hand-offs waiting in this service's outbox.
 pub static OUTBOX_BACKLOG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("crs_outbox_backlog", "Hand-offs waiting in the outbox.", &["service"])

@@ -152,7 +152,9 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let readiness = tokio::spawn(track_readiness(reporter.clone(), names.clone(), deps, shutdown.clone()));
+    let database = DatabaseGate::default();
+    let readiness =
+        tokio::spawn(track_readiness(reporter.clone(), names.clone(), deps, database.clone(), shutdown.clone()));
 
     let drain_started = {
         let reporter = reporter.clone();
@@ -188,6 +190,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .layer(RpcTraceLayer::new(service_names))
         .layer(crate::tls::ClientCertGuardLayer::new(tls.is_some()))
+        .layer(database)
         .layer(access)
         .add_routes(routes)
         .add_service(health_service)
@@ -223,6 +226,7 @@ async fn track_readiness(
     reporter: tonic_health::server::HealthReporter,
     names: Vec<&'static str>,
     deps: Dependencies,
+    database: DatabaseGate,
     shutdown: CancellationToken,
 ) {
     let mut serving = false;
@@ -233,6 +237,7 @@ async fn track_readiness(
     let mut redis_seen = false;
     loop {
         let db_ok = crate::db::ping(&deps.db).await;
+        database.set_answering(db_ok);
         redis_seen = redis_seen || deps.redis.ping().await;
         let ready = db_ok && redis_seen && deps.revocations.is_loaded();
         if ready != serving && !shutdown.is_cancelled() {
@@ -253,6 +258,62 @@ async fn track_readiness(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pause) => {},
         }
+    }
+}
+
+/// Whether the database answered its last ping (each second, bounded to two seconds). While it
+/// does not, calls are answered UNAVAILABLE at once, which clients retry with backoff, instead of
+/// each waiting for a connection that will not come (`database.acquire_timeout_ms`). Health and
+/// reflection still answer.
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseGate {
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DatabaseGate {
+    fn set_answering(&self, answering: bool) {
+        self.down.store(!answering, std::sync::atomic::Ordering::SeqCst);
+        crate::metrics::DATABASE_UP.set(i64::from(answering));
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<S> tower::Layer<S> for DatabaseGate {
+    type Service = Gated<S>;
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated { inner, gate: self.clone() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Gated<S> {
+    inner: S,
+    gate: DatabaseGate,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Gated<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if self.gate.is_down() && !crate::access::is_open(request.uri().path()) {
+            let status = tonic::Status::unavailable("the database is not answering; retry with backoff");
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
+        Box::pin(self.inner.call(request))
     }
 }
 

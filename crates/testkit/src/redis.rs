@@ -9,6 +9,17 @@ pub fn shared_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Marks the shared Redis as holding a published revocation list, as intake does when it starts,
+/// so a service tested without an intake beside it serves people (a service that has never seen
+/// the list refuses them). Adds no revocation and never lowers the list's version.
+pub async fn mark_revocations_published() {
+    let redis = crs_platform::redis::RedisHandle::new(&shared_url()).expect("a Redis URL");
+    crs_platform::revocation::Revocations::default()
+        .publish(&redis, &[], 0)
+        .await
+        .expect("the shared Redis answers (is redis-server running?)");
+}
+
 /// A redis-server of the test's own, which it may kill and restart on the same port.
 #[derive(Debug)]
 pub struct PrivateRedis {

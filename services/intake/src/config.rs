@@ -38,7 +38,6 @@ max_string_len = 2048
 max_text_len = 20000
 max_request_bytes = 4194304
 max_watch_streams_per_agency = 4
-idempotency_retention_secs = 86400
 
 # Every submission is checked against its agency's rate and daily quota, its jurisdiction's and
 # the global limit, all at once. Binding orders (court and government orders) have their own,
@@ -83,6 +82,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
     pub tls: TlsConfig,
+    pub retention: crs_platform::config::RetentionConfig,
     pub peers: Peers,
     pub webhooks: crs_platform::secrets::SecretKeyConfig,
     pub limits: Limits,
@@ -134,6 +134,4 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Open `WatchRequests` streams one agency may hold on one intake replica.
     pub max_watch_streams_per_agency: usize,
-    /// How long an idempotency key names its request; a client may retry for this long.
-    pub idempotency_retention_secs: i64,
 }

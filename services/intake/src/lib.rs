@@ -21,6 +21,7 @@ mod metrics;
 pub mod migration;
 mod projection;
 mod relay;
+mod retention;
 mod service;
 mod submit;
 pub mod validate;
@@ -60,7 +61,8 @@ impl crs_platform::app::Service for Application {
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         cfg.rate_limits.check()?;
         let secrets = crs_platform::secrets::SecretBox::from_config("webhooks", &cfg.webhooks)?;
-        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
+        let mut platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
+        platform.retain(retention::rules(&cfg.retention));
         agencies::seal_legacy_secrets(&platform.db, &secrets).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let triage = platform.peer("triage", &cfg.peers.triage, timeout)?;
@@ -79,6 +81,7 @@ impl crs_platform::app::Service for Application {
             platform.revocations.clone(),
             crs_platform::bounded!(LegalReviewInternalServiceClient::new(review)),
             cfg.limits,
+            cfg.retention.idempotency_secs,
             cfg.rate_limits.clone(),
             secrets,
         );
@@ -113,7 +116,7 @@ impl crs_platform::app::Service for Application {
 }
 
 /// Intake's periodic work: keep the revocation list in Redis complete (it may have restarted
-/// empty), release idempotency keys past retention, and end open streams on shutdown.
+/// empty), and end open streams on shutdown.
 async fn housekeeping(intake: Intake, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(REPUBLISH_INTERVAL);
     loop {
@@ -126,11 +129,6 @@ async fn housekeeping(intake: Intake, shutdown: CancellationToken) {
         }
         if let Err(e) = intake.republish_revocations().await {
             tracing::debug!(error = %e, "revocations not re-published this round");
-        }
-        match intake.expire_idempotency_keys().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(released = n, "idempotency keys past retention released"),
-            Err(e) => tracing::warn!(error = %e, "cannot release expired idempotency keys"),
         }
     }
 }

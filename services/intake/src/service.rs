@@ -33,6 +33,8 @@ pub struct Intake {
     pub(crate) redis: RedisHandle,
     pub(crate) revocations: Revocations,
     pub(crate) limits: Arc<Limits>,
+    /// How long an idempotency key names its request (`retention.idempotency_secs`).
+    pub(crate) idempotency_secs: i64,
     pub(crate) rate_limits: Arc<crate::limits::RateLimitConfig>,
     pub(crate) limiter: Arc<crs_ratelimit::Limiter>,
     /// Woken after every commit that adds status events, so open streams send them at once.
@@ -57,6 +59,7 @@ impl Intake {
         revocations: Revocations,
         review: LegalReviewInternalServiceClient<PeerChannel>,
         limits: Limits,
+        idempotency_secs: i64,
         rate_limits: crate::limits::RateLimitConfig,
         secrets: SecretBox,
     ) -> Self {
@@ -70,6 +73,7 @@ impl Intake {
             redis,
             revocations,
             limits: Arc::new(limits),
+            idempotency_secs,
             events: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             review,

@@ -20,7 +20,7 @@ use crate::validate;
 use crate::views::{to_government_request, to_submission};
 
 /// Idempotency keys past their retention are rewritten with this prefix, freeing the key.
-const EXPIRED_KEY_PREFIX: &str = "~expired:";
+use crate::retention::EXPIRED_KEY_PREFIX;
 
 impl Intake {
     /// Validates, checks the rate limits, and stores the request with its hand-offs. A retry of
@@ -153,7 +153,7 @@ impl Intake {
             .one(&self.db)
             .await?;
         match found {
-            Some(row) if row.received_at < now_millis() - self.limits.idempotency_retention_secs * 1000 => {
+            Some(row) if row.received_at < now_millis() - self.idempotency_secs * 1000 => {
                 self.expire_key(&row.id).await?;
                 Ok(None)
             }
@@ -168,17 +168,6 @@ impl Intake {
             .exec(&self.db)
             .await?;
         Ok(())
-    }
-
-    /// Releases every idempotency key past its retention (run periodically).
-    pub(crate) async fn expire_idempotency_keys(&self) -> Result<u64> {
-        let cutoff = now_millis() - self.limits.idempotency_retention_secs * 1000;
-        let stmt = crs_platform::outbox::statement(
-            sea_orm::ConnectionTrait::get_database_backend(&self.db),
-            "UPDATE requests SET idempotency_key = $1 || id WHERE received_at < $2 AND idempotency_key NOT LIKE $3",
-            vec![EXPIRED_KEY_PREFIX.into(), cutoff.into(), format!("{EXPIRED_KEY_PREFIX}%").into()],
-        );
-        Ok(sea_orm::ConnectionTrait::execute_raw(&self.db, stmt).await?.rows_affected())
     }
 
     async fn replay(&self, existing: request::Model, body_hash: &str, key: &str) -> Result<SubmitRequestResponse> {

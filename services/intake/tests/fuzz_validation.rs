@@ -20,7 +20,6 @@ fn limits() -> Limits {
         max_text_len: 400,
         max_request_bytes: 4096,
         max_watch_streams_per_agency: 4,
-        idempotency_retention_secs: 86400,
     }
 }
 

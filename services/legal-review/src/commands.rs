@@ -550,7 +550,7 @@ impl LegalReview {
             a.update(&txn).await?;
         }
         let mut fx = Effects::default();
-        fx.record(&row, &p.subject(), "answer", json!({ "round": round, "answer": req.answer }));
+        fx.record(&row, &p.subject(), "answer", json!({ "round": round, "answer": agency_text(&req.answer) }));
         let row = self
             .apply(
                 &txn,
@@ -588,7 +588,12 @@ impl LegalReview {
             }
             // A withdrawal before the case: recorded now; the enqueue will find it.
             let mut fx = Effects::default();
-            fx.record(&row, &p.subject(), "withdraw", json!({ "reason": req.reason, "before_enqueue": true }));
+            fx.record(
+                &row,
+                &p.subject(),
+                "withdraw",
+                json!({ "reason": agency_text(&req.reason), "before_enqueue": true }),
+            );
             let mut active: case::ActiveModel = row.into();
             active.version = Set(1);
             active.decision_summary = Set(String::new());
@@ -622,7 +627,7 @@ impl LegalReview {
             Err(r) => return Err(ReviewError::refused(&row.id, r)),
         };
         let mut fx = Effects::default();
-        fx.record(&row, &p.subject(), "withdraw", json!({ "reason": req.reason }));
+        fx.record(&row, &p.subject(), "withdraw", json!({ "reason": agency_text(&req.reason) }));
         let note = req.reason.clone();
         let row = self
             .apply(&txn, Step { row: &row, change: &change, note: &note, now }, &mut fx, |a| {
@@ -766,7 +771,16 @@ fn placeholder(id: &str, now: i64) -> case::Model {
         version: 0,
         created_at: now,
         updated_at: now,
+        text_redacted_at: None,
     }
+}
+
+/// What the audit trail keeps of an agency's own words (an answer, a withdrawal's reason): their
+/// SHA-256 and length, which prove what was said while the text itself (kept with the request)
+/// is subject to retention; the trail itself can never be edited.
+fn agency_text(text: &str) -> serde_json::Value {
+    use sha2::Digest;
+    json!({ "sha256": hex::encode(sha2::Sha256::digest(text.as_bytes())), "chars": text.chars().count() })
 }
 
 fn decision_json(d: &crs_domain::decision::ItemDecision) -> serde_json::Value {

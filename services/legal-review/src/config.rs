@@ -56,6 +56,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub outbox: OutboxConfig,
     pub tls: TlsConfig,
+    pub retention: crs_platform::config::RetentionConfig,
     pub peers: Peers,
     pub review: ReviewConfig,
     pub timers: TimerConfig,

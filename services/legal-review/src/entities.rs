@@ -46,6 +46,9 @@ pub mod case {
         pub version: i64,
         pub created_at: i64,
         pub updated_at: i64,
+        /// When the retention job blanked the finished case's free text (agency's text in the
+        /// submission, questions and answers); `None` while it is kept.
+        pub text_redacted_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

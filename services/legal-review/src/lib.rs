@@ -18,6 +18,7 @@ mod grpc;
 mod metrics;
 pub mod migration;
 mod relay;
+mod retention;
 mod service;
 mod sla;
 mod store;
@@ -50,7 +51,8 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         let approval = cfg.review.approval.policy()?;
-        let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
+        let mut platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
+        platform.retain(retention::rules(&cfg.retention));
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let intake = platform.peer("intake", &cfg.peers.intake, timeout)?;
         let notification = platform.peer("notification", &cfg.peers.notification, timeout)?;

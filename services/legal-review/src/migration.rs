@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
             Box::new(ReviewIntegrity),
             Box::new(crs_platform::outbox::OutboxDeadLetters),
+            Box::new(CaseTextRetention),
         ]
     }
 }
@@ -292,5 +293,25 @@ impl MigrationTrait for ReviewIntegrity {
 
     async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
         Err(DbErr::Migration("the review integrity migration keeps the audit trail and cannot be undone".into()))
+    }
+}
+
+/// When a finished case's free text was blanked by the retention job (see `retention`).
+struct CaseTextRetention;
+
+impl MigrationName for CaseTextRetention {
+    fn name(&self) -> &str {
+        "m20261129_000001_case_text_retention"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CaseTextRetention {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.alter_table(Table::alter().table(t("cases")).add_column(big_null("text_redacted_at")).to_owned()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.alter_table(Table::alter().table(t("cases")).drop_column(t("text_redacted_at")).to_owned()).await
     }
 }

@@ -63,6 +63,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub tls: TlsConfig,
     pub delivery: DeliveryConfig,
+    pub retention: crs_platform::config::RetentionConfig,
     pub webhooks: WebhookConfig,
     pub email: EmailConfig,
     pub appeal: AppealConfig,

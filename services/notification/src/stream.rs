@@ -69,9 +69,8 @@ impl Stream {
         principal: &Principal,
         req: SubscribeRequest,
     ) -> Result<EventStream, NotificationError> {
-        if !matches!(principal, Principal::Service { .. }) {
-            crs_platform::auth::require_role(principal, &[Role::Admin])?;
-        }
+        // Machines outside CRS read streams with a `consumer` token that can do nothing else.
+        crs_platform::auth::require_role(principal, &[Role::Consumer, Role::Admin])?;
         let audience = Audience::try_from(req.audience).unwrap_or(Audience::Unspecified);
         if audience == Audience::Unspecified {
             return Err(NotificationError::invalid("audience", "must be a known audience"));

@@ -27,7 +27,14 @@ async fn stream_subscription(running: &crs_testkit::Running, audience: Audience)
 
 async fn open(running: &crs_testkit::Running, cursor: &str, from_oldest: bool) -> tonic::Streaming<NotificationEvent> {
     let mut consumer =
-        as_principal(running, &crs_platform::auth::Principal::Service { name: "enforcement".into() }).await;
+        as_principal(
+        running,
+        &crs_platform::auth::Principal::Reviewer {
+            id: "enforcement-bridge".into(),
+            roles: vec![crs_platform::auth::Role::Consumer],
+        },
+    )
+    .await;
     consumer
         .subscribe(SubscribeRequest { audience: Audience::Enforcement as i32, cursor: cursor.into(), from_oldest })
         .await

@@ -39,6 +39,9 @@ pub struct CaseSpec {
     pub priority: u32,
     pub budget_secs: i64,
     pub pauses: bool,
+    /// The agency's free text in the submission (legal basis, justification, each item's
+    /// description); empty when `None`.
+    pub free_text: Option<&'static str>,
 }
 
 impl Default for CaseSpec {
@@ -53,6 +56,7 @@ impl Default for CaseSpec {
             priority: 50,
             budget_secs: 86_400,
             pauses: true,
+            free_text: None,
         }
     }
 }
@@ -151,10 +155,13 @@ impl Review {
                     index: i as u32,
                     url: format!("https://social.example/posts/{i}"),
                     content_key: format!("url:https://social.example/posts/{i}"),
+                    description: spec.free_text.unwrap_or_default().to_owned(),
                     ..Default::default()
                 })
                 .collect(),
             received_at: Some(crs_platform::time::timestamp_from_millis(now)),
+            legal_basis: spec.free_text.unwrap_or_default().to_owned(),
+            justification: spec.free_text.unwrap_or_default().to_owned(),
             ..Default::default()
         };
         let assessment = Assessment {
@@ -224,6 +231,32 @@ impl Review {
             })
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// `p` asks the agency `question` about `case`.
+    pub async fn ask(&self, p: &Principal, case: &str, question: &str) -> Result<Case, tonic::Status> {
+        self.as_(p)
+            .await
+            .request_information(RequestInformationRequest {
+                case_id: case.into(),
+                question: question.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The agency's `answer` arrives from intake.
+    pub async fn answer(&self, case: &str, answer: &str) -> Result<(), tonic::Status> {
+        self.internal("intake")
+            .await
+            .resume_case(ResumeCaseRequest {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                case_id: case.into(),
+                answer: answer.into(),
+            })
+            .await
+            .map(drop)
     }
 
     pub async fn get(&self, case: &str) -> Case {
