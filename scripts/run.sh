@@ -12,6 +12,8 @@ bin="$target/debug"
 
 mkdir -p data/logs
 "$bin/crsctl" keygen --key-dir data/keys
+# The key that seals webhook secrets; intake and notification share it.
+[ -f data/keys/webhook-secret.key ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 >data/keys/webhook-secret.key)
 redis_url="$(scripts/ensure-redis.sh)"
 
 pids=()
@@ -27,7 +29,11 @@ trap cleanup EXIT INT TERM
 
 export CRS_REDIS__URL="$redis_url"
 for svc in intake triage legal-review notification; do
-  "$bin/crs-$svc" 2>"data/logs/$svc.log" &
+  extra=()
+  # Development mode: the demo's webhook receiver listens on 127.0.0.1 over plain http, which
+  # production refuses (https only, public addresses only).
+  if [ "$svc" = notification ]; then extra=(CRS_DELIVERY__DEVELOPMENT_MODE=true); fi
+  env "${extra[@]}" "$bin/crs-$svc" 2>"data/logs/$svc.log" &
   pids+=("$!")
   echo "started crs-$svc (pid $!, log data/logs/$svc.log)"
 done

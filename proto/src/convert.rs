@@ -35,6 +35,7 @@ short_names!(
     crate::notification::NotificationKind => "NOTIFICATION_KIND_",
     crate::notification::Audience => "AUDIENCE_",
     crate::notification::DeliveryState => "DELIVERY_STATE_",
+    crate::notification::Channel => "CHANNEL_",
     crate::intake::AgencyStatus => "AGENCY_STATUS_",
 );
 

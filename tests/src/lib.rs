@@ -127,6 +127,8 @@ impl Suite {
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = std::env::temp_dir().join(format!("crs-e2e-{run}"));
         std::fs::create_dir_all(&dir)?;
+        // Intake seals agencies' callback secrets with it, notification opens them.
+        let webhook_key = format!("e2e-webhook-secret-key-{run}-0123456789abcdef");
         let mut listeners: HashMap<&str, Listeners> = HashMap::new();
         for svc in SERVICES {
             listeners.insert(svc, Listeners::bind()?);
@@ -171,6 +173,17 @@ impl Suite {
                     ("CRS_PEERS__TRIAGE".to_owned(), url("triage")),
                     ("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review")),
                     ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
+                    ("CRS_WEBHOOKS__SECRET_KEY".to_owned(), webhook_key.clone()),
+                ],
+                // The tests' webhook receivers listen on 127.0.0.1 over http: development mode.
+                "notification" => vec![
+                    ("CRS_WEBHOOKS__SECRET_KEY".to_owned(), webhook_key.clone()),
+                    ("CRS_WEBHOOKS__TIMEOUT_MS".to_owned(), "2000".into()),
+                    ("CRS_DELIVERY__DEVELOPMENT_MODE".to_owned(), "true".into()),
+                    ("CRS_DELIVERY__INITIAL_BACKOFF_MS".to_owned(), "100".into()),
+                    ("CRS_DELIVERY__MAX_BACKOFF_MS".to_owned(), "500".into()),
+                    ("CRS_DELIVERY__POLL_INTERVAL_MS".to_owned(), "200".into()),
+                    ("CRS_DELIVERY__BREAKER_COOLDOWN_MS".to_owned(), "1000".into()),
                 ],
                 "triage" => vec![("CRS_PEERS__LEGAL_REVIEW".to_owned(), url("legal-review"))],
                 "legal-review" => vec![

@@ -174,6 +174,27 @@ async fn one_request_yields_one_trace_across_all_four_services() {
         deliveries,
         "each notification delivery is in the trace: {names:?}"
     );
+    // Each webhook POST is an HTTP CLIENT span of its delivery, with the HTTP attributes, and
+    // the delivery's span says how it ended.
+    let attr = |span: &Span, key: &str| {
+        span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
+    };
+    for (_, process) in in_trace.iter().filter(|(_, s)| s.name == "process webhook.deliver") {
+        assert!(matches!(attr(process, "crs.delivery.outcome"), Some(Value::StringValue(ref v)) if v == "delivered"));
+        let post = in_trace
+            .iter()
+            .find(|(_, s)| s.parent_span_id == process.span_id && s.name == "POST")
+            .map(|(_, s)| s)
+            .expect("the delivery's POST");
+        assert_eq!(post.kind, SpanKind::Client as i32);
+        assert!(matches!(attr(post, "http.request.method"), Some(Value::StringValue(ref v)) if v == "POST"));
+        assert!(matches!(attr(post, "server.address"), Some(Value::StringValue(ref v)) if v == "127.0.0.1"));
+        assert!(matches!(attr(post, "server.port"), Some(Value::IntValue(p)) if p == i64::from(receiver.addr.port())));
+        assert!(matches!(attr(post, "http.response.status_code"), Some(Value::IntValue(204))));
+        assert!(
+            matches!(attr(post, "url.full"), Some(Value::StringValue(ref v)) if v.starts_with("http://127.0.0.1:"))
+        );
+    }
     // Each hand-off is a call: the relay's consumer span, a CLIENT span with the RPC attributes,
     // and the receiving server's span as the client span's child.
     for rpc in [
@@ -186,9 +207,6 @@ async fn one_request_yields_one_trace_across_all_four_services() {
             .iter()
             .find(|(_, s)| s.name == rpc && s.kind == SpanKind::Client as i32)
             .unwrap_or_else(|| panic!("a client span for {rpc} in the trace"));
-        let attr = |span: &Span, key: &str| {
-            span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
-        };
         assert!(matches!(attr(&client.1, "rpc.system"), Some(Value::StringValue(ref v)) if v == "grpc"));
         let (service, method) = rpc.split_once('/').unwrap();
         assert!(matches!(attr(&client.1, "rpc.service"), Some(Value::StringValue(ref v)) if v == service));

@@ -96,6 +96,7 @@ SECRET_FILES = {
 SECRET_ENV = {
     "CRS_DATABASE__URL": "postgres://crs:stand-in@postgresql.example:5432/crs",
     "CRS_REDIS__URL": "redis://:stand-in@redis.example:6379/0",
+    "CRS_EMAIL__SMTP_URL": "smtps://crs:stand-in@smtp.example:465",
 }
 # ConfigMaps an operator brings (not rendered by the chart): stand-ins by the path the pod reads.
 EXTERNAL_CONFIGMAP_FILES = {"sla-policies.toml": (CHART_DIR / "files" / "sla-policies.toml").read_text()}

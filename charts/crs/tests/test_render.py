@@ -383,14 +383,47 @@ def test_tls_turns_on_mutual_tls_in_every_service(production: Rendered, defaults
         render({"global": {"tls": {"enabled": True, "serverSecretName": "s", "caSecretName": "c", "clientAuth": "sometimes"}}})
 
 
-def test_the_webhook_secret_key_waits_behind_its_flag(defaults: Rendered) -> None:
-    assert "CRS_WEBHOOKS__SECRET_KEY_FILE" not in env_of(pod_spec(defaults.deployment("notification"))["containers"][0])
-    with pytest.raises(helm.HelmError, match="existingSecret is required"):
-        render({"notification": {"webhookSecretKey": {"enabled": True}}})
-    enabled = render({"notification": {"webhookSecretKey": {"enabled": True, "existingSecret": "crs-webhooks"}}})
-    container = pod_spec(enabled.deployment("notification"))["containers"][0]
-    assert env_of(container)["CRS_WEBHOOKS__SECRET_KEY_FILE"]["value"] == "/var/run/secrets/crs/webhooks/secret.key"
-    assert "/var/run/secrets/crs/webhooks" in {m["mountPath"] for m in container["volumeMounts"]}
+def test_the_webhook_secret_key_is_generated_once_and_mounted_where_it_is_used(defaults: Rendered) -> None:
+    secret = defaults.get("Secret", "crs-webhook-secret-key")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secret["data"]["webhook-secret.key"])) >= 32
+    for component in COMPONENTS:
+        container = pod_spec(defaults.deployment(component))["containers"][0]
+        holds = component in ("intake", "notification")
+        env = env_of(container)
+        assert ("CRS_WEBHOOKS__SECRET_KEY_FILE" in env) == holds, component
+        assert ("/var/run/secrets/crs/webhooks" in {m["mountPath"] for m in container["volumeMounts"]}) == holds
+        if holds:
+            assert env["CRS_WEBHOOKS__SECRET_KEY_FILE"]["value"] == "/var/run/secrets/crs/webhooks/secret.key"
+    assert "generated" in defaults.notes and "webhook" in defaults.notes
+    own = render({"global": {"webhookSecretKey": {"existingSecret": "crs-webhooks", "existingSecretKey": "key"}}})
+    assert own.find("Secret", "crs-webhook-secret-key") is None
+    volumes = {v["name"]: v for v in pod_spec(own.deployment("intake"))["volumes"]}
+    assert volumes["webhook-secret-key"]["secret"]["secretName"] == "crs-webhooks"
+    assert volumes["webhook-secret-key"]["secret"]["items"] == [{"key": "key", "path": "secret.key"}]
+
+
+def test_email_takes_its_smtp_url_from_a_secret_and_may_reach_only_the_mail_server(defaults: Rendered) -> None:
+    container = pod_spec(defaults.deployment("notification"))["containers"][0]
+    assert "CRS_EMAIL__SMTP_URL" not in env_of(container)
+    policy = defaults.get("NetworkPolicy", "crs-notification")["spec"]["egress"]
+    assert not [r for r in policy if 587 in {p["port"] for p in r.get("ports", [])}], "no mail egress without email"
+    with_email = render({
+        "notification": {
+            "email": {"existingSecret": "crs-smtp"},
+            "networkPolicy": {"smtpEgress": {"to": [{"ipBlock": {"cidr": "203.0.113.25/32"}}]}},
+        }
+    })
+    env = env_of(pod_spec(with_email.deployment("notification"))["containers"][0])
+    assert env["CRS_EMAIL__SMTP_URL"]["valueFrom"]["secretKeyRef"] == {"name": "crs-smtp", "key": "smtp-url"}
+    mail = [r for r in with_email.get("NetworkPolicy", "crs-notification")["spec"]["egress"]
+            if {p["port"] for p in r.get("ports", [])} == {465, 587}]
+    assert len(mail) == 1 and mail[0]["to"] == [{"ipBlock": {"cidr": "203.0.113.25/32"}}]
+
+
+def test_development_mode_cannot_be_set_through_the_chart() -> None:
+    with pytest.raises(helm.HelmError):
+        render({"notification": {"config": {"delivery": {"development_mode": True}}}})
 
 
 # -- migrations ----------------------------------------------------------------------------------

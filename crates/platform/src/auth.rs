@@ -27,6 +27,9 @@ pub enum Role {
     Reviewer,
     SeniorReviewer,
     Admin,
+    /// A system outside CRS (an enforcement bridge, an on-call pager) that reads notification
+    /// streams and may do nothing else.
+    Consumer,
 }
 
 impl Role {
@@ -35,6 +38,7 @@ impl Role {
             Role::Reviewer => "reviewer",
             Role::SeniorReviewer => "senior_reviewer",
             Role::Admin => "admin",
+            Role::Consumer => "consumer",
         }
     }
 
@@ -43,6 +47,7 @@ impl Role {
             "reviewer" => Some(Role::Reviewer),
             "senior_reviewer" => Some(Role::SeniorReviewer),
             "admin" => Some(Role::Admin),
+            "consumer" => Some(Role::Consumer),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@ pub mod peers;
 pub mod redis;
 pub mod retention;
 pub mod revocation;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -6,6 +6,7 @@
 //! - [`redis`]: the machine's Redis, or a private `redis-server` a test may kill and restart;
 //! - [`service`]: any CRS service in process on port 0, on its own database, with tokens for
 //!   any principal;
+//! - [`smtp`]: a real SMTP server that keeps the messages it is sent;
 //! - [`pki`]: a CA and certificates made in the test, and the files of a `[tls]` section;
 //! - [`eventually`]: waiting for something that happens asynchronously, with a bound;
 //! - [`schema`]: the check that a service's migrations produce what its entities expect.
@@ -19,6 +20,7 @@ pub mod postgres;
 pub mod redis;
 pub mod schema;
 pub mod service;
+pub mod smtp;
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +29,7 @@ pub use db::{Backend, TestDb};
 pub use postgres::PrivatePostgres;
 pub use redis::PrivateRedis;
 pub use service::{Running, ServiceEnv};
+pub use smtp::SmtpSink;
 
 /// Calls `check` until it returns `Some`, at most for `within`; panics naming `what` otherwise.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T

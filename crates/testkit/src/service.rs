@@ -17,6 +17,10 @@ use crate::db::{Backend, TestDb};
 
 pub use crate::keys::{issuer, token};
 
+/// The key that seals webhook secrets, shared by the test services that hold one (intake and
+/// notification, the services with a `[webhooks]` section).
+pub const WEBHOOK_SECRET_KEY: &str = "crs-tests-webhook-secret-key-0123456789abcdef";
+
 /// An admin principal.
 pub fn admin() -> Principal {
     Principal::Reviewer { id: "root".into(), roles: vec![Role::Admin] }
@@ -52,6 +56,9 @@ impl ServiceEnv {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         vars.extend(crate::keys::auth_env(S::NAME));
+        if S::DEFAULTS.lines().any(|l| l.trim() == "[webhooks]") {
+            vars.insert("CRS_WEBHOOKS__SECRET_KEY".to_owned(), WEBHOOK_SECRET_KEY.to_owned());
+        }
         // Peers nobody listens on, unless the test points them somewhere.
         for peer in peer_names(S::DEFAULTS) {
             vars.insert(format!("CRS_PEERS__{}", peer.to_uppercase()), "http://127.0.0.1:9".to_owned());

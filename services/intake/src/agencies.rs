@@ -5,10 +5,11 @@ use crs_platform::FieldViolations;
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::paging;
 use crs_platform::revocation::Revoked;
+use crs_platform::secrets::{SecretBox, WebhookSecret, agency_callback_context, is_sealed};
 use crs_platform::time::now_millis;
 use crs_proto::common::{Category, LegalInstrument};
 use crs_proto::intake::*;
-use crs_proto::notification::{Audience, PutSubscriptionRequest};
+use crs_proto::notification::{Audience, Channel, PutSubscriptionRequest};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
@@ -27,6 +28,7 @@ struct AgencyFields<'a> {
     contact_email: &'a str,
     callback_url: &'a str,
     callback_secret: &'a str,
+    language: &'a str,
     instruments: &'a [i32],
     categories: &'a [i32],
     tier: &'a str,
@@ -38,6 +40,7 @@ impl<'a> From<&'a CreateAgencyRequest> for AgencyFields<'a> {
             contact_email: &r.contact_email,
             callback_url: &r.callback_url,
             callback_secret: &r.callback_secret,
+            language: &r.language,
             instruments: &r.allowed_instruments,
             categories: &r.allowed_categories,
             tier: &r.rate_limit_tier,
@@ -51,6 +54,7 @@ impl<'a> From<&'a UpdateAgencyRequest> for AgencyFields<'a> {
             contact_email: &r.contact_email,
             callback_url: &r.callback_url,
             callback_secret: &r.callback_secret,
+            language: &r.language,
             instruments: &r.allowed_instruments,
             categories: &r.allowed_categories,
             tier: &r.rate_limit_tier,
@@ -58,9 +62,17 @@ impl<'a> From<&'a UpdateAgencyRequest> for AgencyFields<'a> {
     }
 }
 
+/// An agency's language when none is given.
+const DEFAULT_LANGUAGE: &str = "en";
+
+/// A language code as agencies give it: ISO 639-1, two lower-case letters.
+fn is_language_code(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase())
+}
+
 impl Intake {
     fn check_agency_fields(&self, v: &mut FieldViolations, f: AgencyFields<'_>) {
-        let AgencyFields { contact_email, callback_url, callback_secret, instruments, categories, tier } = f;
+        let AgencyFields { contact_email, callback_url, callback_secret, language, instruments, categories, tier } = f;
         validate::check_line(v, "contact_email", contact_email, self.limits.max_string_len, false);
         if !contact_email.is_empty() && !contact_email.contains('@') {
             v.add("contact_email", "must be an email address");
@@ -70,7 +82,14 @@ impl Intake {
         {
             v.add("callback_url", why);
         }
-        validate::check_line(v, "callback_secret", callback_secret, 256, false);
+        if !callback_secret.is_empty()
+            && let Err(why) = WebhookSecret::parse(callback_secret)
+        {
+            v.add("callback_secret", why);
+        }
+        if !language.is_empty() && !is_language_code(language) {
+            v.add("language", "must be an ISO 639-1 code: two lower-case letters, e.g. \"kk\"");
+        }
         for (i, x) in instruments.iter().enumerate() {
             if !matches!(LegalInstrument::try_from(*x), Ok(k) if k != LegalInstrument::Unspecified) {
                 v.add(format!("allowed_instruments[{i}]"), "must be a known legal instrument");
@@ -95,13 +114,27 @@ impl Intake {
         v.into_result()?;
 
         let now = now_millis();
+        let id = uuid::Uuid::now_v7().to_string();
+        // A callback without a secret gets one, returned once in this reply.
+        let (secret, generated) = match req.callback_secret.as_str() {
+            "" if req.callback_url.is_empty() => (None, None),
+            "" => {
+                let s = WebhookSecret::generate();
+                (Some(s.clone()), Some(s))
+            }
+            given => {
+                (Some(WebhookSecret::parse(given).map_err(|why| IntakeError::invalid("callback_secret", why))?), None)
+            }
+        };
         let row = agency::Model {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: id.clone(),
             name: req.name.trim().to_owned(),
             jurisdiction: req.jurisdiction.clone(),
             contact_email: req.contact_email.clone(),
             callback_url: req.callback_url.clone(),
-            callback_secret: req.callback_secret.clone(),
+            callback_secret: secret.map(|s| seal(&self.secrets, &id, &s)).unwrap_or_default(),
+            language: if req.language.is_empty() { DEFAULT_LANGUAGE.into() } else { req.language.clone() },
+            settings_version: 1,
             allowed_instruments: serde_json::to_string(&req.allowed_instruments).expect("numbers serialise"),
             allowed_categories: serde_json::to_string(&req.allowed_categories).expect("numbers serialise"),
             status: AgencyStatus::Active as i32,
@@ -117,29 +150,43 @@ impl Intake {
         };
         let txn = self.db.begin().await?;
         agency::ActiveModel::from(row.clone()).insert(&txn).await?;
-        if !row.callback_url.is_empty() {
-            self.subscribe(&txn, &row).await?;
-        }
+        self.subscribe(&txn, &row).await?;
         txn.commit().await?;
         self.outbox.wake();
         tracing::info!(agency_id = %row.id, jurisdiction = %row.jurisdiction, "agency created");
-        Ok(to_agency(&row))
+        Ok(with_secret(to_agency(&row), generated.as_ref()))
     }
 
-    /// Tells notification where this agency is to be told things.
+    /// Tells notification how this agency is to be told things: at its callback (a signed
+    /// webhook, the secret sealed as stored) and at its contact address (email), in its
+    /// language, each change carrying the agency's settings version so an older hand-off
+    /// relayed late never undoes a newer one.
     async fn subscribe<C: sea_orm::ConnectionTrait>(&self, conn: &C, row: &agency::Model) -> Result<()> {
-        self.outbox
-            .send(
-                conn,
-                &PutSubscriptionRequest {
-                    audience: Audience::Agency as i32,
-                    agency_id: row.id.clone(),
-                    endpoint: row.callback_url.clone(),
-                    secret: row.callback_secret.clone(),
-                    event_id: String::new(),
-                },
-            )
-            .await?;
+        let channels = [
+            (Channel::Webhook, &row.callback_url, row.callback_secret.as_bytes().to_vec()),
+            (Channel::Email, &row.contact_email, Vec::new()),
+        ];
+        for (channel, endpoint, sealed_secret) in channels {
+            if endpoint.is_empty() {
+                continue;
+            }
+            self.outbox
+                .send(
+                    conn,
+                    &PutSubscriptionRequest {
+                        audience: Audience::Agency as i32,
+                        agency_id: row.id.clone(),
+                        endpoint: endpoint.clone(),
+                        channel: channel as i32,
+                        language: row.language.clone(),
+                        recipient_name: row.name.clone(),
+                        source_version: row.settings_version as u64,
+                        sealed_secret,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -165,13 +212,30 @@ impl Intake {
         if !req.contact_email.is_empty() {
             active.contact_email = Set(req.contact_email.clone());
         }
-        let callback_changed = (!req.callback_url.is_empty() && req.callback_url != row.callback_url)
-            || (!req.callback_secret.is_empty() && req.callback_secret != row.callback_secret);
+        let settings_changed = (!req.name.trim().is_empty() && req.name.trim() != row.name)
+            || (!req.contact_email.is_empty() && req.contact_email != row.contact_email)
+            || (!req.callback_url.is_empty() && req.callback_url != row.callback_url)
+            || !req.callback_secret.is_empty()
+            || (!req.language.is_empty() && req.language != row.language);
         if !req.callback_url.is_empty() {
             active.callback_url = Set(req.callback_url.clone());
         }
-        if !req.callback_secret.is_empty() {
-            active.callback_secret = Set(req.callback_secret.clone());
+        if !req.language.is_empty() {
+            active.language = Set(req.language.clone());
+        }
+        // A new secret, or a first callback without one (generated, returned once).
+        let generated =
+            (req.callback_secret.is_empty() && row.callback_secret.is_empty() && !req.callback_url.is_empty())
+                .then(WebhookSecret::generate);
+        let new_secret = match req.callback_secret.as_str() {
+            "" => generated.clone(),
+            given => Some(WebhookSecret::parse(given).map_err(|why| IntakeError::invalid("callback_secret", why))?),
+        };
+        if let Some(secret) = &new_secret {
+            active.callback_secret = Set(seal(&self.secrets, &row.id, secret));
+        }
+        if settings_changed {
+            active.settings_version = Set(row.settings_version + 1);
         }
         if !req.allowed_instruments.is_empty() {
             active.allowed_instruments =
@@ -186,13 +250,13 @@ impl Intake {
         active.updated_at = Set(now_millis());
         let txn = self.db.begin().await?;
         let updated = active.update(&txn).await?;
-        if callback_changed && !updated.callback_url.is_empty() {
+        if settings_changed {
             self.subscribe(&txn, &updated).await?;
         }
         txn.commit().await?;
         self.outbox.wake();
-        tracing::info!(agency_id = %updated.id, "agency updated");
-        Ok(to_agency(&updated))
+        tracing::info!(agency_id = %updated.id, settings_version = updated.settings_version, "agency updated");
+        Ok(with_secret(to_agency(&updated), generated.as_ref()))
     }
 
     /// Suspends the agency: its tokens stop working in every service within seconds.
@@ -458,6 +522,72 @@ async fn record_revocation<C: sea_orm::ConnectionTrait>(
         None => {
             revocation::ActiveModel::from(row).insert(conn).await?;
         }
+    }
+    Ok(())
+}
+
+/// Seals an agency's callback secret as stored and as handed to notification.
+fn seal(secrets: &SecretBox, agency_id: &str, secret: &WebhookSecret) -> String {
+    secrets.seal_webhook_secret(secret, &agency_callback_context(agency_id))
+}
+
+/// The reply to the call that generated the secret: the only time it is shown.
+fn with_secret(mut agency: Agency, generated: Option<&WebhookSecret>) -> Agency {
+    if let Some(secret) = generated {
+        agency.callback_secret = secret.encoded().to_string();
+    }
+    agency
+}
+
+/// Seals what earlier versions kept in plain text: agencies' callback secrets, and the secrets in
+/// subscription hand-offs still waiting in the outbox (or dead-lettered there). A secret too
+/// short to keep is dropped, and the agency needs a new one (UpdateAgency), as the log says.
+pub(crate) async fn seal_legacy_secrets(db: &sea_orm::DatabaseConnection, secrets: &SecretBox) -> anyhow::Result<()> {
+    let rows = agency::Entity::find().filter(agency::Column::CallbackSecret.ne("")).all(db).await?;
+    for row in rows.into_iter().filter(|r| !is_sealed(&r.callback_secret)) {
+        let sealed = match WebhookSecret::from_legacy(&row.callback_secret) {
+            Some(secret) => seal(secrets, &row.id, &secret),
+            None => {
+                tracing::warn!(
+                    agency_id = %row.id,
+                    "the agency's callback secret is shorter than Standard Webhooks allows and was dropped; \
+                     give it a new one with UpdateAgency"
+                );
+                String::new()
+            }
+        };
+        let mut active: agency::ActiveModel = row.clone().into();
+        active.callback_secret = Set(sealed);
+        active.update(db).await?;
+    }
+
+    use crs_platform::outbox::statement;
+    use prost::Message as _;
+    use sea_orm::ConnectionTrait as _;
+    let backend = db.get_database_backend();
+    let pending = db
+        .query_all_raw(statement(
+            backend,
+            "SELECT id, payload FROM outbox WHERE topic = $1",
+            vec![<PutSubscriptionRequest as crs_proto::InternalCall>::METHOD.into()],
+        ))
+        .await?;
+    for row in pending {
+        let (id, payload): (String, Vec<u8>) = (row.try_get("", "id")?, row.try_get("", "payload")?);
+        let Ok(mut handoff) = PutSubscriptionRequest::decode(payload.as_slice()) else { continue };
+        if handoff.secret.is_empty() {
+            continue;
+        }
+        handoff.sealed_secret = WebhookSecret::from_legacy(&handoff.secret)
+            .map(|secret| seal(secrets, &handoff.agency_id, &secret).into_bytes())
+            .unwrap_or_default();
+        handoff.secret.clear();
+        db.execute_raw(statement(
+            backend,
+            "UPDATE outbox SET payload = $1 WHERE id = $2",
+            vec![sea_orm::Value::Bytes(Some(handoff.encode_to_vec())), id.into()],
+        ))
+        .await?;
     }
     Ok(())
 }

@@ -26,6 +26,11 @@ triage = "http://127.0.0.1:50052"
 legal_review = "http://127.0.0.1:50053"
 notification = "http://127.0.0.1:50054"
 
+# The key that seals agencies' callback secrets (at rest and in the hand-off to notification,
+# which holds the same key): inline `secret_key`, or a file of at least 32 random bytes.
+[webhooks]
+secret_key_file = "data/keys/webhook-secret.key"
+
 [limits]
 max_items = 1000
 max_keywords = 20
@@ -79,6 +84,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub retention: crs_platform::config::RetentionConfig,
     pub peers: Peers,
+    pub webhooks: crs_platform::secrets::SecretKeyConfig,
     pub limits: Limits,
     pub rate_limits: crate::limits::RateLimitConfig,
 }
@@ -86,12 +92,14 @@ pub struct Config {
 crs_platform::impl_service_config!(Config, migrator = crate::migration::Migrator, check = Config::check_own);
 
 impl Config {
-    /// Intake's own sections, for `--check-config`: its peers' addresses and its rate limits.
+    /// Intake's own sections, for `--check-config`: its peers' addresses, the webhook-secret key
+    /// and its rate limits.
     fn check_own(&self) -> anyhow::Result<()> {
         use crs_platform::app::check_peer;
         check_peer("peers.triage", &self.peers.triage)?;
         check_peer("peers.legal_review", &self.peers.legal_review)?;
         check_peer("peers.notification", &self.peers.notification)?;
+        crs_platform::secrets::SecretBox::from_config("webhooks", &self.webhooks)?;
         // A decision travels with the request it decides: leave it room in every hand-off.
         anyhow::ensure!(
             self.limits.max_request_bytes <= crs_platform::server::MAX_MESSAGE_BYTES / 2,

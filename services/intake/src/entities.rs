@@ -12,7 +12,12 @@ pub mod agency {
         pub jurisdiction: String,
         pub contact_email: String,
         pub callback_url: String,
+        /// Sealed with the webhook-secret key (`crs_platform::secrets`); empty without a callback.
         pub callback_secret: String,
+        /// ISO 639-1 language the agency is written to in.
+        pub language: String,
+        /// Increases with every change to the agency's notification settings.
+        pub settings_version: i64,
         /// JSON array of `LegalInstrument` numbers; empty means all.
         pub allowed_instruments: String,
         /// JSON array of `Category` numbers; empty means all.

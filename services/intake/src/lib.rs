@@ -60,8 +60,10 @@ impl crs_platform::app::Service for Application {
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
         cfg.rate_limits.check()?;
+        let secrets = crs_platform::secrets::SecretBox::from_config("webhooks", &cfg.webhooks)?;
         let mut platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         platform.retain(retention::rules(&cfg.retention));
+        agencies::seal_legacy_secrets(&platform.db, &secrets).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let triage = platform.peer("triage", &cfg.peers.triage, timeout)?;
         let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
@@ -81,6 +83,7 @@ impl crs_platform::app::Service for Application {
             cfg.limits,
             cfg.retention.idempotency_secs,
             cfg.rate_limits.clone(),
+            secrets,
         );
         // Intake's database is the truth about revocations: known before the first call.
         intake.load_revocations().await?;

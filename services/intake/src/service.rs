@@ -8,6 +8,7 @@ use crs_platform::outbox::{Outbox, statement};
 use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
 use crs_platform::revocation::Revocations;
+use crs_platform::secrets::SecretBox;
 use crs_proto::common::RequestStatus;
 use crs_proto::intake::AgencyStatus;
 use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
@@ -42,6 +43,8 @@ pub struct Intake {
     pub(crate) stopping: CancellationToken,
     /// Legal review, asked while the agency waits whether a withdrawal came before a decision.
     pub(crate) review: LegalReviewInternalServiceClient<PeerChannel>,
+    /// Seals agencies' callback secrets; intake never opens them (only notification signs).
+    pub(crate) secrets: SecretBox,
     /// Open `WatchRequests` streams per agency.
     pub(crate) watchers: crate::watch::Watchers,
 }
@@ -58,6 +61,7 @@ impl Intake {
         limits: Limits,
         idempotency_secs: i64,
         rate_limits: crate::limits::RateLimitConfig,
+        secrets: SecretBox,
     ) -> Self {
         let limiter = Arc::new(crs_ratelimit::Limiter::new(redis.clone(), &rate_limits.key_prefix));
         Self {
@@ -73,6 +77,7 @@ impl Intake {
             events: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             review,
+            secrets,
             watchers: Default::default(),
         }
     }

@@ -91,7 +91,9 @@ impl Intake {
                 explanation: String::new(),
             })
             .collect();
-        let submission = to_submission(&row, &items);
+        let mut submission = to_submission(&row, &items);
+        // Content owners are told which authority asked, by name.
+        submission.agency_name = agency.name.clone();
 
         let txn = self.db.begin().await?;
         let inserted = request::ActiveModel::from(row.clone())

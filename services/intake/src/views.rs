@@ -35,6 +35,8 @@ pub fn to_submission(row: &request::Model, items: &[request_item::Model]) -> Sub
         reference: row.reference.clone(),
         issuing_authority: row.issuing_authority.clone(),
         received_at: Some(timestamp_from_millis(row.received_at)),
+        // Named where content owners may be told of the request (see `submit`).
+        agency_name: String::new(),
     }
 }
 
@@ -75,5 +77,8 @@ pub fn to_agency(row: &agency::Model) -> Agency {
         created_at: Some(timestamp_from_millis(row.created_at)),
         updated_at: Some(timestamp_from_millis(row.updated_at)),
         rate_limit_overrides: crate::limits::stored_overrides(row).iter().map(|o| o.to_proto()).collect(),
+        language: row.language.clone(),
+        // Shown once, by the call that generated it.
+        callback_secret: String::new(),
     }
 }

@@ -31,6 +31,8 @@ fn agency() -> agency::Model {
         contact_email: "a@example.org".into(),
         callback_url: String::new(),
         callback_secret: String::new(),
+        language: "de".into(),
+        settings_version: 1,
         allowed_instruments: "[]".into(),
         allowed_categories: "[]".into(),
         status: 1,

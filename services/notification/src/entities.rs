@@ -15,9 +15,42 @@ pub mod notification {
         #[sea_orm(indexed)]
         pub request_id: String,
         pub agency_id: String,
-        /// The JSON body every audience receives.
+        /// The whole event as received, for the record (admins only); each audience is sent its
+        /// own message (see `message`).
         #[sea_orm(column_type = "Text")]
         pub payload: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message {
+    use sea_orm::entity::prelude::*;
+
+    /// What one audience is told of one notification: the JSON document every channel of that
+    /// audience carries (a webhook's body, an email's content, a stream event's payload).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notification_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub audience: i32,
+        pub kind: i32,
+        pub request_id: String,
+        pub agency_id: String,
+        /// The payload's schema, e.g. `crs.notification.enforcement.v1`.
+        pub schema: String,
+        #[sea_orm(column_type = "Text")]
+        pub payload: String,
+        /// Its position on the Subscribe stream, when published there; positions become visible
+        /// in order (see `stream::next_position`).
+        #[sea_orm(unique)]
+        pub stream_seq: Option<i64>,
         pub created_at: i64,
     }
 
@@ -30,7 +63,9 @@ pub mod notification {
 pub mod delivery {
     use sea_orm::entity::prelude::*;
 
-    /// One notification to one endpoint, with its attempts.
+    /// One audience's message through one subscription, with its attempts. The row is also the
+    /// delivery's place in the queue: due when `next_attempt_at` has passed, claimed while
+    /// `locked_until` is in the future.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "deliveries")]
     pub struct Model {
@@ -39,13 +74,26 @@ pub mod delivery {
         #[sea_orm(indexed)]
         pub notification_id: String,
         pub audience: i32,
+        pub channel: i32,
+        #[sea_orm(indexed)]
+        pub subscription_id: String,
+        /// The endpoint or address of the last attempt.
         pub endpoint: String,
-        pub secret: String,
         pub state: i32,
         pub attempts: i32,
         pub delivered_at: Option<i64>,
+        /// The last failure in detail, for admins.
         #[sea_orm(column_type = "Text")]
         pub last_error: String,
+        /// The last failure in words fit for the subscriber (no addresses or internal errors).
+        pub failure: String,
+        #[sea_orm(indexed)]
+        pub next_attempt_at: Option<i64>,
+        pub locked_until: Option<i64>,
+        /// Start of the current retry window: its first attempt, or an admin's RetryDelivery.
+        pub retry_from: i64,
+        /// The W3C traceparent of the notification, so every attempt joins the request's trace.
+        pub trace_context: Option<String>,
         pub created_at: i64,
     }
 
@@ -58,18 +106,50 @@ pub mod delivery {
 pub mod subscription {
     use sea_orm::entity::prelude::*;
 
-    /// Where an audience is told: per agency for agencies, global (empty agency) otherwise.
+    /// Who is told (audience, and the agency for agencies) and how (channel, endpoint, language).
+    /// One per (audience, agency, channel).
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "subscriptions")]
+    #[sea_orm(table_name = "channel_subscriptions")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub audience: i32,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub agency_id: String,
         pub id: String,
+        pub audience: i32,
+        pub agency_id: String,
+        pub channel: i32,
         pub endpoint: String,
+        pub language: String,
+        pub recipient_name: String,
+        /// The webhook signing secret, sealed (`crs_platform::secrets`); empty for other channels.
+        #[sea_orm(column_type = "Text")]
         pub secret: String,
+        /// The secret before the last rotation, sealed, signing alongside until it expires.
+        #[sea_orm(column_type = "Text")]
+        pub previous_secret: String,
+        pub previous_secret_expires_at: Option<i64>,
+        /// Increases with every change.
+        pub version: i64,
+        /// The newest source version applied (hand-offs from intake carry the agency's).
+        pub source_version: i64,
+        pub created_at: i64,
         pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod sequence {
+    use sea_orm::entity::prelude::*;
+
+    /// Counters handed out under a row lock, so numbers become visible in the order given.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sequences")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub last: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,12 @@ pub enum NotificationError {
     Auth(#[from] AuthError),
     #[error("{0} not found")]
     NotFound(String),
+    /// The call is valid but the state does not allow it (e.g. a delivery already delivered).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A concurrent change won (e.g. expected_version no longer matches).
+    #[error("{0}")]
+    Aborted(String),
     /// The database could not be reached: nothing was done; the caller may retry.
     #[error("the service's database cannot be reached now; retry")]
     Unavailable(String),
@@ -49,6 +55,8 @@ impl ServiceError for NotificationError {
             NotificationError::InvalidArgument(_) => Code::InvalidArgument,
             NotificationError::Auth(e) => e.code(),
             NotificationError::NotFound(_) => Code::NotFound,
+            NotificationError::FailedPrecondition(_) => Code::FailedPrecondition,
+            NotificationError::Aborted(_) => Code::Aborted,
             NotificationError::Unavailable(_) => Code::Unavailable,
             NotificationError::Internal(_) => Code::Internal,
         }

@@ -1,52 +1,60 @@
-//! Notification's RPC handlers.
+//! Notification's RPC handlers: recording events with their deliveries, listing them, and the
+//! admin's retry; subscriptions and the stream have modules of their own.
+
+use std::collections::HashMap;
 
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::error::FieldViolations;
-use crs_platform::outbox::{Outbox, inbox_first_time};
+use crs_platform::outbox::inbox_first_time;
 use crs_platform::paging;
 use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
 use crs_proto::ShortName;
-use crs_proto::common::{Category, ItemOutcome, LegalInstrument, NoActionReason, Submission};
+use crs_proto::common::{Category, ItemOutcome, LegalInstrument, NoActionReason};
 use crs_proto::convert::short_name_of;
 use crs_proto::notification::notification_internal_service_server::NotificationInternalService;
 use crs_proto::notification::notification_service_server::NotificationService;
 use crs_proto::notification::*;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
-use crate::entities::{delivery, notification, subscription};
+use crate::channels::Channels;
+use crate::config::AppealConfig;
+use crate::entities::{delivery, message, notification, subscription};
 use crate::error::NotificationError;
-use crate::webhook;
+use crate::messages::{self, Event};
+use crate::scheduler::Scheduler;
+use crate::stream::{EventStream, Stream};
+use crate::subscriptions::{Source, Subscriptions};
 
 type Result<T> = std::result::Result<T, NotificationError>;
 
 #[derive(Clone)]
 pub struct Notifications {
     db: DatabaseConnection,
-    outbox: Outbox,
-}
-
-/// Who is told of each kind of event.
-fn audiences(kind: NotificationKind) -> &'static [Audience] {
-    match kind {
-        NotificationKind::Decided => &[Audience::Agency, Audience::ContentOwner, Audience::Enforcement],
-        NotificationKind::SlaWarning | NotificationKind::SlaBreach => &[Audience::OnCall],
-        NotificationKind::Acknowledged
-        | NotificationKind::InformationRequested
-        | NotificationKind::Withdrawn
-        | NotificationKind::Rejected => &[Audience::Agency],
-        NotificationKind::Unspecified => &[],
-    }
+    channels: Channels,
+    subscriptions: Subscriptions,
+    scheduler: Scheduler,
+    stream: Stream,
+    appeal: AppealConfig,
 }
 
 impl Notifications {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(
+        db: DatabaseConnection,
+        channels: Channels,
+        subscriptions: Subscriptions,
+        scheduler: Scheduler,
+        stream: Stream,
+        appeal: AppealConfig,
+    ) -> Self {
+        Self { db, channels, subscriptions, scheduler, stream, appeal }
     }
 
+    /// Records the event, each concerned audience's message, and a delivery per subscription of
+    /// that audience, in one transaction; the scheduler and the stream take it from there.
     async fn notify(&self, req: NotifyRequest) -> Result<NotifyResponse> {
         let mut v = FieldViolations::new();
         if req.event_id.is_empty() {
@@ -81,51 +89,110 @@ impl Notifications {
             kind: kind as i32,
             request_id: submission.request_id.clone(),
             agency_id: submission.agency_id.clone(),
-            payload: payload(&id, kind, &req, &submission).to_string(),
+            payload: record(kind, &req).to_string(),
             created_at: now,
         })
         .insert(&txn)
         .await?;
 
-        let mut deliveries = 0;
-        for audience in audiences(kind) {
-            // Agencies are told at their own endpoint; the other audiences have one each.
-            let owner = if *audience == Audience::Agency { submission.agency_id.clone() } else { String::new() };
-            let Some(sub) = subscription::Entity::find_by_id((*audience as i32, owner)).one(&txn).await? else {
+        let event = Event { notification_id: &id, kind, request: &req, submission: &submission, created_at: now };
+        let trace_context = crs_platform::telemetry::current_traceparent();
+        let (mut deliveries, mut published) = (0, false);
+        for audience in messages::audiences(kind) {
+            // An agency is told at its own subscriptions, and on the stream of every agency's.
+            let scope = if *audience == Audience::Agency {
+                Condition::any()
+                    .add(subscription::Column::AgencyId.eq(submission.agency_id.clone()))
+                    .add(subscription::Column::AgencyId.eq(""))
+            } else {
+                Condition::all().add(subscription::Column::AgencyId.eq(""))
+            };
+            let subs: Vec<subscription::Model> = subscription::Entity::find()
+                .filter(subscription::Column::Audience.eq(*audience as i32))
+                .filter(scope)
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter(|s| match self.channels.get(s.channel) {
+                    Some(c) if c.enabled() => true,
+                    _ => {
+                        tracing::warn!(subscription_id = %s.id, channel = %crate::channels::name(s.channel), "channel not configured; not delivered");
+                        false
+                    }
+                })
+                .collect();
+            let Some(msg) = messages::message(*audience, &event, &self.appeal) else { continue };
+            if subs.is_empty() {
                 tracing::warn!(audience = audience.as_str_name(), request_id = %submission.request_id, "no subscription; not delivered");
                 continue;
-            };
-            let delivery_id = uuid::Uuid::now_v7().to_string();
-            delivery::ActiveModel::from(delivery::Model {
-                id: delivery_id.clone(),
+            }
+            let on_stream =
+                subs.iter().any(|s| self.channels.get(s.channel).is_some_and(|c| c.complete_when_recorded()));
+            let stream_seq = if on_stream { Some(crate::stream::next_position(&txn).await?) } else { None };
+            published |= on_stream;
+            message::ActiveModel::from(message::Model {
                 notification_id: id.clone(),
                 audience: *audience as i32,
-                endpoint: sub.endpoint,
-                secret: sub.secret,
-                state: DeliveryState::Pending as i32,
-                attempts: 0,
-                delivered_at: None,
-                last_error: String::new(),
+                kind: kind as i32,
+                request_id: submission.request_id.clone(),
+                agency_id: submission.agency_id.clone(),
+                schema: msg.schema,
+                payload: msg.payload,
+                stream_seq,
                 created_at: now,
             })
             .insert(&txn)
             .await?;
-            self.outbox.enqueue(&txn, webhook::TOPIC, &Delivery { id: delivery_id, ..Default::default() }).await?;
-            deliveries += 1;
+            for sub in subs {
+                let complete = self.channels.get(sub.channel).is_some_and(|c| c.complete_when_recorded());
+                delivery::ActiveModel::from(delivery::Model {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    notification_id: id.clone(),
+                    audience: *audience as i32,
+                    channel: sub.channel,
+                    subscription_id: sub.id,
+                    endpoint: sub.endpoint,
+                    state: if complete { DeliveryState::Delivered } else { DeliveryState::Pending } as i32,
+                    attempts: 0,
+                    delivered_at: complete.then_some(now),
+                    last_error: String::new(),
+                    failure: String::new(),
+                    next_attempt_at: (!complete).then_some(now),
+                    locked_until: None,
+                    retry_from: now,
+                    trace_context: trace_context.clone(),
+                    created_at: now,
+                })
+                .insert(&txn)
+                .await?;
+                deliveries += 1;
+            }
         }
         txn.commit().await?;
-        self.outbox.wake();
+        self.scheduler.wake();
+        if published {
+            self.stream.published();
+        }
         tracing::info!(notification_id = %id, kind = kind.as_str_name(), request_id = %submission.request_id, deliveries, "notification recorded");
         Ok(NotifyResponse { notification_id: id, replayed: false })
     }
 
     async fn list(&self, principal: Principal, req: ListNotificationsRequest) -> Result<ListNotificationsResponse> {
         let mut cond = Condition::all();
-        match &principal {
-            Principal::Agency { id } => cond = cond.add(notification::Column::AgencyId.eq(id.clone())),
-            Principal::Service { .. } => {}
-            p => auth::require_role(p, &[Role::Reviewer, Role::SeniorReviewer, Role::Admin])?,
-        }
+        // An agency sees the notifications addressed to it, and of them only its own deliveries.
+        let agency = match &principal {
+            Principal::Agency { id } => {
+                cond = cond
+                    .add(notification::Column::AgencyId.eq(id.clone()))
+                    .add(notification::Column::Kind.is_in(messages::agency_kinds()));
+                true
+            }
+            Principal::Service { .. } => false,
+            p => {
+                auth::require_role(p, &[Role::Reviewer, Role::SeniorReviewer, Role::Admin])?;
+                false
+            }
+        };
         if !req.request_id.is_empty() {
             cond = cond.add(notification::Column::RequestId.eq(req.request_id.clone()));
         }
@@ -150,10 +217,16 @@ impl Notifications {
         let more = rows.len() as u64 > size;
         let rows: Vec<notification::Model> = rows.into_iter().take(size as usize).collect();
         // The page's deliveries in one query, not one per notification.
-        let mut by_notification: std::collections::HashMap<String, Vec<delivery::Model>> = Default::default();
-        for d in delivery::Entity::find()
-            .filter(delivery::Column::NotificationId.is_in(rows.iter().map(|r| r.id.clone())))
+        let mut deliveries =
+            delivery::Entity::find().filter(delivery::Column::NotificationId.is_in(rows.iter().map(|r| r.id.clone())));
+        if agency {
+            deliveries = deliveries.filter(delivery::Column::Audience.eq(Audience::Agency as i32));
+        }
+        let mut by_notification: HashMap<String, Vec<delivery::Model>> = HashMap::new();
+        for d in deliveries
             .order_by_asc(delivery::Column::Audience)
+            .order_by_asc(delivery::Column::Channel)
+            .order_by_asc(delivery::Column::Id)
             .all(&self.db)
             .await?
         {
@@ -163,109 +236,97 @@ impl Notifications {
             (true, Some(last)) => paging::encode("notifications", &filters, &[&last.created_at.to_string(), &last.id]),
             _ => String::new(),
         };
-        let mut notifications = Vec::with_capacity(rows.len());
-        for row in rows {
-            let deliveries = by_notification.remove(&row.id).unwrap_or_default();
-            notifications.push(Notification {
+        let notifications = rows
+            .into_iter()
+            .map(|row| Notification {
+                deliveries: by_notification
+                    .remove(&row.id)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| to_delivery(d, agency))
+                    .collect(),
                 id: row.id,
                 event_id: row.event_id,
                 kind: row.kind,
                 request_id: row.request_id,
                 agency_id: row.agency_id,
                 created_at: Some(timestamp_from_millis(row.created_at)),
-                deliveries: deliveries
-                    .into_iter()
-                    .map(|d| Delivery {
-                        id: d.id,
-                        audience: d.audience,
-                        endpoint: d.endpoint,
-                        state: d.state,
-                        attempts: d.attempts as u32,
-                        delivered_at: d.delivered_at.map(timestamp_from_millis),
-                        last_error: d.last_error,
-                    })
-                    .collect(),
-            });
-        }
+            })
+            .collect();
         Ok(ListNotificationsResponse { notifications, next_page_token })
     }
 
-    async fn put_subscription(&self, req: PutSubscriptionRequest) -> Result<Subscription> {
-        let mut v = FieldViolations::new();
-        let audience = Audience::try_from(req.audience).unwrap_or(Audience::Unspecified);
-        match audience {
-            Audience::Unspecified => v.add("audience", "must be a known audience"),
-            Audience::Agency if req.agency_id.is_empty() => v.add("agency_id", "is required for the agency audience"),
-            Audience::Agency => {}
-            _ if !req.agency_id.is_empty() => v.add("agency_id", "is only for the agency audience"),
-            _ => {}
+    /// An admin puts a delivery back in the queue, due now, with a fresh retry window.
+    async fn retry(&self, principal: Principal, req: RetryDeliveryRequest) -> Result<Delivery> {
+        auth::require_role(&principal, &[Role::Admin])?;
+        if req.delivery_id.is_empty() {
+            return Err(NotificationError::invalid("delivery_id", "is required"));
         }
-        match url::Url::parse(&req.endpoint) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => v.add("endpoint", "must be an http or https URL"),
+        let now = now_millis();
+        let txn = self.db.begin().await?;
+        let row = delivery::Entity::find_by_id(req.delivery_id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| NotificationError::NotFound(format!("delivery {}", req.delivery_id)))?;
+        if row.state == DeliveryState::Delivered as i32 {
+            return Err(NotificationError::FailedPrecondition(format!("delivery {} was delivered", row.id)));
         }
-        if req.secret.len() > 256 {
-            v.add("secret", "longer than 256 characters");
+        if row.locked_until.is_some_and(|until| until > now) {
+            return Err(NotificationError::FailedPrecondition(format!(
+                "an attempt at delivery {} is in flight; retry when it ends",
+                row.id
+            )));
         }
-        v.into_result()?;
-        let key = (audience as i32, req.agency_id.clone());
-        let row = match subscription::Entity::find_by_id(key).one(&self.db).await? {
-            Some(existing) => {
-                let mut active: subscription::ActiveModel = existing.into();
-                active.endpoint = Set(req.endpoint.clone());
-                active.secret = Set(req.secret.clone());
-                active.updated_at = Set(now_millis());
-                active.update(&self.db).await?
-            }
-            None => {
-                subscription::ActiveModel::from(subscription::Model {
-                    audience: audience as i32,
-                    agency_id: req.agency_id.clone(),
-                    id: uuid::Uuid::now_v7().to_string(),
-                    endpoint: req.endpoint.clone(),
-                    secret: req.secret.clone(),
-                    updated_at: now_millis(),
-                })
-                .insert(&self.db)
-                .await?
-            }
-        };
-        tracing::info!(audience = audience.as_str_name(), agency_id = %row.agency_id, endpoint = %row.endpoint, "subscription set");
-        Ok(to_subscription(&row))
+        let mut active: delivery::ActiveModel = row.into();
+        active.state = sea_orm::Set(DeliveryState::Pending as i32);
+        active.next_attempt_at = sea_orm::Set(Some(now));
+        active.retry_from = sea_orm::Set(now);
+        active.locked_until = sea_orm::Set(None);
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        self.scheduler.wake();
+        tracing::warn!(delivery_id = %updated.id, by = %principal.subject(), "delivery put back for another attempt");
+        Ok(to_delivery(&updated, false))
     }
 }
 
-fn to_subscription(row: &subscription::Model) -> Subscription {
-    Subscription {
-        id: row.id.clone(),
-        audience: row.audience,
-        agency_id: row.agency_id.clone(),
-        endpoint: row.endpoint.clone(),
-        has_secret: !row.secret.is_empty(),
+/// A delivery as a caller sees it: agencies get the summary of a failure, not its detail.
+fn to_delivery(d: &delivery::Model, for_agency: bool) -> Delivery {
+    Delivery {
+        id: d.id.clone(),
+        audience: d.audience,
+        endpoint: d.endpoint.clone(),
+        state: d.state,
+        attempts: d.attempts.max(0) as u32,
+        delivered_at: d.delivered_at.map(timestamp_from_millis),
+        last_error: if for_agency { d.failure.clone() } else { d.last_error.clone() },
+        channel: d.channel,
+        subscription_id: d.subscription_id.clone(),
+        next_attempt_at: d.next_attempt_at.map(timestamp_from_millis),
     }
 }
 
-/// The JSON body of a notification, the same for every audience.
-fn payload(id: &str, kind: NotificationKind, req: &NotifyRequest, s: &Submission) -> serde_json::Value {
+/// The event as received, kept with the notification for admins (never sent as it is).
+fn record(kind: NotificationKind, req: &NotifyRequest) -> serde_json::Value {
+    let s = req.submission.clone().unwrap_or_default();
     let decisions: Vec<serde_json::Value> = req
         .decisions
         .iter()
         .map(|d| {
-            let item = s.items.get(d.item_index as usize);
             serde_json::json!({
                 "item_index": d.item_index,
-                "url": item.map(|i| i.url.clone()).unwrap_or_default(),
-                "content_id": item.map(|i| i.content_id.clone()).unwrap_or_default(),
                 "outcome": short_name_of::<ItemOutcome>(d.outcome),
                 "no_action_reason": short_name_of::<NoActionReason>(d.no_action_reason),
+                "ground": d.ground,
                 "legal_ground": d.legal_ground,
                 "explanation": d.explanation,
                 "territorial_scope": d.territorial_scope,
+                "platform_policy": d.platform_policy,
             })
         })
         .collect();
     serde_json::json!({
-        "notification_id": id,
         "kind": kind.short_name(),
         "request_id": s.request_id,
         "agency_id": s.agency_id,
@@ -296,7 +357,7 @@ impl NotificationService for Notifications {
     ) -> std::result::Result<Response<Subscription>, Status> {
         let principal = auth::principal(&request)?;
         auth::require_role(&principal, &[Role::Admin]).map_err(NotificationError::from)?;
-        Ok(Response::new(Notifications::put_subscription(self, request.into_inner()).await?))
+        Ok(Response::new(self.subscriptions.put(request.into_inner(), Source::Admin).await?))
     }
 
     async fn list_subscriptions(
@@ -304,17 +365,8 @@ impl NotificationService for Notifications {
         request: Request<ListSubscriptionsRequest>,
     ) -> std::result::Result<Response<ListSubscriptionsResponse>, Status> {
         let principal = auth::principal(&request)?;
-        auth::require_role(&principal, &[Role::Admin]).map_err(NotificationError::from)?;
-        let req = request.into_inner();
-        let mut cond = Condition::all();
-        if req.audience != 0 {
-            cond = cond.add(subscription::Column::Audience.eq(req.audience));
-        }
-        if !req.agency_id.is_empty() {
-            cond = cond.add(subscription::Column::AgencyId.eq(req.agency_id));
-        }
-        let rows = subscription::Entity::find().filter(cond).all(&self.db).await.map_err(NotificationError::from)?;
-        Ok(Response::new(ListSubscriptionsResponse { subscriptions: rows.iter().map(to_subscription).collect() }))
+        let subscriptions = self.subscriptions.list(&principal, request.into_inner()).await?;
+        Ok(Response::new(ListSubscriptionsResponse { subscriptions }))
     }
 
     async fn export_statements_of_reasons(
@@ -322,6 +374,24 @@ impl NotificationService for Notifications {
         _request: Request<ExportStatementsOfReasonsRequest>,
     ) -> std::result::Result<Response<ExportStatementsOfReasonsResponse>, Status> {
         Err(Status::unimplemented("ExportStatementsOfReasons is not available in this version"))
+    }
+
+    async fn retry_delivery(
+        &self,
+        request: Request<RetryDeliveryRequest>,
+    ) -> std::result::Result<Response<Delivery>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.retry(principal, request.into_inner()).await?))
+    }
+
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.stream.subscribe(&principal, request.into_inner()).await?))
     }
 }
 
@@ -338,6 +408,10 @@ impl NotificationInternalService for Notifications {
         request: Request<PutSubscriptionRequest>,
     ) -> std::result::Result<Response<Subscription>, Status> {
         auth::principal(&request)?;
-        Ok(Response::new(Notifications::put_subscription(self, request.into_inner()).await?))
+        let req = request.into_inner();
+        if req.audience != Audience::Agency as i32 {
+            return Err(NotificationError::invalid("audience", "intake sets agencies' subscriptions only").into());
+        }
+        Ok(Response::new(self.subscriptions.put(req, Source::Intake).await?))
     }
 }

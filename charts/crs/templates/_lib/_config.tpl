@@ -173,6 +173,24 @@ token_signing_key_file: {{ printf "%s/tokens.key" $paths.keysDir | quote }}
 {{- toYaml $files -}}
 {{- end -}}
 
+{{/* The Secret holding the key that seals webhook secrets: (dict "name" secret "key" key). */}}
+{{- define "crs.webhookSecretKeySecret" -}}
+{{- $wk := .Values.global.webhookSecretKey -}}
+{{- if $wk.existingSecret -}}
+name: {{ $wk.existingSecret }}
+key: {{ $wk.existingSecretKey }}
+{{- else -}}
+name: {{ include "crs.fullnameWith" (dict "ctx" . "suffix" "webhook-secret-key") }}
+key: webhook-secret.key
+generated: true
+{{- end -}}
+{{- end -}}
+
+{{/* Whether a component holds the webhook-secret key: intake seals with it, notification opens. */}}
+{{- define "crs.holdsWebhookSecretKey" -}}
+{{- if has .component (list "intake" "notification") -}}true{{- end -}}
+{{- end -}}
+
 {{/* A service container's environment. Takes (dict "ctx" $ "component" "..."). */}}
 {{- define "crs.serviceEnv" -}}
 {{- $ctx := .ctx -}}
@@ -214,9 +232,16 @@ token_signing_key_file: {{ printf "%s/tokens.key" $paths.keysDir | quote }}
 - name: CRS_TLS__CLIENT_AUTH
   value: {{ $g.tls.clientAuth | quote }}
 {{- end }}
-{{- if and (eq .component "notification") $v.webhookSecretKey.enabled }}
+{{- if include "crs.holdsWebhookSecretKey" . }}
 - name: CRS_WEBHOOKS__SECRET_KEY_FILE
   value: {{ $paths.webhookSecretKeyFile }}
+{{- end }}
+{{- if and (eq .component "notification") $v.email.existingSecret }}
+- name: CRS_EMAIL__SMTP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.email.existingSecret }}
+      key: {{ $v.email.existingSecretKey }}
 {{- end }}
 - name: OTEL_SERVICE_NAME
   value: crs-{{ .component }}

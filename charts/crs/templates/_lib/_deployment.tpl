@@ -11,6 +11,7 @@ preStop pause before the drain, a read-only root file system and no service acco
 {{- $ports := include "crs.ports" . | fromYaml -}}
 {{- $paths := include "crs.paths" . | fromYaml -}}
 {{- $keys := include "crs.keysSecret" $ctx | fromYaml }}
+{{- $webhookKey := include "crs.webhookSecretKeySecret" $ctx | fromYaml }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -131,7 +132,7 @@ spec:
               mountPath: {{ $paths.caDir }}
               readOnly: true
             {{- end }}
-            {{- if and (eq .component "notification") $v.webhookSecretKey.enabled }}
+            {{- if include "crs.holdsWebhookSecretKey" . }}
             - name: webhook-secret-key
               mountPath: {{ $paths.webhooksDir }}
               readOnly: true
@@ -182,13 +183,13 @@ spec:
               - key: {{ $g.tls.caSecretKey }}
                 path: ca.crt
         {{- end }}
-        {{- if and (eq .component "notification") $v.webhookSecretKey.enabled }}
+        {{- if include "crs.holdsWebhookSecretKey" . }}
         - name: webhook-secret-key
           secret:
-            secretName: {{ required "notification.webhookSecretKey.existingSecret is required when notification.webhookSecretKey.enabled" $v.webhookSecretKey.existingSecret }}
+            secretName: {{ $webhookKey.name }}
             defaultMode: 0440
             items:
-              - key: {{ $v.webhookSecretKey.existingSecretKey }}
+              - key: {{ $webhookKey.key }}
                 path: secret.key
         {{- end }}
 {{- end -}}

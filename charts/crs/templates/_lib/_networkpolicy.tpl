@@ -1,7 +1,8 @@
 {{/*
 A component's NetworkPolicy. Ingress: gRPC only from the components that call it in the flow (and
 from anywhere for intake's public port), metrics only from monitoring. Egress: DNS, PostgreSQL,
-Redis, the peers it calls, the OTLP collector, and for notification the webhook addresses.
+Redis, the peers it calls, the OTLP collector, and for notification the webhook addresses and,
+with email, the mail server.
 Takes (dict "ctx" $ "component" "...").
 */}}
 {{- define "crs.lib.networkPolicy" -}}
@@ -94,6 +95,18 @@ spec:
           protocol: TCP
         {{- end }}
       {{- end }}
+    {{- if $v.email.existingSecret }}
+    {{- $smtp := $v.networkPolicy.smtpEgress }}
+    - ports:
+        {{- range $smtp.ports }}
+        - port: {{ . }}
+          protocol: TCP
+        {{- end }}
+      {{- with $smtp.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
     {{- end }}
 {{- end }}
 {{- end -}}

@@ -187,6 +187,7 @@ impl Process {
             .env("CRS_DATABASE__URL", db_url)
             .env("CRS_REDIS__URL", crs_testkit::redis::shared_url())
             .envs(crs_testkit::keys::auth_env("intake"))
+            .env("CRS_WEBHOOKS__SECRET_KEY", crs_testkit::service::WEBHOOK_SECRET_KEY)
             .env("CRS_PEERS__TRIAGE", "http://127.0.0.1:9")
             .env("CRS_PEERS__LEGAL_REVIEW", "http://127.0.0.1:9")
             .env("CRS_PEERS__NOTIFICATION", "http://127.0.0.1:9")

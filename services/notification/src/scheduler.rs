@@ -1,0 +1,516 @@
+//! The delivery scheduler: attempts deliveries so that none blocks another and none vanishes.
+//!
+//! The `deliveries` table is the queue. A delivery is written with its notification, in the same
+//! transaction, so nothing accepted is lost; it is due while `next_attempt_at` is set and has
+//! passed, and is claimed with a lease (`locked_until`, on PostgreSQL with `FOR UPDATE SKIP
+//! LOCKED`, so replicas never attempt the same delivery at once). Its outcome is written before
+//! the lease is given back, so a restart never repeats a delivery that succeeded (an attempt cut
+//! off mid-flight is repeated with the same `webhook-id`, which receivers use to drop repeats).
+//!
+//! Each endpoint (a subscription) has its own lane: at most `delivery.per_endpoint_concurrency`
+//! attempts in flight, claimed per endpoint, so a slow or hanging endpoint holds only its own
+//! slots while every other endpoint keeps its pace. Each lane has a circuit breaker: after
+//! `delivery.breaker_failures` failures in a row that say the endpoint is unwell, its attempts
+//! pause for `delivery.breaker_cooldown_ms`, then one probe decides. Failed attempts are retried
+//! with exponential backoff and jitter (or the endpoint's `Retry-After`) until
+//! `delivery.max_age_secs` after the first attempt; then, or at once when trying again cannot
+//! help, the delivery is FAILED: a dead letter, counted and alerted on, until an admin's
+//! RetryDelivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crs_platform::outbox::statement;
+use crs_platform::time::now_millis;
+use crs_proto::ShortName;
+use crs_proto::notification::{Audience, DeliveryState};
+use rand::Rng;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::channels::{Attempt, Channels, Failure, Outcome};
+use crate::config::DeliveryConfig;
+use crate::entities::{delivery, message, subscription};
+
+/// How often the scheduler gives up on deliveries past their age and refreshes its gauges.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+/// Endpoints looked at per round.
+const ENDPOINTS_PER_ROUND: i64 = 1000;
+
+/// One endpoint's lane in this replica.
+#[derive(Debug, Default)]
+struct Lane {
+    in_flight: usize,
+    /// Failures in a row that said the endpoint is unwell.
+    failures: u32,
+    /// While set and in the future, the circuit is open; once passed, one probe may go.
+    open_until: Option<i64>,
+}
+
+impl Lane {
+    /// Attempts this lane may start now.
+    fn capacity(&self, now: i64, per_endpoint: usize) -> usize {
+        match self.open_until {
+            Some(until) if now < until => 0,
+            // Half open: one probe at a time.
+            Some(_) => usize::from(self.in_flight == 0),
+            None => per_endpoint.saturating_sub(self.in_flight),
+        }
+    }
+
+    fn is_open(&self, now: i64) -> bool {
+        self.open_until.is_some_and(|until| now < until)
+    }
+}
+
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    channels: Channels,
+    cfg: DeliveryConfig,
+    /// How long a claim lasts: an attempt's longest duration and a margin.
+    lease_ms: i64,
+    wake: Notify,
+    lanes: Mutex<HashMap<String, Lane>>,
+}
+
+impl Scheduler {
+    pub fn new(db: DatabaseConnection, channels: Channels, cfg: DeliveryConfig, longest_attempt: Duration) -> Self {
+        let lease_ms = longest_attempt.as_millis() as i64 + 5_000;
+        Scheduler {
+            inner: Arc::new(Inner {
+                db,
+                channels,
+                cfg,
+                lease_ms,
+                wake: Notify::new(),
+                lanes: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Tells the scheduler that work was added or a lane freed up.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Attempts due deliveries until `shutdown`; attempts in flight then get a moment to finish
+    /// (an attempt cut off is repeated after its lease).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut attempts = JoinSet::new();
+        let mut housekeeping = tokio::time::Instant::now() - HOUSEKEEPING;
+        let poll = Duration::from_millis(self.inner.cfg.poll_interval_ms);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            while attempts.try_join_next().is_some() {}
+            if housekeeping.elapsed() >= HOUSEKEEPING {
+                housekeeping = tokio::time::Instant::now();
+                if let Err(e) = self.inner.housekeeping().await {
+                    tracing::warn!(error = %e, "delivery housekeeping failed; will retry");
+                }
+            }
+            let mut wait = poll;
+            match self.claim_round(&mut attempts).await {
+                Ok(next_due) => {
+                    if let Some(at) = next_due {
+                        wait = wait.min(Duration::from_millis((at - now_millis()).max(1) as u64));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming deliveries failed; will retry"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.inner.wake.notified() => {},
+                _ = tokio::time::sleep(wait) => {},
+            }
+        }
+        let drained =
+            tokio::time::timeout(Duration::from_secs(5), async { while attempts.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            attempts.abort_all();
+        }
+    }
+
+    /// Claims, for every endpoint with due deliveries, as many as its lane can take, and starts
+    /// them. Returns when the next delivery not yet due will be.
+    async fn claim_round(&self, attempts: &mut JoinSet<()>) -> Result<Option<i64>, DbErr> {
+        let inner = &self.inner;
+        let backend = inner.db.get_database_backend();
+        let now = now_millis();
+        let due =
+            "next_attempt_at IS NOT NULL AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)";
+        let endpoints = inner
+            .db
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "SELECT subscription_id, MIN(next_attempt_at) AS oldest FROM deliveries WHERE {due} \
+                     GROUP BY subscription_id ORDER BY oldest LIMIT $2"
+                ),
+                vec![now.into(), ENDPOINTS_PER_ROUND.into()],
+            ))
+            .await?;
+        for row in endpoints {
+            let endpoint: String = row.try_get("", "subscription_id")?;
+            let total_in_flight: usize = inner.lanes.lock().expect("lanes").values().map(|l| l.in_flight).sum();
+            let room = inner.cfg.max_in_flight.saturating_sub(total_in_flight);
+            let free = {
+                let lanes = inner.lanes.lock().expect("lanes");
+                lanes
+                    .get(&endpoint)
+                    .map_or(inner.cfg.per_endpoint_concurrency, |l| l.capacity(now, inner.cfg.per_endpoint_concurrency))
+            }
+            .min(room);
+            if free == 0 {
+                continue;
+            }
+            let lease = now + inner.lease_ms;
+            let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+            let claimed = inner
+                .db
+                .query_all_raw(statement(
+                    backend,
+                    &format!(
+                        "UPDATE deliveries SET locked_until = $3, attempts = attempts + 1 WHERE id IN \
+                         (SELECT id FROM deliveries WHERE subscription_id = $2 AND {due} \
+                          ORDER BY next_attempt_at, id LIMIT $4 {lock}) RETURNING id"
+                    ),
+                    vec![now.into(), endpoint.clone().into(), lease.into(), (free as i64).into()],
+                ))
+                .await?;
+            for row in claimed {
+                let id: String = row.try_get("", "id")?;
+                inner.lanes.lock().expect("lanes").entry(endpoint.clone()).or_default().in_flight += 1;
+                let this = self.clone();
+                let endpoint = endpoint.clone();
+                attempts.spawn(async move {
+                    this.attempt(&id, lease).await;
+                    this.inner.release(&endpoint);
+                    this.wake();
+                });
+            }
+        }
+        let next = inner
+            .db
+            .query_one_raw(statement(
+                backend,
+                "SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE next_attempt_at > $1",
+                vec![now.into()],
+            ))
+            .await?;
+        Ok(next.and_then(|r| r.try_get::<Option<i64>>("", "next").ok().flatten()))
+    }
+
+    /// One attempt at a claimed delivery, in the request's trace, and its outcome recorded.
+    async fn attempt(&self, id: &str, lease: i64) {
+        let inner = &self.inner;
+        let loaded = async {
+            let Some(d) = delivery::Entity::find_by_id(id.to_owned()).one(&inner.db).await? else {
+                return Ok::<_, DbErr>(None);
+            };
+            let m = message::Entity::find_by_id((d.notification_id.clone(), d.audience)).one(&inner.db).await?;
+            let s = subscription::Entity::find_by_id(d.subscription_id.clone()).one(&inner.db).await?;
+            Ok(Some((d, m, s)))
+        }
+        .await;
+        let (delivery, message, sub) = match loaded {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(e) => {
+                // The lease runs out and the delivery is tried again.
+                tracing::warn!(delivery_id = %id, error = %e, "cannot load a delivery; it will be retried");
+                return;
+            }
+        };
+        let channel = crate::channels::name(delivery.channel);
+        let audience = crs_proto::convert::short_name_of::<Audience>(delivery.audience);
+        let span = tracing::info_span!(
+            "deliver",
+            otel.name = %format!("process {channel}.deliver"),
+            otel.kind = "consumer",
+            messaging.system = "crs-notification",
+            messaging.operation.type = "process",
+            messaging.destination.name = %format!("{channel}.deliver"),
+            messaging.message.id = %delivery.id,
+            messaging.delivery.attempt = delivery.attempts,
+            crs.delivery.audience = audience,
+            crs.delivery.outcome = tracing::field::Empty,
+        );
+        crs_platform::telemetry::continue_stored_trace(&span, delivery.trace_context.as_deref());
+        async {
+            let outcome = match (message, sub) {
+                (Some(message), Some(subscription)) => match inner.channels.get(delivery.channel) {
+                    Some(ch) => {
+                        let endpoint = subscription.endpoint.clone();
+                        let attempt = Attempt { delivery: delivery.clone(), message, subscription };
+                        (ch.deliver(&attempt).await, endpoint)
+                    }
+                    None => (Outcome::Failed(gone("its channel is not available in this version")), String::new()),
+                },
+                (None, _) => (Outcome::Failed(gone("its message was not recorded")), String::new()),
+                (_, None) => (Outcome::Failed(gone("its subscription no longer exists")), String::new()),
+            };
+            let (outcome, endpoint) = outcome;
+            if let Err(e) = inner.record(&delivery, &endpoint, outcome, lease).await {
+                tracing::warn!(delivery_id = %delivery.id, error = %e, "cannot record a delivery's outcome; it will be retried");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A delivery that cannot be made at all.
+fn gone(why: &str) -> Failure {
+    Failure { permanent: true, summary: why.into(), detail: why.into(), retry_after: None, endpoint_unwell: false }
+}
+
+impl Inner {
+    fn release(&self, endpoint: &str) {
+        let mut lanes = self.lanes.lock().expect("lanes");
+        if let Some(lane) = lanes.get_mut(endpoint) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            if lane.in_flight == 0 && lane.failures == 0 && lane.open_until.is_none() {
+                lanes.remove(endpoint);
+            }
+        }
+    }
+
+    /// The breaker's view of an attempt.
+    fn observe(&self, endpoint: &str, delivered: bool, unwell: bool) {
+        let now = now_millis();
+        let mut lanes = self.lanes.lock().expect("lanes");
+        let lane = lanes.entry(endpoint.to_owned()).or_default();
+        if delivered {
+            if lane.open_until.is_some() {
+                tracing::info!(subscription_id = %endpoint, "endpoint recovered; circuit closed");
+            }
+            lane.failures = 0;
+            lane.open_until = None;
+        } else if unwell {
+            lane.failures += 1;
+            let probe_failed = lane.open_until.is_some_and(|until| now >= until);
+            if probe_failed || (lane.open_until.is_none() && lane.failures >= self.cfg.breaker_failures) {
+                lane.open_until = Some(now + self.cfg.breaker_cooldown_ms as i64);
+                tracing::warn!(
+                    subscription_id = %endpoint,
+                    failures = lane.failures,
+                    cooldown_ms = self.cfg.breaker_cooldown_ms,
+                    "endpoint keeps failing; circuit opened"
+                );
+            }
+        }
+    }
+
+    /// Writes an attempt's outcome and gives the lease back.
+    async fn record(&self, d: &delivery::Model, endpoint: &str, outcome: Outcome, lease: i64) -> Result<(), DbErr> {
+        let backend = self.db.get_database_backend();
+        let now = now_millis();
+        let audience = crs_proto::convert::short_name_of::<Audience>(d.audience);
+        let channel = crate::channels::name(d.channel);
+        let endpoint = if endpoint.is_empty() { d.endpoint.as_str() } else { endpoint };
+        let (sql, values, state) = match outcome {
+            Outcome::Delivered => {
+                self.observe(&d.subscription_id, true, false);
+                tracing::info!(delivery_id = %d.id, attempts = d.attempts, "delivered");
+                (
+                    "UPDATE deliveries SET state = $1, delivered_at = $2, next_attempt_at = NULL, locked_until = NULL, \
+                     last_error = '', failure = '', endpoint = $3 WHERE id = $4 AND locked_until = $5",
+                    vec![
+                        (DeliveryState::Delivered as i32).into(),
+                        now.into(),
+                        endpoint.into(),
+                        d.id.clone().into(),
+                        lease.into(),
+                    ],
+                    DeliveryState::Delivered,
+                )
+            }
+            Outcome::Failed(f) => {
+                self.observe(&d.subscription_id, false, f.endpoint_unwell);
+                let too_old = now - d.retry_from > (self.cfg.max_age_secs as i64).saturating_mul(1000);
+                if f.permanent || too_old {
+                    let why =
+                        if f.permanent { "trying again cannot help" } else { "it kept failing past its maximum age" };
+                    tracing::error!(delivery_id = %d.id, attempts = d.attempts, error = %f.detail, "delivery given up: {why}; it is a dead letter now");
+                    (
+                        "UPDATE deliveries SET state = $1, next_attempt_at = NULL, locked_until = NULL, last_error = $2, \
+                         failure = $3, endpoint = $4 WHERE id = $5 AND locked_until = $6",
+                        vec![
+                            (DeliveryState::Failed as i32).into(),
+                            truncate(&format!("{} (given up: {why})", f.detail)).into(),
+                            f.summary.into(),
+                            endpoint.into(),
+                            d.id.clone().into(),
+                            lease.into(),
+                        ],
+                        DeliveryState::Failed,
+                    )
+                } else {
+                    let delay =
+                        backoff_ms(&self.cfg, d.attempts).max(f.retry_after.map_or(0, |r| r.as_millis() as i64));
+                    tracing::warn!(delivery_id = %d.id, attempts = d.attempts, retry_in_ms = delay, error = %f.detail, "delivery failed; will retry");
+                    (
+                        "UPDATE deliveries SET state = $1, next_attempt_at = $2, locked_until = NULL, last_error = $3, \
+                         failure = $4, endpoint = $5 WHERE id = $6 AND locked_until = $7",
+                        vec![
+                            (DeliveryState::Retrying as i32).into(),
+                            (now + delay).into(),
+                            truncate(&f.detail).into(),
+                            f.summary.into(),
+                            endpoint.into(),
+                            d.id.clone().into(),
+                            lease.into(),
+                        ],
+                        DeliveryState::Retrying,
+                    )
+                }
+            }
+        };
+        tracing::Span::current().record("crs.delivery.outcome", state.short_name().to_lowercase());
+        crate::metrics::DELIVERIES.with_label_values(&[audience, &channel, &state.short_name().to_lowercase()]).inc();
+        let written = self.db.execute_raw(statement(backend, sql, values)).await?;
+        if written.rows_affected() == 0 {
+            tracing::warn!(delivery_id = %d.id, "the delivery's lease ran out before its outcome was written; it may be attempted again");
+        }
+        Ok(())
+    }
+
+    /// Gives up on deliveries past their age that no attempt reached (their endpoint's circuit
+    /// stayed open), and refreshes the gauges.
+    async fn housekeeping(&self) -> Result<(), DbErr> {
+        let backend = self.db.get_database_backend();
+        let now = now_millis();
+        let cutoff = now - (self.cfg.max_age_secs as i64).saturating_mul(1000);
+        let expired = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                "UPDATE deliveries SET state = $1, next_attempt_at = NULL, \
+                 last_error = 'gave up: past its maximum age with its endpoint failing', \
+                 failure = 'the endpoint kept failing; given up' \
+                 WHERE next_attempt_at IS NOT NULL AND retry_from < $2 AND (locked_until IS NULL OR locked_until < $3) \
+                 RETURNING id, audience, channel",
+                vec![(DeliveryState::Failed as i32).into(), cutoff.into(), now.into()],
+            ))
+            .await?;
+        for row in expired {
+            let (id, audience, channel): (String, i32, i32) =
+                (row.try_get("", "id")?, row.try_get("", "audience")?, row.try_get("", "channel")?);
+            tracing::error!(delivery_id = %id, "delivery given up: past its maximum age; it is a dead letter now");
+            crate::metrics::DELIVERIES
+                .with_label_values(&[
+                    crs_proto::convert::short_name_of::<Audience>(audience),
+                    &crate::channels::name(channel),
+                    "failed",
+                ])
+                .inc();
+        }
+
+        let waiting = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                "SELECT channel, COUNT(*) AS n, MIN(created_at) AS oldest FROM deliveries \
+                 WHERE next_attempt_at IS NOT NULL GROUP BY channel",
+                vec![],
+            ))
+            .await?;
+        crate::metrics::BACKLOG.reset();
+        let mut oldest: Option<i64> = None;
+        for row in waiting {
+            let channel: i32 = row.try_get("", "channel")?;
+            crate::metrics::BACKLOG.with_label_values(&[&crate::channels::name(channel)]).set(row.try_get("", "n")?);
+            let at: Option<i64> = row.try_get("", "oldest")?;
+            oldest = match (oldest, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        crate::metrics::OLDEST_WAITING.set(oldest.map_or(0, |o| (now - o) / 1000));
+        let dead = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                "SELECT audience, COUNT(*) AS n FROM deliveries WHERE state = $1 GROUP BY audience",
+                vec![(DeliveryState::Failed as i32).into()],
+            ))
+            .await?;
+        crate::metrics::DEAD_LETTERS.reset();
+        for row in dead {
+            let audience: i32 = row.try_get("", "audience")?;
+            crate::metrics::DEAD_LETTERS
+                .with_label_values(&[crs_proto::convert::short_name_of::<Audience>(audience)])
+                .set(row.try_get("", "n")?);
+        }
+        let open = self.lanes.lock().expect("lanes").values().filter(|l| l.is_open(now)).count();
+        crate::metrics::CIRCUITS_OPEN.set(open as i64);
+        Ok(())
+    }
+}
+
+/// Exponential backoff with equal jitter: half the step fixed, half random, so retries from
+/// many deliveries spread out but none comes back immediately.
+fn backoff_ms(cfg: &DeliveryConfig, attempts: i32) -> i64 {
+    let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    let step = cfg.initial_backoff_ms.saturating_mul(1u64 << exp).min(cfg.max_backoff_ms) as i64;
+    let half = step / 2;
+    half + rand::rng().random_range(0..=half.max(0))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(2000).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> DeliveryConfig {
+        DeliveryConfig {
+            development_mode: false,
+            per_endpoint_concurrency: 4,
+            max_in_flight: 64,
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 60_000,
+            max_age_secs: 3600,
+            breaker_failures: 3,
+            breaker_cooldown_ms: 10_000,
+            poll_interval_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let c = cfg();
+        for _ in 0..100 {
+            assert!((500..=1000).contains(&backoff_ms(&c, 1)));
+            assert!((2000..=4000).contains(&backoff_ms(&c, 3)));
+            assert!((30_000..=60_000).contains(&backoff_ms(&c, 30)));
+        }
+    }
+
+    #[test]
+    fn a_lane_closes_after_failures_in_a_row_and_probes_once_after_the_cooldown() {
+        let mut lane = Lane::default();
+        assert_eq!(lane.capacity(0, 4), 4);
+        lane.in_flight = 4;
+        assert_eq!(lane.capacity(0, 4), 0, "a hanging endpoint holds only its own slots");
+        lane.in_flight = 0;
+        lane.open_until = Some(100);
+        assert_eq!(lane.capacity(50, 4), 0, "open: no attempts");
+        assert_eq!(lane.capacity(100, 4), 1, "half open: one probe");
+        lane.in_flight = 1;
+        assert_eq!(lane.capacity(100, 4), 0, "and only one");
+    }
+}

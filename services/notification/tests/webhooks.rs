@@ -1,0 +1,502 @@
+//! Webhooks against real HTTP endpoints that verify every delivery with the Standard Webhooks
+//! reference library, or fail on purpose: each audience gets its own message, signed and
+//! verifiable; captured webhooks cannot be replayed; secrets rotate without a lost delivery;
+//! failing endpoints are retried, then given up and retried by an admin; a hanging or failing
+//! endpoint never holds up another; redirects are not followed; agencies see only their own.
+
+mod support;
+
+use std::time::Duration;
+
+use crs_platform::secrets::{SecretBox, WebhookSecret, agency_callback_context};
+use crs_proto::notification::*;
+use crs_testkit::{Backend, eventually};
+use sea_orm::{ConnectionTrait, Statement};
+use support::*;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Subscribes the agency's callback as intake does: the secret sealed with the shared key.
+async fn subscribe_agency(running: &crs_testkit::Running, agency_id: &str, endpoint: &str) -> WebhookSecret {
+    let secret = WebhookSecret::generate();
+    let sealer = SecretBox::new(crs_testkit::service::WEBHOOK_SECRET_KEY.as_bytes());
+    internal(running, "intake")
+        .await
+        .put_agency_subscription(PutSubscriptionRequest {
+            audience: Audience::Agency as i32,
+            agency_id: agency_id.into(),
+            endpoint: endpoint.into(),
+            channel: Channel::Webhook as i32,
+            sealed_secret: sealer.seal_webhook_secret(&secret, &agency_callback_context(agency_id)).into_bytes(),
+            source_version: 1,
+            recipient_name: "Ministry of Digital Development".into(),
+            language: "kk".into(),
+            event_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    secret
+}
+
+async fn each_audience_gets_its_own_signed_message(backend: Backend) {
+    let env = env(backend).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let agency_secret = subscribe_agency(&running, "agency-1", &receiver.url("agency")).await;
+    receiver.register("agency", &agency_secret.encoded());
+    for (audience, name) in [(Audience::ContentOwner, "owner"), (Audience::Enforcement, "enforcement")] {
+        let sub = subscribe(&running, audience, &receiver.url(name)).await;
+        assert!(sub.secret.starts_with("whsec_") && sub.has_secret, "a secret is generated and shown once");
+        receiver.register(name, &sub.secret);
+    }
+
+    let mut notify = internal(&running, "legal-review").await;
+    notify.notify(acknowledged("r-1", "agency-1")).await.unwrap();
+    notify.notify(decided("r-1", "agency-1")).await.unwrap();
+    eventually("every webhook arrives", PATIENCE, || async {
+        (receiver.received("agency").len() == 2
+            && receiver.received("owner").len() == 1
+            && receiver.received("enforcement").len() == 1)
+            .then_some(())
+    })
+    .await;
+    for name in ["agency", "owner", "enforcement"] {
+        for r in receiver.received(name) {
+            assert_eq!(r.verified, Ok(()), "{name}: the reference library verifies it");
+            assert!(r.header("webhook-signature").starts_with("v1,"));
+        }
+    }
+    // The webhook id is the delivery's id.
+    let notes = notifications(&running, "r-1").await;
+    let ids: Vec<String> = notes.iter().flat_map(|n| n.deliveries.iter().map(|d| d.id.clone())).collect();
+    for name in ["agency", "owner", "enforcement"] {
+        for r in receiver.received(name) {
+            assert!(ids.contains(&r.header("webhook-id")), "{name}: webhook-id names a recorded delivery");
+        }
+    }
+    let decided_deliveries = &notes.iter().find(|n| n.kind == NotificationKind::Decided as i32).unwrap().deliveries;
+    assert!(decided_deliveries.iter().all(|d| d.state == DeliveryState::Delivered as i32), "{decided_deliveries:?}");
+
+    // Each audience its own schema, and only what it should know.
+    let owner = receiver.received("owner")[0].json();
+    assert_eq!(owner["schema"], "crs.notification.content_owner.v1");
+    assert_eq!(owner["type"], "request.decided");
+    let text = owner.to_string();
+    assert!(!text.contains("agency-1") && !text.contains("MDD-2026/118"), "no agency id or reference: {text}");
+    assert_eq!(owner["data"]["requested_by"]["authority"], "Ministry of Digital Development");
+    assert_eq!(owner["data"]["items"].as_array().unwrap().len(), 2, "only the items acted on");
+    assert_eq!(owner["data"]["items"][0]["decision_ground"], "DECISION_GROUND_ILLEGAL_CONTENT");
+    let enforcement = receiver.received("enforcement")[0].json();
+    assert_eq!(enforcement["schema"], "crs.notification.enforcement.v1");
+    let actions: Vec<(String, serde_json::Value)> = enforcement["data"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["action"].as_str().unwrap().to_owned(), a["countries"].clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("RESTRICT".to_owned(), serde_json::json!(["KZ"])), ("REMOVE".to_owned(), serde_json::json!([]))]
+    );
+    let agency = receiver.received("agency").iter().map(|r| r.json()).find(|j| j["type"] == "request.decided").unwrap();
+    assert_eq!(agency["data"]["reference"], "MDD-2026/118", "the agency gets its own reference back");
+    assert_eq!(agency["data"]["items"].as_array().unwrap().len(), 3, "and the outcome of each of its items");
+
+    // Secrets are write-only and sealed at rest.
+    let listed =
+        admin(&running).await.list_subscriptions(ListSubscriptionsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.subscriptions.len(), 3);
+    assert!(listed.subscriptions.iter().all(|s| s.secret.is_empty() && s.has_secret));
+    let conn = env.db.connect().await.unwrap();
+    let stored = conn
+        .query_all_raw(Statement::from_string(conn.get_database_backend(), "SELECT secret FROM channel_subscriptions"))
+        .await
+        .unwrap();
+    let plain = agency_secret.encoded();
+    let plain_b64 = plain.trim_start_matches("whsec_");
+    for row in stored {
+        let secret: String = row.try_get("", "secret").unwrap();
+        assert!(secret.starts_with("sealed:v1:") && !secret.contains(plain_b64), "stored sealed: {secret}");
+    }
+    conn.close().await.unwrap();
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_audience_gets_its_own_signed_message_on_sqlite() {
+    each_audience_gets_its_own_signed_message(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_audience_gets_its_own_signed_message_on_postgres() {
+    each_audience_gets_its_own_signed_message(Backend::Postgres).await;
+}
+
+/// A captured webhook is worthless later: its timestamp is signed, and the reference library
+/// refuses one outside its tolerance (five minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_webhook_cannot_be_replayed_later() {
+    let env = env(Backend::Sqlite).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&running, Audience::Enforcement, &receiver.url("enforcement")).await;
+    receiver.register("enforcement", &sub.secret);
+    internal(&running, "legal-review").await.notify(decided("r-2", "agency-1")).await.unwrap();
+    let captured =
+        eventually("the webhook arrives", PATIENCE, || async { receiver.received("enforcement").into_iter().next() })
+            .await;
+    let webhook = standardwebhooks::Webhook::new(&sub.secret).unwrap();
+    assert!(webhook.verify(&captured.body, &captured.headers).is_ok());
+
+    // Sent again a minute later with its timestamp refreshed: the signature no longer matches.
+    let mut refreshed = captured.headers.clone();
+    let sent: i64 = captured.header("webhook-timestamp").parse().unwrap();
+    refreshed.insert("webhook-timestamp", (sent + 60).to_string().parse().unwrap());
+    let err = webhook.verify(&captured.body, &refreshed).unwrap_err();
+    assert!(matches!(err, standardwebhooks::WebhookError::InvalidSignature), "{err:?}");
+
+    // Replayed ten minutes later as it was: too old.
+    let id = captured.header("webhook-id");
+    let old = chrono::Utc::now().timestamp() - 600;
+    let secret = WebhookSecret::parse(&sub.secret).unwrap();
+    let mut late = captured.headers.clone();
+    late.insert("webhook-timestamp", old.to_string().parse().unwrap());
+    late.insert(
+        "webhook-signature",
+        crs_notification::channels::webhook::sign(&secret, &id, old, &captured.body).parse().unwrap(),
+    );
+    let err = webhook.verify(&captured.body, &late).unwrap_err();
+    assert!(matches!(err, standardwebhooks::WebhookError::TimestampTooOldError), "{err:?}");
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// A new secret signs beside the old one for the overlap, so receivers switch without losing a
+/// delivery; a retry pending since before the rotation is signed with the secrets in force when
+/// it is attempted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_beside_the_old_one_and_pending_retries_use_it() {
+    let env = env(Backend::Sqlite).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let first = subscribe(&running, Audience::Enforcement, &receiver.url("enforcement")).await;
+    receiver.behave("enforcement", Behaviour::Answer(503));
+    internal(&running, "legal-review").await.notify(decided("r-3", "agency-1")).await.unwrap();
+    eventually("the delivery is failing", PATIENCE, || async { (receiver.arrived("enforcement") >= 2).then_some(()) })
+        .await;
+
+    let mut admin = admin(&running).await;
+    let rotated = admin
+        .put_subscription(PutSubscriptionRequest {
+            audience: Audience::Enforcement as i32,
+            endpoint: receiver.url("enforcement"),
+            rotate_secret: true,
+            expected_version: first.version,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rotated.secret.starts_with("whsec_") && rotated.secret != first.secret);
+    assert_eq!(rotated.version, first.version + 1);
+    assert!(rotated.previous_secret_expires_at.is_some(), "the old secret signs for the overlap");
+    // A change based on a version that is no longer current is refused.
+    let stale = admin
+        .put_subscription(PutSubscriptionRequest {
+            audience: Audience::Enforcement as i32,
+            endpoint: receiver.url("enforcement"),
+            expected_version: first.version,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::Aborted, "{stale:?}");
+
+    receiver.register("enforcement", &rotated.secret);
+    receiver.behave("enforcement", Behaviour::Verify);
+    let delivered = eventually("the pending retry is delivered", PATIENCE, || async {
+        receiver.received("enforcement").into_iter().find(|r| r.verified.is_ok())
+    })
+    .await;
+    let signatures = delivered.header("webhook-signature");
+    assert_eq!(signatures.split(' ').count(), 2, "both secrets sign during the overlap: {signatures}");
+    // Receivers still holding the old secret verify too.
+    let old = standardwebhooks::Webhook::new(&first.secret).unwrap();
+    assert!(old.verify(&delivered.body, &delivered.headers).is_ok());
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// An endpoint that keeps failing is retried with backoff until the maximum age, then the
+/// delivery is FAILED (a dead letter, counted); an admin retries it once the endpoint is fixed.
+/// An endpoint that answers 410 Gone is given up at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_delivery_becomes_a_dead_letter_that_an_admin_retries() {
+    let env = env(Backend::Sqlite).await.set("CRS_DELIVERY__MAX_AGE_SECS", "1");
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let enforcement = subscribe(&running, Audience::Enforcement, &receiver.url("enforcement")).await;
+    receiver.register("enforcement", &enforcement.secret);
+    receiver.behave("enforcement", Behaviour::Answer(500));
+    let gone = subscribe(&running, Audience::ContentOwner, &receiver.url("gone")).await;
+    receiver.register("gone", &gone.secret);
+    receiver.behave("gone", Behaviour::Answer(410));
+    internal(&running, "legal-review").await.notify(decided("r-4", "agency-1")).await.unwrap();
+
+    let failed = eventually("both deliveries are given up", PATIENCE, || async {
+        let all = deliveries(&running).await;
+        all.iter().all(|d| d.state == DeliveryState::Failed as i32).then_some(all)
+    })
+    .await;
+    let by_audience = |a: Audience| failed.iter().find(|d| d.audience == a as i32).unwrap().clone();
+    let dead = by_audience(Audience::Enforcement);
+    assert!(dead.attempts >= 2, "retried before giving up: {dead:?}");
+    assert!(dead.last_error.contains("500") && dead.last_error.contains("maximum age"), "{dead:?}");
+    assert!(dead.next_attempt_at.is_none());
+    let gone_delivery = by_audience(Audience::ContentOwner);
+    assert_eq!(gone_delivery.attempts, 1, "410 Gone is final: {gone_delivery:?}");
+    eventually("the dead letters are counted", PATIENCE, || async {
+        let text = metrics(&running).await;
+        // Other tests in this process count too: at least this one.
+        (metric(&text, "crs_deliveries_total{audience=\"ENFORCEMENT\",channel=\"webhook\",state=\"failed\"}") >= 1
+            && metric(&text, "crs_deliveries_failed{audience=\"ENFORCEMENT\"}") >= 1)
+            .then_some(())
+    })
+    .await;
+
+    // Only admins retry.
+    let refused = reviewer(&running)
+        .await
+        .retry_delivery(RetryDeliveryRequest { delivery_id: dead.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    receiver.behave("enforcement", Behaviour::Verify);
+    let retried =
+        admin(&running).await.retry_delivery(RetryDeliveryRequest { delivery_id: dead.id.clone() }).await.unwrap();
+    assert_eq!(retried.into_inner().state, DeliveryState::Pending as i32);
+    eventually("the retried delivery is delivered", PATIENCE, || async {
+        deliveries(&running).await.into_iter().find(|d| d.id == dead.id && d.state == DeliveryState::Delivered as i32)
+    })
+    .await;
+    assert_eq!(receiver.received("enforcement").len(), 1);
+    let again = admin(&running).await.retry_delivery(RetryDeliveryRequest { delivery_id: dead.id }).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    let unknown =
+        admin(&running).await.retry_delivery(RetryDeliveryRequest { delivery_id: "nope".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// An agency lists the notifications addressed to it with only its own deliveries, and a
+/// summary of their failures, never another party's endpoint or an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agencies_list_only_their_own_deliveries_without_internal_errors() {
+    let env = env(Backend::Sqlite).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    subscribe_agency(&running, "agency-a", &receiver.url("agency-a")).await;
+    receiver.behave("agency-a", Behaviour::Answer(503));
+    for (audience, name) in [(Audience::ContentOwner, "owner"), (Audience::Enforcement, "enforcement")] {
+        let sub = subscribe(&running, audience, &receiver.url(name)).await;
+        receiver.register(name, &sub.secret);
+    }
+    let on_call = subscribe(&running, Audience::OnCall, &receiver.url("on-call")).await;
+    receiver.register("on-call", &on_call.secret);
+    let mut notify = internal(&running, "legal-review").await;
+    notify.notify(decided("r-5", "agency-a")).await.unwrap();
+    let mut warning = sla_warning("r-5", 50);
+    warning.submission.as_mut().unwrap().agency_id = "agency-a".into();
+    notify.notify(warning).await.unwrap();
+    eventually("the agency's delivery has failed at least once", PATIENCE, || async {
+        deliveries(&running)
+            .await
+            .into_iter()
+            .find(|d| d.audience == Audience::Agency as i32 && d.attempts >= 1 && !d.last_error.is_empty())
+    })
+    .await;
+
+    let seen = agency(&running, "agency-a")
+        .await
+        .list_notifications(ListNotificationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications;
+    assert_eq!(seen.len(), 1, "only what is addressed to the agency (no SLA warnings): {seen:?}");
+    let own = &seen[0].deliveries;
+    assert_eq!(own.len(), 1, "only its own delivery: {own:?}");
+    assert_eq!(own[0].audience, Audience::Agency as i32);
+    assert_eq!(own[0].endpoint, receiver.url("agency-a"));
+    assert_eq!(own[0].last_error, "the endpoint answered 503", "a summary, not the detail");
+    let all = notifications(&running, "r-5").await;
+    assert_eq!(all.iter().map(|n| n.deliveries.len()).sum::<usize>(), 4, "admins see every delivery");
+    let other = agency(&running, "agency-b")
+        .await
+        .list_notifications(ListNotificationsRequest { request_id: "r-5".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.notifications.is_empty(), "another agency sees nothing of it");
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// An endpoint that never answers holds only its own lane (per_endpoint_concurrency attempts):
+/// every delivery to a healthy endpoint completes while the hanging one's are still pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_delays_only_its_own_deliveries() {
+    let env = env(Backend::Sqlite)
+        .await
+        .set("CRS_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2")
+        .set("CRS_WEBHOOKS__TIMEOUT_MS", "120000");
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    subscribe(&running, Audience::Enforcement, &receiver.url("hanging")).await;
+    receiver.behave("hanging", Behaviour::Hang);
+    let owner = subscribe(&running, Audience::ContentOwner, &receiver.url("owner")).await;
+    receiver.register("owner", &owner.secret);
+    let mut notify = internal(&running, "legal-review").await;
+    for i in 0..10 {
+        notify.notify(decided(&format!("h-{i}"), "agency-1")).await.unwrap();
+    }
+    eventually("every delivery to the healthy endpoint completes", PATIENCE, || async {
+        (receiver.received("owner").iter().filter(|r| r.verified.is_ok()).count() == 10).then_some(())
+    })
+    .await;
+    let all = deliveries(&running).await;
+    let hanging: Vec<_> = all.iter().filter(|d| d.audience == Audience::Enforcement as i32).collect();
+    assert_eq!(hanging.len(), 10);
+    assert!(hanging.iter().all(|d| d.state == DeliveryState::Pending as i32), "{hanging:?}");
+    assert!(
+        all.iter()
+            .filter(|d| d.audience == Audience::ContentOwner as i32)
+            .all(|d| d.state == DeliveryState::Delivered as i32)
+    );
+    assert_eq!(receiver.arrived("hanging"), 2, "the hanging endpoint holds only its own two slots");
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// After consecutive failures an endpoint's circuit opens: no more attempts at it, however
+/// many deliveries queue up, while another endpoint's deliveries all go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoints_circuit_opens_while_others_keep_their_pace() {
+    let env = env(Backend::Sqlite)
+        .await
+        .set("CRS_DELIVERY__BREAKER_FAILURES", "3")
+        .set("CRS_DELIVERY__BREAKER_COOLDOWN_MS", "600000")
+        .set("CRS_DELIVERY__PER_ENDPOINT_CONCURRENCY", "1");
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    subscribe(&running, Audience::Enforcement, &receiver.url("failing")).await;
+    receiver.behave("failing", Behaviour::Answer(503));
+    let owner = subscribe(&running, Audience::ContentOwner, &receiver.url("owner")).await;
+    receiver.register("owner", &owner.secret);
+    let mut notify = internal(&running, "legal-review").await;
+    for round in 0..2 {
+        for i in 0..5 {
+            notify.notify(decided(&format!("c-{round}-{i}"), "agency-1")).await.unwrap();
+        }
+        let want = (round + 1) * 5;
+        eventually("the healthy endpoint gets every delivery", PATIENCE, || async {
+            (receiver.received("owner").len() == want).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(receiver.arrived("failing"), 3, "no attempt after the circuit opened");
+    eventually("the open circuit is reported", PATIENCE, || async {
+        (metric(&metrics(&running).await, "crs_delivery_circuits_open") >= 1).then_some(())
+    })
+    .await;
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// A redirect is an answer, not a place to go: the target never sees a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let env = env(Backend::Sqlite).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let target = Forbidden::start().await;
+    receiver.redirect_to(&format!("http://127.0.0.1:{}/latest/meta-data/", target.port));
+    receiver.behave("redirecting", Behaviour::Redirect);
+    subscribe(&running, Audience::Enforcement, &receiver.url("redirecting")).await;
+    internal(&running, "legal-review").await.notify(decided("r-6", "agency-1")).await.unwrap();
+    let failing = eventually("the redirect is a failed attempt", PATIENCE, || async {
+        deliveries(&running).await.into_iter().find(|d| d.attempts >= 2 && d.last_error.contains("redirect"))
+    })
+    .await;
+    assert_eq!(failing.state, DeliveryState::Retrying as i32);
+    assert_eq!(target.connections(), 0, "the redirect's target was never contacted");
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// The same event handed over again (a relay retrying after a lost reply, or several at once)
+/// is recorded once and delivered once per audience and endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_is_recorded_and_delivered_once() {
+    let env = env(Backend::Sqlite).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&running, Audience::Enforcement, &receiver.url("enforcement")).await;
+    receiver.register("enforcement", &sub.secret);
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let mut client = internal(&running, "legal-review").await;
+        calls.push(tokio::spawn(async move { client.notify(decided("r-7", "agency-1")).await.unwrap().into_inner() }));
+    }
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    assert!(replies.iter().all(|r| r.notification_id == replies[0].notification_id));
+    assert_eq!(replies.iter().filter(|r| !r.replayed).count(), 1, "{replies:?}");
+    eventually("the webhook arrives", PATIENCE, || async {
+        (receiver.received("enforcement").len() == 1).then_some(())
+    })
+    .await;
+    // A later notification's webhook arriving shows the scheduler has moved past this one.
+    internal(&running, "legal-review").await.notify(decided("r-8", "agency-1")).await.unwrap();
+    eventually("the next webhook arrives", PATIENCE, || async {
+        (receiver.received("enforcement").len() >= 2).then_some(())
+    })
+    .await;
+    let ids: Vec<String> =
+        receiver.received("enforcement").iter().map(|r| r.json()["data"]["request_id"].to_string()).collect();
+    assert_eq!(ids.iter().filter(|id| id.contains("r-7")).count(), 1, "{ids:?}");
+    assert_eq!(notifications(&running, "r-7").await.len(), 1);
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// An endpoint that does not answer within `webhooks.timeout_ms` has its attempt cut off and
+/// retried; once it answers, the delivery goes through, under the same webhook id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_attempt_is_retried_until_the_endpoint_answers() {
+    let env = env(Backend::Sqlite).await.set("CRS_WEBHOOKS__TIMEOUT_MS", "300");
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&running, Audience::Enforcement, &receiver.url("slow")).await;
+    receiver.register("slow", &sub.secret);
+    receiver.behave("slow", Behaviour::Hang);
+    internal(&running, "legal-review").await.notify(decided("t-1", "agency-1")).await.unwrap();
+    let timed_out = eventually("attempts time out", PATIENCE, || async {
+        deliveries(&running).await.into_iter().find(|d| d.attempts >= 2 && d.last_error.contains("timed out"))
+    })
+    .await;
+    assert_eq!(timed_out.state, DeliveryState::Retrying as i32);
+    receiver.behave("slow", Behaviour::Verify);
+    let delivered = eventually("the delivery goes through", PATIENCE, || async {
+        receiver.received("slow").into_iter().find(|r| r.verified.is_ok())
+    })
+    .await;
+    assert_eq!(delivered.header("webhook-id"), timed_out.id);
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
