@@ -29,6 +29,7 @@ macro_rules! internal_calls {
 
 internal_calls!(
     triage::AssessRequestRequest => "crs.triage.v1.TriageInternalService" / "AssessRequest",
+    triage::RecordDecisionRequest => "crs.triage.v1.TriageInternalService" / "RecordDecision",
     review::EnqueueCaseRequest => "crs.review.v1.LegalReviewInternalService" / "EnqueueCase",
     review::ResumeCaseRequest => "crs.review.v1.LegalReviewInternalService" / "ResumeCase",
     review::WithdrawCaseRequest => "crs.review.v1.LegalReviewInternalService" / "WithdrawCase",

@@ -15,6 +15,8 @@ use crs_platform::auth::TokenIssuer;
 use crs_testkit::{Listeners, TestDb};
 use crsctl::demo::Endpoints;
 
+pub mod otlp;
+
 pub const SERVICES: [&str; 4] = ["intake", "triage", "legal-review", "notification"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +191,7 @@ impl Suite {
                 "legal-review" => vec![
                     ("CRS_PEERS__INTAKE".to_owned(), url("intake")),
                     ("CRS_PEERS__NOTIFICATION".to_owned(), url("notification")),
+                    ("CRS_PEERS__TRIAGE".to_owned(), url("triage")),
                     // Each test its own timer index, so sweepers of different tests never meet.
                     ("CRS_TIMERS__KEY_PREFIX".to_owned(), format!("crs:e2e:{run}:timers")),
                 ],

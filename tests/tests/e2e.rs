@@ -272,6 +272,15 @@ async fn an_agency_answers_a_question_and_the_case_resumes() {
         let case = review.get_case(GetCaseRequest { case_id: submitted.id.clone() }).await.unwrap().into_inner();
         if case.status == RequestStatus::InReview as i32 {
             assert!(case.pending_question.is_empty());
+            // The reviewer sees why the case is where it is: each part of its priority, the
+            // route that chose its queue and the human-rights rule that flagged it.
+            let assessment = case.assessment.expect("the case carries triage's assessment");
+            let sum: i32 = assessment.priority_components.iter().map(|c| c.points).sum();
+            assert_eq!(assessment.priority as i32, sum.min(100), "{:?}", assessment.priority_components);
+            let names: Vec<&str> = assessment.priority_components.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["deadline", "binding_instrument", "category", "items", "agency_history"]);
+            assert_eq!((assessment.queue.as_str(), assessment.route_rule.as_str()), ("standard", "default"));
+            assert_eq!(assessment.human_rights_rules, ["speech-categories"]);
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the case did not resume: {case:?}");
@@ -403,9 +412,10 @@ async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
          pauses_while_awaiting_information = true\nwarning_percents = [50, 75, 90]\n",
     )
     .unwrap();
-    let suite = Suite::start_with(Backend::Sqlite, &[("triage", "CRS_POLICIES__FILE", policies.display().to_string())])
-        .await
-        .expect("suite starts");
+    let suite =
+        Suite::start_with(Backend::Sqlite, &[("triage", "CRS_POLICIES__SLA_FILE", policies.display().to_string())])
+            .await
+            .expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
     let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
     demo.set_up().await.unwrap();

@@ -2,106 +2,17 @@
 //! this test, and the request's trace holds every step, across gRPC hops and outbox hand-offs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
+use crs_e2e::otlp::{exporting_to, start_collector};
 use crs_e2e::{Backend, SERVICES, Suite};
 use crs_proto::common::RequestStatus;
 use crs_proto::intake::intake_service_client::IntakeServiceClient;
 use crs_proto::notification::NotificationKind;
 use crsctl::demo::Demo;
 use crsctl::receiver::Receiver;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-
-/// Every span received, with the `service.name` of the process that sent it.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<(String, Span)>>>);
-
-/// Every metric name received, with the `service.name` of the process that sent it.
-#[derive(Clone, Default)]
-struct MetricCollector(Arc<Mutex<HashSet<(String, String)>>>);
-
-fn service_name(resource: Option<&Resource>) -> String {
-    resource
-        .iter()
-        .flat_map(|r| r.attributes.iter())
-        .find(|a| a.key == "service.name")
-        .and_then(|a| match a.value.as_ref().and_then(|v| v.value.clone()) {
-            Some(Value::StringValue(s)) => Some(s),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-#[tonic::async_trait]
-impl MetricsService for MetricCollector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let mut names = self.0.lock().unwrap();
-        for rm in request.into_inner().resource_metrics {
-            let service = service_name(rm.resource.as_ref());
-            for sm in rm.scope_metrics {
-                names.extend(sm.metrics.into_iter().map(|m| (service.clone(), m.name)));
-            }
-        }
-        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
-            let service = service_name(rs.resource.as_ref());
-            for ss in rs.scope_spans {
-                spans.extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
-
-/// An OTLP/gRPC receiver (traces and metrics) on a free port.
-async fn start_collector() -> (Collector, MetricCollector, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (traces, metrics) = (Collector::default(), MetricCollector::default());
-    let (t, m) = (traces.clone(), metrics.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(t))
-            .add_service(MetricsServiceServer::new(m))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-    });
-    (traces, metrics, endpoint)
-}
-
-fn exporting_to(endpoint: &str) -> Vec<(&'static str, &'static str, String)> {
-    SERVICES
-        .iter()
-        .flat_map(|svc| {
-            [
-                (*svc, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
-                (*svc, "OTEL_METRIC_EXPORT_INTERVAL", "500".to_owned()),
-            ]
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_yields_one_trace_across_all_four_services() {
@@ -292,7 +203,7 @@ async fn sla_firings_join_the_requests_trace() {
     )
     .unwrap();
     let mut extra = exporting_to(&endpoint);
-    extra.push(("triage", "CRS_POLICIES__FILE", policies.display().to_string()));
+    extra.push(("triage", "CRS_POLICIES__SLA_FILE", policies.display().to_string()));
     let mut suite = Suite::start_with(Backend::Sqlite, &extra).await.expect("suite starts");
     let receiver = Receiver::start().await.unwrap();
     let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver);

@@ -99,7 +99,9 @@ SECRET_ENV = {
     "CRS_EMAIL__SMTP_URL": "smtps://crs:stand-in@smtp.example:465",
 }
 # ConfigMaps an operator brings (not rendered by the chart): stand-ins by the path the pod reads.
-EXTERNAL_CONFIGMAP_FILES = {"sla-policies.toml": (CHART_DIR / "files" / "sla-policies.toml").read_text()}
+EXTERNAL_CONFIGMAP_FILES = {
+    name: (CHART_DIR / "files" / name).read_text() for name in ("sla-policies.toml", "triage-rules.toml")
+}
 
 
 def binary(container: dict[str, Any]) -> Path:
@@ -286,7 +288,8 @@ def test_an_unparsable_policy_file_fails(tmp_path: Path) -> None:
     rendered = render({"triage": {"slaPolicies": {"content": "[[policy]]\nid = 1\n"}}})
     result = run_one(rendered, tmp_path, "Deployment/crs-triage")
     assert result.returncode == 2, result
-    assert "policies.file" in result.stderr
+    # The problem names the mounted file and the line.
+    assert "/etc/crs/policies/sla-policies.toml:2:" in result.stderr, result.stderr
 
 
 def test_tls_material_is_checked_by_the_binary(tmp_path: Path) -> None:

@@ -226,7 +226,7 @@ def test_peers_are_the_in_cluster_services(defaults: Rendered) -> None:
         "notification": "http://crs-notification.crs.svc:50051",
     }
     assert set(config_of(defaults, "triage")["peers"]) == {"legal_review"}
-    assert set(config_of(defaults, "legal-review")["peers"]) == {"intake", "notification"}
+    assert set(config_of(defaults, "legal-review")["peers"]) == {"intake", "notification", "triage"}
     assert "peers" not in config_of(defaults, "notification")
 
 
@@ -328,15 +328,21 @@ def test_trial_secrets_are_marked_and_announced(defaults: Rendered) -> None:
 def test_the_policy_file_ships_with_the_chart_and_rolls_triage(defaults: Rendered) -> None:
     triage_cm = defaults.get("ConfigMap", "crs-triage")
     assert triage_cm["data"]["sla-policies.toml"] == (CHART_DIR / "files" / "sla-policies.toml").read_text()
-    assert config_of(defaults, "triage")["policies"]["file"] == "/etc/crs/policies/sla-policies.toml"
+    policies = config_of(defaults, "triage")["policies"]
+    assert policies["sla_file"] == "/etc/crs/policies/sla-policies.toml"
+    assert policies["rules_file"] == "/etc/crs/rules/triage-rules.toml"
     shipped = (CHART_DIR.parents[1] / "config" / "sla-policies.toml").read_text()
     assert triage_cm["data"]["sla-policies.toml"] == shipped, "files/sla-policies.toml differs from config/"
+    rules = (CHART_DIR.parents[1] / "config" / "triage-rules.toml").read_text()
+    assert triage_cm["data"]["triage-rules.toml"] == rules, "files/triage-rules.toml differs from config/"
 
     def checksums(r: Rendered) -> dict[str, str]:
         return {c: r.deployment(c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for c in COMPONENTS}
 
     before = checksums(defaults)
     changed = checksums(render({"triage": {"slaPolicies": {"content": "# edited\n" + shipped}}}))
+    assert changed["triage"] != before["triage"]
+    changed = checksums(render({"triage": {"rules": {"content": "# edited\n" + rules}}}))
     assert changed["triage"] != before["triage"]
     assert {c: v for c, v in changed.items() if c != "triage"} == {c: v for c, v in before.items() if c != "triage"}
     assert checksums(render({"intake": {"config": {"limits": {"max_items": 10}}}}))["intake"] != before["intake"]
@@ -475,7 +481,7 @@ def test_migrations_can_be_left_to_the_operator() -> None:
 
 
 def test_grpc_is_reachable_only_along_the_flow(defaults: Rendered) -> None:
-    callers = {"triage": {"intake"}, "legal-review": {"triage", "intake"}, "notification": {"intake", "legal-review"}}
+    callers = {"triage": {"intake", "legal-review"}, "legal-review": {"triage", "intake"}, "notification": {"intake", "legal-review"}}
     assert "from" not in grpc_ingress(defaults.get("NetworkPolicy", "crs-intake")), "intake's gRPC port is public"
     for component, expected in callers.items():
         peers = grpc_ingress(defaults.get("NetworkPolicy", f"crs-{component}"))["from"]

@@ -10,7 +10,7 @@ use crs_proto::InternalCall;
 use crs_proto::intake::UpdateStatusRequest;
 use crs_proto::notification::{NotifyRequest, PutSubscriptionRequest};
 use crs_proto::review::{EnqueueCaseRequest, ResumeCaseRequest, WithdrawCaseRequest};
-use crs_proto::triage::AssessRequestRequest;
+use crs_proto::triage::{AssessRequestRequest, RecordDecisionRequest};
 use futures::future::BoxFuture;
 use tonic::Status;
 
@@ -20,6 +20,7 @@ use crate::revocation::Revocations;
 /// The services that call each internal RPC in the flow; no one else may.
 pub const INTERNAL_CALLERS: &[(&str, &[&str])] = &[
     (AssessRequestRequest::METHOD, &["intake"]),
+    (RecordDecisionRequest::METHOD, &["legal-review"]),
     (EnqueueCaseRequest::METHOD, &["triage"]),
     (ResumeCaseRequest::METHOD, &["intake"]),
     (WithdrawCaseRequest::METHOD, &["intake"]),

@@ -66,7 +66,7 @@ impl<'a> From<&'a UpdateAgencyRequest> for AgencyFields<'a> {
 const DEFAULT_LANGUAGE: &str = "en";
 
 /// A language code as agencies give it: ISO 639-1, two lower-case letters.
-fn is_language_code(s: &str) -> bool {
+pub(crate) fn is_language_code(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase())
 }
 

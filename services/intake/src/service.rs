@@ -95,13 +95,14 @@ impl Intake {
         Ok(agency)
     }
 
-    /// A request the caller may see: its own agency's, or any for reviewers, admins and services.
-    /// Another agency's request is reported as not found, so existence does not leak.
+    /// A request the caller may see: its own agency's, or any for reviewers and admins. Services
+    /// read nothing here: they learn what they need through their hand-offs. Another agency's
+    /// request is reported as not found, so existence does not leak.
     pub(crate) async fn visible_request(&self, principal: &Principal, id: &str) -> Result<request::Model> {
         let not_found = || IntakeError::NotFound { kind: "request", id: id.to_owned() };
         if let Principal::Agency { .. } = principal {
             self.calling_agency(principal).await?;
-        } else if !matches!(principal, Principal::Service { .. }) {
+        } else {
             auth::require_role(principal, &[Role::Reviewer, Role::SeniorReviewer, Role::Admin])?;
         }
         let row = request::Entity::find_by_id(id.to_owned()).one(&self.db).await?.ok_or_else(not_found)?;

@@ -94,6 +94,7 @@ impl Intake {
         let mut submission = to_submission(&row, &items);
         // Content owners are told which authority asked, by name.
         submission.agency_name = agency.name.clone();
+        submission.language = req.content_language.clone();
 
         let txn = self.db.begin().await?;
         let inserted = request::ActiveModel::from(row.clone())

@@ -76,6 +76,9 @@ pub fn submission(
     check_text(&mut v, "justification", &req.justification, limits.max_text_len, binding);
     check_line(&mut v, "reference", &req.reference, limits.max_string_len, false);
     check_line(&mut v, "issuing_authority", &req.issuing_authority, limits.max_string_len, false);
+    if !req.content_language.is_empty() && !crate::agencies::is_language_code(&req.content_language) {
+        v.add("content_language", "must be an ISO 639-1 code: two lower-case letters, e.g. \"kk\"");
+    }
 
     let items = check_items(&mut v, &req.items, limits);
     // Every hand-off downstream carries the whole request: bound its size so each one fits.

@@ -37,6 +37,8 @@ pub fn to_submission(row: &request::Model, items: &[request_item::Model]) -> Sub
         received_at: Some(timestamp_from_millis(row.received_at)),
         // Named where content owners may be told of the request (see `submit`).
         agency_name: String::new(),
+        // Carried to triage at submission only: routing is its sole use.
+        language: String::new(),
     }
 }
 

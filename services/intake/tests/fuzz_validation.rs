@@ -76,12 +76,14 @@ fn request() -> impl Strategy<Value = SubmitRequestRequest> {
         (text(), prop_oneof![Just("DE".to_owned()), "[A-Z]{2}", text()], -2i32..12, -2i32..20),
         (prop::collection::vec(-2i32..30, 0..6), -2i32..6, text(), text(), text(), text()),
         prop::collection::vec(item(), 0..10),
+        prop_oneof![Just(String::new()), "[a-z]{2}", text()],
     )
         .prop_map(
             |(
                 (idempotency_key, jurisdiction, legal_instrument, category),
                 (keywords, requested_action, legal_basis, justification, reference, issuing_authority),
                 items,
+                content_language,
             )| SubmitRequestRequest {
                 idempotency_key,
                 jurisdiction,
@@ -94,6 +96,7 @@ fn request() -> impl Strategy<Value = SubmitRequestRequest> {
                 reference,
                 issuing_authority,
                 items,
+                content_language,
             },
         )
 }
@@ -107,6 +110,7 @@ fn is_field_of(field: &str, req: &SubmitRequestRequest) -> bool {
         "category",
         "keywords",
         "requested_action",
+        "content_language",
         "legal_basis",
         "justification",
         "reference",

@@ -232,6 +232,7 @@ impl LegalReview {
                     },
                 )
                 .await?;
+            self.outbox.send(txn, &record_decision(&row.id, &submission, &decisions, now)).await?;
             fx.decided = Some((submission, decisions));
         }
         Ok(updated)
@@ -799,4 +800,45 @@ fn wire_decision_json(d: &ItemDecision) -> serde_json::Value {
         "platform_policy": d.platform_policy,
         "territorial_scope": d.territorial_scope,
     })
+}
+
+/// What triage keeps of a decision: the outcome for each piece of content (reported to reviewers
+/// of later requests naming it) and whether the agency's request was granted (its history).
+fn record_decision(
+    case_id: &str,
+    submission: &crs_proto::common::Submission,
+    decisions: &[ItemDecision],
+    now: i64,
+) -> crs_proto::triage::RecordDecisionRequest {
+    use crs_proto::common::ItemOutcome;
+    use crs_proto::triage::{DecidedContent, DecidedRequest, RecordDecisionRequest};
+    let content: Vec<DecidedContent> = decisions
+        .iter()
+        .filter_map(|d| {
+            let item = submission.items.iter().find(|i| i.index == d.item_index)?;
+            Some(DecidedContent { content_key: item.content_key.clone(), outcome: d.outcome })
+        })
+        .collect();
+    let granted = decisions
+        .iter()
+        .filter(|d| {
+            matches!(
+                ItemOutcome::try_from(d.outcome),
+                Ok(ItemOutcome::RemovedGlobally | ItemOutcome::RestrictedInJurisdiction)
+            )
+        })
+        .count() as u32;
+    RecordDecisionRequest {
+        event_id: String::new(),
+        case_id: case_id.to_owned(),
+        jurisdiction: submission.jurisdiction.clone(),
+        decided_at: Some(timestamp_from_millis(now)),
+        content,
+        requests: vec![DecidedRequest {
+            request_id: submission.request_id.clone(),
+            agency_id: submission.agency_id.clone(),
+            items: submission.items.len() as u32,
+            items_granted: granted,
+        }],
+    }
 }

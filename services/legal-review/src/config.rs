@@ -25,12 +25,13 @@ url = "sqlite://data/legal-review.db?mode=rwc"
 [peers]
 intake = "http://127.0.0.1:50051"
 notification = "http://127.0.0.1:50054"
+triage = "http://127.0.0.1:50052"
 
 [review]
 claim_lease_secs = 900
 max_claim_lease_secs = 7200
 queue_metrics_interval_ms = 5000
-queues = ["urgent", "standard"]
+queues = []
 escalation_queue = "escalated"
 
 # Which decisions take effect only after a second, senior reviewer approves them.
@@ -69,6 +70,7 @@ impl Config {
     fn check_own(&self) -> anyhow::Result<()> {
         crs_platform::app::check_peer("peers.intake", &self.peers.intake)?;
         crs_platform::app::check_peer("peers.notification", &self.peers.notification)?;
+        crs_platform::app::check_peer("peers.triage", &self.peers.triage)?;
         self.review.approval.policy().map(drop)
     }
 }
@@ -79,6 +81,8 @@ impl Config {
 pub struct Peers {
     pub intake: String,
     pub notification: String,
+    /// Told of each decision, for later requests about the same content and the agency's history.
+    pub triage: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,7 +93,8 @@ pub struct ReviewConfig {
     pub max_claim_lease_secs: i64,
     /// How often the queue depth and oldest-case gauges are recomputed.
     pub queue_metrics_interval_ms: u64,
-    /// The queues triage routes to; reported (at zero when empty) by `ListQueues` and the metrics.
+    /// Queues to report (at zero) before any case reaches them. The queues themselves are named
+    /// by triage's routing rules: a queue exists once a case is routed to it.
     pub queues: Vec<String>,
     /// Where escalated cases wait for senior reviewers.
     pub escalation_queue: String,

@@ -56,7 +56,8 @@ impl crs_platform::app::Service for Application {
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let intake = platform.peer("intake", &cfg.peers.intake, timeout)?;
         let notification = platform.peer("notification", &cfg.peers.notification, timeout)?;
-        let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(intake, notification));
+        let triage = platform.peer("triage", &cfg.peers.triage, timeout)?;
+        let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(intake, notification, triage));
         let timers = crs_timers::index::TimerIndex::new(platform.redis.clone(), &cfg.timers.key_prefix);
         let queue_metrics = Duration::from_millis(cfg.review.queue_metrics_interval_ms);
         let review =

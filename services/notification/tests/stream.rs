@@ -26,8 +26,7 @@ async fn stream_subscription(running: &crs_testkit::Running, audience: Audience)
 }
 
 async fn open(running: &crs_testkit::Running, cursor: &str, from_oldest: bool) -> tonic::Streaming<NotificationEvent> {
-    let mut consumer =
-        as_principal(
+    let mut consumer = as_principal(
         running,
         &crs_platform::auth::Principal::Reviewer {
             id: "enforcement-bridge".into(),

@@ -23,7 +23,9 @@ url = "sqlite://data/triage.db?mode=rwc"
 legal_review = "http://127.0.0.1:50053"
 
 [policies]
-file = ""
+sla_file = ""
+rules_file = ""
+reload_interval_secs = 10
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,7 +50,7 @@ impl Config {
     /// Triage's own sections, for `--check-config`: its peer's address and its policy file.
     fn check_own(&self) -> anyhow::Result<()> {
         crs_platform::app::check_peer("peers.legal_review", &self.peers.legal_review)?;
-        self.policies.load().map(drop)
+        crate::policies::PolicySet::load(&self.policies).map(drop)
     }
 }
 
@@ -61,18 +63,12 @@ pub struct Peers {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// A TOML policy file replacing the built-in one; empty uses `config/sla-policies.toml`.
-    pub file: String,
-}
-
-impl PolicyConfig {
-    /// Reads and parses the policy file (or the built-in one).
-    pub fn load(&self) -> anyhow::Result<crate::policy::Policies> {
-        if self.file.is_empty() {
-            return crate::policy::Policies::parse(crate::policy::BUILT_IN);
-        }
-        let text = std::fs::read_to_string(&self.file)
-            .map_err(|e| anyhow::anyhow!("cannot read policies.file {}: {e}", self.file))?;
-        crate::policy::Policies::parse(&text).map_err(|e| anyhow::anyhow!("policies.file {}: {e:#}", self.file))
-    }
+    /// A TOML file of SLA policies replacing the built-in `config/sla-policies.toml`; empty: the
+    /// built-in one.
+    pub sla_file: String,
+    /// A TOML file of triage rules (priority, routes, human-rights rules) replacing the built-in
+    /// `config/triage-rules.toml`; empty: the built-in one.
+    pub rules_file: String,
+    /// How often the files are checked for changes (SIGHUP reloads at once); 0: only on SIGHUP.
+    pub reload_interval_secs: u64,
 }

@@ -3,13 +3,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assess;
+pub mod conditions;
 pub mod config;
 pub mod entities;
 pub mod error;
 pub mod migration;
-pub mod policy;
+pub mod policies;
 mod relay;
+pub mod rules;
 mod service;
+pub mod sla;
+pub mod source;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,6 +32,7 @@ pub struct Application {
     platform: Platform,
     triage: Triage,
     relay: crs_platform::outbox::Relay,
+    policies: policies::LivePolicies,
 }
 
 impl crs_platform::app::Service for Application {
@@ -35,13 +41,13 @@ impl crs_platform::app::Service for Application {
     const DEFAULTS: &'static str = DEFAULTS;
 
     async fn build(cfg: Config) -> anyhow::Result<Self> {
-        let policies = cfg.policies.load()?;
+        let policies = policies::LivePolicies::new(policies::PolicySet::load(&cfg.policies)?, cfg.policies.clone());
         let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         let timeout = Duration::from_millis(cfg.outbox.call_timeout_ms);
         let review = platform.peer("legal-review", &cfg.peers.legal_review, timeout)?;
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), relay::routes(review));
-        let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies);
-        Ok(Self { platform, triage, relay })
+        let triage = Triage::new(platform.db.clone(), platform.outbox.clone(), policies.clone());
+        Ok(Self { platform, triage, relay, policies })
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -53,13 +59,16 @@ impl crs_platform::app::Service for Application {
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { platform, triage, relay } = self;
+        let Application { platform, triage, relay, policies } = self;
+        let reloads = policies.watch(shutdown.clone());
         let routes = tonic::service::Routes::new(crs_platform::bounded!(TriageServiceServer::new(triage.clone())))
             .add_service(crs_platform::bounded!(TriageInternalServiceServer::new(triage)));
         let names = [
             <TriageServiceServer<Triage> as NamedService>::NAME,
             <TriageInternalServiceServer<Triage> as NamedService>::NAME,
         ];
-        platform.serve(routes, &names, relay, shutdown).await
+        let served = platform.serve(routes, &names, relay, shutdown).await;
+        reloads.abort();
+        served
     }
 }

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
             Box::new(DeadlineOwnedByReview),
             Box::new(crs_platform::outbox::OutboxDeadLetters),
+            Box::new(DecisionsRecorded),
         ]
     }
 }
@@ -111,5 +112,70 @@ impl MigrationTrait for DeadlineOwnedByReview {
                 Table::alter().table(Alias::new("assessments")).add_column(big("due_at").default(0)).to_owned(),
             )
             .await
+    }
+}
+
+/// Decisions recorded from legal review: on each piece of content (reported to reviewers of later
+/// requests naming it) and per agency (its share of requests granted weighs in its priority).
+struct DecisionsRecorded;
+
+impl MigrationName for DecisionsRecorded {
+    fn name(&self) -> &str {
+        "m20261206_000001_decisions_recorded"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DecisionsRecorded {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("content_decisions"))
+                    .if_not_exists()
+                    .col(string("content_key"))
+                    .col(string("case_id"))
+                    .col(string("jurisdiction"))
+                    .col(integer("outcome"))
+                    .col(big("decided_at"))
+                    .primary_key(
+                        Index::create()
+                            .name("pk-content_decisions")
+                            .col(Alias::new("content_key"))
+                            .col(Alias::new("case_id")),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx-content_decisions-key-jurisdiction-decided")
+                    .table(Alias::new("content_decisions"))
+                    .col(Alias::new("content_key"))
+                    .col(Alias::new("jurisdiction"))
+                    .col(Alias::new("decided_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("agency_history"))
+                    .if_not_exists()
+                    .col(string_key("agency_id"))
+                    .col(big("decided_requests"))
+                    .col(big("granted_requests"))
+                    .col(big("updated_at"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["agency_history", "content_decisions"] {
+            manager.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
+        }
+        Ok(())
     }
 }

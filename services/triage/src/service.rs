@@ -1,38 +1,44 @@
-//! Triage's RPC handlers.
+//! Triage's RPC handlers: assessing a request (stored and handed on), explaining what an
+//! assessment would be (nothing stored), and recording decisions for later assessments.
 
-use crs_domain::deadline::Deadline;
+use std::collections::BTreeMap;
+
 use crs_platform::auth::{self, Role};
 use crs_platform::outbox::{Outbox, inbox_first_time};
-use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
-use crs_proto::ShortName;
-use crs_proto::common::{Assessment, Category, Keyword, Submission};
+use crs_platform::time::{millis_from_timestamp, now_millis};
+use crs_proto::common::{Assessment, ItemOutcome, Submission};
 use crs_proto::review::EnqueueCaseRequest;
 use crs_proto::triage::triage_internal_service_server::TriageInternalService;
 use crs_proto::triage::triage_service_server::TriageService;
 use crs_proto::triage::*;
 use prost::Message;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
 use tonic::{Request, Response, Status};
 
-use crate::entities::{assessment, content_index};
+use crate::assess::{Context, RecentDecision, assess};
+use crate::entities::{agency_history, assessment, content_decision, content_index};
 use crate::error::TriageError;
-use crate::policy::{Policies, Policy};
+use crate::policies::LivePolicies;
+use crate::sla::Policy;
 
 type Result<T> = std::result::Result<T, TriageError>;
+
+const REVIEWERS: &[Role] = &[Role::Reviewer, Role::SeniorReviewer, Role::Admin];
 
 #[derive(Clone)]
 pub struct Triage {
     db: DatabaseConnection,
     outbox: Outbox,
-    policies: std::sync::Arc<Policies>,
+    policies: LivePolicies,
 }
 
-/// Requests with a deadline this short go to the urgent queue.
-const URGENT_BUDGET_SECS: i64 = 4 * 3600;
-
 impl Triage {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, policies: Policies) -> Self {
-        Self { db, outbox, policies: std::sync::Arc::new(policies) }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, policies: LivePolicies) -> Self {
+        Self { db, outbox, policies }
     }
 
     async fn assess(&self, req: AssessRequestRequest) -> Result<AssessRequestResponse> {
@@ -57,31 +63,26 @@ impl Triage {
                 replayed: true,
             });
         }
-        let keys: Vec<String> = submission.items.iter().map(|i| i.content_key.clone()).collect();
-        let earlier = content_index::Entity::find()
-            .filter(content_index::Column::ContentKey.is_in(keys.clone()))
-            .filter(content_index::Column::RequestId.ne(submission.request_id.clone()))
-            .all(&txn)
-            .await?;
-
-        let policy = self.policies.select(&submission);
-        let assessment = assess(&submission, policy, received_at, &earlier);
+        let set = self.policies.current();
+        let now = now_millis();
+        let ctx = context(&txn, &submission, set.rules.related.recent_decision_days, now).await?;
+        let assessment = assess(&submission, &set, received_at, &ctx, now).assessment;
+        let policy_id = assessment.policy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         assessment::ActiveModel::from(assessment::Model {
             request_id: submission.request_id.clone(),
             priority: assessment.priority as i32,
-            policy_id: policy.id.clone(),
+            policy_id: policy_id.clone(),
             queue: assessment.queue.clone(),
             human_rights_review: assessment.human_rights_review,
             duplicate_of: assessment.duplicate_of.clone(),
             encoded: assessment.encode_to_vec(),
-            assessed_at: now_millis(),
+            assessed_at: now,
         })
         .insert(&txn)
         .await?;
-        let now = now_millis();
-        for key in keys {
+        for item in &submission.items {
             content_index::ActiveModel::from(content_index::Model {
-                content_key: key,
+                content_key: item.content_key.clone(),
                 request_id: submission.request_id.clone(),
                 indexed_at: now,
             })
@@ -102,12 +103,102 @@ impl Triage {
         self.outbox.wake();
         tracing::info!(
             request_id = %submission.request_id,
-            policy = %policy.id,
+            policy = %policy_id,
             priority = assessment.priority,
             queue = %assessment.queue,
+            route = %assessment.route_rule,
+            policies = %set.digest,
             "request triaged"
         );
         Ok(AssessRequestResponse { assessment: Some(assessment), replayed: false })
+    }
+
+    async fn explain(&self, req: ExplainAssessmentRequest) -> Result<ExplainAssessmentResponse> {
+        let submission = req.submission.ok_or_else(|| TriageError::invalid("submission", "is required"))?;
+        let now = now_millis();
+        let received_at = submission.received_at.as_ref().map_or(now, millis_from_timestamp);
+        let set = self.policies.current();
+        let ctx = context(&self.db, &submission, set.rules.related.recent_decision_days, now).await?;
+        let explained = assess(&submission, &set, received_at, &ctx, now);
+        Ok(ExplainAssessmentResponse {
+            assessment: Some(explained.assessment),
+            sla_policies: explained.sla_policies,
+            routes: explained.routes,
+            human_rights_rules: explained.human_rights_rules,
+        })
+    }
+
+    async fn record_decision(&self, req: RecordDecisionRequest) -> Result<RecordDecisionResponse> {
+        if req.event_id.is_empty() {
+            return Err(TriageError::invalid("event_id", "is required"));
+        }
+        if req.case_id.is_empty() {
+            return Err(TriageError::invalid("case_id", "is required"));
+        }
+        let decided_at = req
+            .decided_at
+            .as_ref()
+            .map(millis_from_timestamp)
+            .ok_or_else(|| TriageError::invalid("decided_at", "is required"))?;
+        for (i, c) in req.content.iter().enumerate() {
+            if c.content_key.is_empty() {
+                return Err(TriageError::invalid(&format!("content[{i}].content_key"), "is required"));
+            }
+            if matches!(ItemOutcome::try_from(c.outcome), Ok(ItemOutcome::Pending) | Err(_)) {
+                return Err(TriageError::invalid(&format!("content[{i}].outcome"), "must be a decided outcome"));
+            }
+        }
+        let txn = self.db.begin().await?;
+        if !inbox_first_time(&txn, &req.event_id).await? {
+            return Ok(RecordDecisionResponse { replayed: true });
+        }
+        // One row per content key: a key named twice in a case counts once.
+        let by_key: BTreeMap<&str, i32> = req.content.iter().map(|c| (c.content_key.as_str(), c.outcome)).collect();
+        for (key, outcome) in by_key {
+            content_decision::Entity::insert(content_decision::ActiveModel::from(content_decision::Model {
+                content_key: key.to_owned(),
+                case_id: req.case_id.clone(),
+                jurisdiction: req.jurisdiction.clone(),
+                outcome,
+                decided_at,
+            }))
+            .on_conflict(
+                OnConflict::columns([content_decision::Column::ContentKey, content_decision::Column::CaseId])
+                    .update_columns([content_decision::Column::Outcome, content_decision::Column::DecidedAt])
+                    .to_owned(),
+            )
+            .exec(&txn)
+            .await?;
+        }
+        let now = now_millis();
+        for r in &req.requests {
+            let granted = i64::from(r.items_granted > 0);
+            // Adds to the agency's counts in one statement, so concurrent records never lose one.
+            agency_history::Entity::insert(agency_history::ActiveModel::from(agency_history::Model {
+                agency_id: r.agency_id.clone(),
+                decided_requests: 1,
+                granted_requests: granted,
+                updated_at: now,
+            }))
+            .on_conflict(
+                OnConflict::column(agency_history::Column::AgencyId)
+                    .value(
+                        agency_history::Column::DecidedRequests,
+                        Expr::cust("agency_history.decided_requests + excluded.decided_requests"),
+                    )
+                    .value(
+                        agency_history::Column::GrantedRequests,
+                        Expr::cust("agency_history.granted_requests + excluded.granted_requests"),
+                    )
+                    .update_column(agency_history::Column::UpdatedAt)
+                    .to_owned(),
+            )
+            .exec(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        tracing::info!(case_id = %req.case_id, content = req.content.len(), requests = req.requests.len(), "decision recorded");
+        Ok(RecordDecisionResponse { replayed: false })
     }
 
     async fn stored(&self, request_id: &str) -> Result<Assessment> {
@@ -119,65 +210,46 @@ impl Triage {
     }
 }
 
-/// Scores a request: shorter legal deadlines and binding orders first; speech categories get a
-/// human-rights review flag; content already named by earlier requests is reported.
-fn assess(s: &Submission, policy: &Policy, received_at: i64, earlier: &[content_index::Model]) -> Assessment {
-    let mut reasons = vec![format!("SLA policy {} ({})", policy.id, policy.legal_reference)];
-    let mut priority: u32 = match policy.budget_secs {
-        b if b <= 3600 => 90,
-        b if b <= URGENT_BUDGET_SECS => 75,
-        b if b <= 86_400 => 55,
-        b if b <= 259_200 => 35,
-        _ => 20,
+/// What triage already knows about `s`'s content and agency.
+async fn context(db: &impl ConnectionTrait, s: &Submission, recent_days: u32, now: i64) -> Result<Context> {
+    let keys: Vec<String> = s.items.iter().map(|i| i.content_key.clone()).collect();
+    let mut earlier: BTreeMap<String, usize> = BTreeMap::new();
+    if !keys.is_empty() {
+        for row in content_index::Entity::find()
+            .filter(content_index::Column::ContentKey.is_in(keys.clone()))
+            .filter(content_index::Column::RequestId.ne(s.request_id.clone()))
+            .all(db)
+            .await?
+        {
+            *earlier.entry(row.request_id).or_default() += 1;
+        }
+    }
+    let since = now - i64::from(recent_days) * 86_400_000;
+    let recent_decisions = if keys.is_empty() {
+        Vec::new()
+    } else {
+        content_decision::Entity::find()
+            .filter(content_decision::Column::ContentKey.is_in(keys))
+            .filter(content_decision::Column::DecidedAt.gte(since))
+            .order_by_desc(content_decision::Column::DecidedAt)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|d| RecentDecision {
+                content_key: d.content_key,
+                case_id: d.case_id,
+                jurisdiction: d.jurisdiction,
+                outcome: ItemOutcome::try_from(d.outcome).unwrap_or(ItemOutcome::Unspecified),
+            })
+            .collect()
     };
-    let binding = crs_proto::convert::instrument(s.legal_instrument).is_some_and(|i| i.is_binding());
-    if binding {
-        priority += 10;
-        reasons.push("legally binding order".into());
-    }
-    let category = Category::try_from(s.category).unwrap_or(Category::Unspecified);
-    if matches!(
-        category,
-        Category::ProtectionOfMinors | Category::RiskForPublicSecurity | Category::Violence | Category::SelfHarm
-    ) {
-        priority += 5;
-        reasons.push(format!("high-harm category {}", category.short_name()));
-    }
-    // Requests about speech and civic discourse carry the risk of over-removal of protected
-    // expression: a human-rights review looks at them before anything is restricted.
-    let speech_keywords = [Keyword::Defamation, Keyword::MisinformationDisinformation, Keyword::ElectionInterference];
-    let human_rights_review =
-        matches!(category, Category::IllegalOrHarmfulSpeech | Category::NegativeEffectsOnCivicDiscourseOrElections)
-            || s.keywords.iter().any(|k| speech_keywords.iter().any(|sk| *sk as i32 == *k));
-    if human_rights_review {
-        reasons.push("speech-related: human-rights review".into());
-    }
-    let mut duplicate_of = String::new();
-    if !earlier.is_empty() {
-        let mut by_request: std::collections::BTreeMap<&str, usize> = Default::default();
-        for e in earlier {
-            *by_request.entry(e.request_id.as_str()).or_default() += 1;
-        }
-        for (request_id, n) in &by_request {
-            reasons.push(format!("{n} item(s) already named in request {request_id}"));
-            if *n == s.items.len() && duplicate_of.is_empty() {
-                duplicate_of = (*request_id).to_owned();
-            }
-        }
-    }
-    // The initial due time; legal review owns the running deadline from here on.
-    let deadline = Deadline::new(policy.budget_secs * 1000, received_at, &policy.warning_percents);
-    Assessment {
-        request_id: s.request_id.clone(),
-        priority: priority.min(100),
-        policy: Some(policy.to_proto()),
-        due_at: Some(timestamp_from_millis(deadline.due_at(received_at))),
-        queue: if policy.budget_secs <= URGENT_BUDGET_SECS { "urgent".into() } else { "standard".into() },
-        human_rights_review,
-        duplicate_of,
-        reasons,
-        assessed_at: Some(timestamp_from_millis(now_millis())),
-    }
+    let history = agency_history::Entity::find_by_id(s.agency_id.clone()).one(db).await?;
+    Ok(Context {
+        earlier: earlier.into_iter().collect(),
+        recent_decisions,
+        agency_decided: history.as_ref().map_or(0, |h| h.decided_requests.clamp(0, i64::from(u32::MAX)) as u32),
+        agency_granted: history.as_ref().map_or(0, |h| h.granted_requests.clamp(0, i64::from(u32::MAX)) as u32),
+    })
 }
 
 #[tonic::async_trait]
@@ -187,18 +259,27 @@ impl TriageService for Triage {
         request: Request<GetAssessmentRequest>,
     ) -> std::result::Result<Response<Assessment>, Status> {
         let principal = auth::principal(&request)?;
-        auth::require_role(&principal, &[Role::Reviewer, Role::SeniorReviewer, Role::Admin])
-            .map_err(TriageError::from)?;
+        auth::require_role(&principal, REVIEWERS).map_err(TriageError::from)?;
         Ok(Response::new(self.stored(&request.get_ref().request_id).await?))
+    }
+
+    async fn explain_assessment(
+        &self,
+        request: Request<ExplainAssessmentRequest>,
+    ) -> std::result::Result<Response<ExplainAssessmentResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        auth::require_role(&principal, REVIEWERS).map_err(TriageError::from)?;
+        Ok(Response::new(self.explain(request.into_inner()).await?))
     }
 
     async fn list_sla_policies(
         &self,
         request: Request<ListSlaPoliciesRequest>,
     ) -> std::result::Result<Response<ListSlaPoliciesResponse>, Status> {
-        auth::principal(&request)?;
+        let principal = auth::principal(&request)?;
+        auth::require_role(&principal, REVIEWERS).map_err(TriageError::from)?;
         Ok(Response::new(ListSlaPoliciesResponse {
-            policies: self.policies.all().iter().map(Policy::to_proto).collect(),
+            policies: self.policies.current().sla.all().iter().map(Policy::to_proto).collect(),
         }))
     }
 }
@@ -213,49 +294,12 @@ impl TriageInternalService for Triage {
         auth::principal(&request)?;
         Ok(Response::new(self.assess(request.into_inner()).await?))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::BUILT_IN;
-    use crs_proto::common::LegalInstrument;
-
-    #[test]
-    fn shorter_deadlines_and_binding_orders_come_first() {
-        let policies = Policies::parse(BUILT_IN).unwrap();
-        let mk = |j: &str, i: LegalInstrument| Submission {
-            request_id: "r".into(),
-            jurisdiction: j.into(),
-            legal_instrument: i as i32,
-            category: Category::ScamsAndFraud as i32,
-            ..Default::default()
-        };
-        let tr = mk("TR", LegalInstrument::GovernmentOrder);
-        let br = mk("BR", LegalInstrument::GovernmentNotice);
-        let urgent = assess(&tr, policies.select(&tr), 0, &[]);
-        let normal = assess(&br, policies.select(&br), 0, &[]);
-        assert!(urgent.priority > normal.priority);
-        assert_eq!(urgent.queue, "urgent");
-        assert_eq!(normal.queue, "standard");
-        assert_eq!(urgent.due_at.unwrap().seconds, 4 * 3600);
-    }
-
-    #[test]
-    fn content_named_before_is_reported_as_duplicate() {
-        let policies = Policies::parse(BUILT_IN).unwrap();
-        let s = Submission {
-            request_id: "new".into(),
-            jurisdiction: "KZ".into(),
-            items: vec![crs_proto::common::Item { content_key: "url:https://x/1".into(), ..Default::default() }],
-            ..Default::default()
-        };
-        let earlier = vec![content_index::Model {
-            content_key: "url:https://x/1".into(),
-            request_id: "old".into(),
-            indexed_at: 0,
-        }];
-        let a = assess(&s, policies.select(&s), 0, &earlier);
-        assert_eq!(a.duplicate_of, "old");
+    async fn record_decision(
+        &self,
+        request: Request<RecordDecisionRequest>,
+    ) -> std::result::Result<Response<RecordDecisionResponse>, Status> {
+        auth::principal(&request)?;
+        Ok(Response::new(Triage::record_decision(self, request.into_inner()).await?))
     }
 }

@@ -16,6 +16,8 @@ configDir: /etc/crs
 configFile: /etc/crs/config.toml
 policiesDir: /etc/crs/policies
 policiesFile: /etc/crs/policies/sla-policies.toml
+rulesDir: /etc/crs/rules
+rulesFile: /etc/crs/rules/triage-rules.toml
 keysDir: /var/run/secrets/crs/keys
 tlsDir: /var/run/secrets/crs/tls
 caDir: /var/run/secrets/crs/ca
@@ -87,7 +89,7 @@ webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
 {{- $_ := set $cfg "peers" $peers -}}
 {{- end -}}
 {{- if eq .component "triage" -}}
-{{- $_ := set $cfg "policies" (dict "file" $paths.policiesFile) -}}
+{{- $_ := set $cfg "policies" (dict "sla_file" $paths.policiesFile "rules_file" $paths.rulesFile) -}}
 {{- end -}}
 # crs-{{ .component }}: written by the chart. Secrets come from the environment and mounted files.
 {{ include "crs.toml" (mergeOverwrite (deepCopy ($v.config | default dict)) $cfg) | trim }}

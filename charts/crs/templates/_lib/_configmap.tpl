@@ -1,5 +1,6 @@
 {{/*
-A component's ConfigMap: its configuration file and, for triage, the SLA policy file. Never a
+A component's ConfigMap: its configuration file and, for triage, the SLA policy and triage rules
+files. Never a
 secret: URLs with passwords and keys come from Secrets. Takes (dict "ctx" $ "component" "...").
 */}}
 {{- define "crs.lib.configMap" -}}
@@ -27,5 +28,9 @@ config.toml: |
 {{- if and (eq .component "triage") (not $v.slaPolicies.existingConfigMap) }}
 sla-policies.toml: |
   {{- $v.slaPolicies.content | default (.ctx.Files.Get "files/sla-policies.toml") | nindent 2 }}
+{{- end }}
+{{- if and (eq .component "triage") (not $v.rules.existingConfigMap) }}
+triage-rules.toml: |
+  {{- $v.rules.content | default (.ctx.Files.Get "files/triage-rules.toml") | nindent 2 }}
 {{- end }}
 {{- end -}}

@@ -123,6 +123,9 @@ spec:
             - name: sla-policies
               mountPath: {{ $paths.policiesDir }}
               readOnly: true
+            - name: triage-rules
+              mountPath: {{ $paths.rulesDir }}
+              readOnly: true
             {{- end }}
             {{- if $g.tls.enabled }}
             - name: tls
@@ -164,6 +167,12 @@ spec:
             items:
               - key: {{ ternary $v.slaPolicies.existingConfigMapKey "sla-policies.toml" (ne $v.slaPolicies.existingConfigMap "") }}
                 path: sla-policies.toml
+        - name: triage-rules
+          configMap:
+            name: {{ $v.rules.existingConfigMap | default (include "crs.componentName" .) }}
+            items:
+              - key: {{ ternary $v.rules.existingConfigMapKey "triage-rules.toml" (ne $v.rules.existingConfigMap "") }}
+                path: triage-rules.toml
         {{- end }}
         {{- if $g.tls.enabled }}
         - name: tls

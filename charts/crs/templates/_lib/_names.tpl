@@ -42,11 +42,11 @@ triage:
   key: triage
   binary: crs-triage
   peers: {legal_review: legal-review}
-  callers: [intake]
+  callers: [intake, legal-review]
 legal-review:
   key: legalReview
   binary: crs-legal-review
-  peers: {intake: intake, notification: notification}
+  peers: {intake: intake, notification: notification, triage: triage}
   callers: [triage, intake]
 notification:
   key: notification

@@ -168,6 +168,7 @@ pub fn valid_request() -> SubmitRequestRequest {
         justification: "Calls to an unlawful assembly.".into(),
         reference: "REF-1".into(),
         issuing_authority: "Ministry".into(),
+        content_language: String::new(),
     }
 }
 
