@@ -6,7 +6,9 @@
 //! - [`subscriptions`]: who is told how, versioned, with sealed webhook secrets;
 //! - [`channels`]: one module per channel; [`egress`]: where webhooks may go;
 //! - [`scheduler`]: attempts deliveries with per-endpoint lanes, circuit breakers, retries and
-//!   dead letters; [`stream`]: the Subscribe stream; [`templates`]: email templates.
+//!   dead letters; [`stream`]: the Subscribe stream; [`templates`]: email templates;
+//! - [`transparency`]: statements of reasons, Lumen-style notices and the transparency report,
+//!   without personal data.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ mod service;
 pub mod stream;
 pub mod subscriptions;
 pub mod templates;
+pub mod transparency;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +86,7 @@ impl crs_platform::app::Service for Application {
             scheduler.clone(),
             stream::Stream::new(platform.db.clone(), stopping.clone()),
             cfg.appeal.clone(),
+            transparency::Transparency::new(platform.db.clone(), cfg.transparency.clone()),
         );
         // Notification hands nothing to other services; deliveries have their own scheduler.
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), []);
