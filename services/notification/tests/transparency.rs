@@ -845,6 +845,15 @@ async fn bad_requests_name_the_field_and_only_admins_may_export() {
         .unwrap();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(fields(&err), ["record", "format", "decided_before"]);
+    let err = admin
+        .get_transparency_report(GetTransparencyReportRequest {
+            format: TransparencyFormat::Csv as i32,
+            decided_after: Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }),
+            decided_before: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), fields(&err)), (Code::InvalidArgument, vec!["decided_after".to_owned()]));
     let err = admin.get_transparency_report(GetTransparencyReportRequest::default()).await.unwrap_err();
     assert_eq!((err.code(), fields(&err)), (Code::InvalidArgument, vec!["format".to_owned()]));
     let err = admin

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entities::transparency_record;
 use crate::error::NotificationError;
+use crs_platform::error::FieldViolations;
 
 pub use crate::config::TransparencyConfig;
 pub use service::Transparency;
@@ -250,6 +251,15 @@ impl Period {
         before: Option<&prost_types::Timestamp>,
         before_field: &str,
     ) -> Result<Period, NotificationError> {
+        let mut v = FieldViolations::new();
+        for (field, ts) in [("decided_after", after), (before_field, before)] {
+            if let Some(ts) = ts
+                && !in_range(ts)
+            {
+                v.add(field, "must be a time between years 1 and 9999 with nanos in [0, 999999999]");
+            }
+        }
+        v.into_result()?;
         let period = Period { after: after.map(millis_from_timestamp), before: before.map(millis_from_timestamp) };
         if let (Some(a), Some(b)) = (period.after, period.before)
             && b <= a
@@ -274,6 +284,12 @@ impl Period {
         }
         c
     }
+}
+
+/// Whether `ts` is a valid protobuf Timestamp (0001-01-01 to 9999-12-31), so that it converts to
+/// milliseconds and back to a date without overflowing.
+fn in_range(ts: &prost_types::Timestamp) -> bool {
+    (-62_135_596_800..=253_402_300_799).contains(&ts.seconds) && (0..1_000_000_000).contains(&ts.nanos)
 }
 
 /// The decided requests of `period` after `position` (decided_at, request_id), oldest decision

@@ -258,3 +258,27 @@ fn draw(r: &Report, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> 
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_without_decisions_reports_zeros_and_draws_an_empty_chart() {
+        let r = Report::of(Period::default(), &[]);
+        let json = r.to_json();
+        assert_eq!((json["requests"].as_u64(), json["time_to_decision"]["median_seconds"].is_null()), (Some(0), true));
+        assert!(json["deadlines"]["share_met"].is_null());
+        let svg = r.to_svg().unwrap();
+        roxmltree::Document::parse(&svg).unwrap();
+        assert!(r.to_csv().ends_with("ALL,ALL,ALL,0,0,0,,,0,0,\r\n"), "{}", r.to_csv());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let f = Figures { decision_secs: vec![40, 10, 30, 20], ..Default::default() };
+        assert_eq!((f.percentile(50), f.percentile(90), f.percentile(100)), (Some(20), Some(40), Some(40)));
+        let one = Figures { decision_secs: vec![7], ..Default::default() };
+        assert_eq!((one.percentile(50), one.percentile(90)), (Some(7), Some(7)));
+    }
+}

@@ -249,3 +249,90 @@ pub fn to_csv_row(s: &StatementOfReasons, request_jurisdiction: &str) -> Vec<Str
         request_jurisdiction.to_owned(),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities::transparency_record;
+    use crate::transparency::ItemRecord;
+
+    fn decided(items: Vec<ItemRecord>) -> Decided {
+        Decided {
+            row: transparency_record::Model {
+                request_id: "r-1".into(),
+                notification_id: "n-1".into(),
+                agency_name: "Federal Office of Justice".into(),
+                jurisdiction: "DE".into(),
+                legal_instrument: LegalInstrument::CourtOrder as i32,
+                category: Category::IllegalOrHarmfulSpeech as i32,
+                keywords: "[]".into(),
+                legal_reference: "NetzDG §3(2)".into(),
+                received_at: Some(1_793_577_600_000),
+                decided_at: 1_793_584_800_000,
+                due_at: None,
+                items: String::new(),
+                recorded_at: 0,
+            },
+            keywords: Vec::new(),
+            items,
+        }
+    }
+
+    fn item(outcome: &str, ground: &str, scope: &[&str]) -> ItemRecord {
+        ItemRecord {
+            index: 0,
+            outcome: outcome.into(),
+            no_action_reason: String::new(),
+            ground: ground.into(),
+            cites_terms: false,
+            territorial_scope: scope.iter().map(|s| s.to_string()).collect(),
+            locator: "https://social.example/[REDACTED]".into(),
+        }
+    }
+
+    fn cfg() -> TransparencyConfig {
+        TransparencyConfig {
+            platform_name: "Example Social".into(),
+            terms: "Example Social Community Standards".into(),
+        }
+    }
+
+    #[test]
+    fn a_restriction_on_local_law_is_explained_from_its_fields() {
+        let d = decided(vec![item("RESTRICTED_IN_JURISDICTION", "DECISION_GROUND_ILLEGAL_CONTENT", &["DE"])]);
+        let s = &statements(&d, &cfg())[0];
+        assert_eq!(
+            s.illegal_content_legal_ground,
+            "The law of DE (NetzDG §3(2)), relied on in a court order of an authority of DE"
+        );
+        assert_eq!(
+            s.illegal_content_explanation,
+            "Legal review found the content unlawful under the law of DE (illegal or harmful speech); the platform \
+             restricted access to it in DE only."
+        );
+        assert_eq!(
+            s.decision_facts,
+            "An authority of DE asked the platform, by a court order received on 2026-11-02, to act on content it \
+             considered unlawful (illegal or harmful speech). The platform's legal team reviewed the item against the \
+             law of DE and the platform's terms and restricted access to it in DE only on 2026-11-02. No automated \
+             means were used to detect the content or to decide."
+        );
+        assert_eq!(s.territorial_scope, ["DE"]);
+    }
+
+    #[test]
+    fn a_removal_on_the_terms_cites_the_configured_terms_and_applies_across_the_eea() {
+        let d = decided(vec![item("REMOVED_GLOBALLY", "DECISION_GROUND_INCOMPATIBLE_CONTENT", &[])]);
+        let s = &statements(&d, &cfg())[0];
+        assert_eq!(s.incompatible_content_ground, "Example Social Community Standards");
+        assert!(s.illegal_content_explanation.is_empty());
+        assert_eq!(s.territorial_scope.len(), 30);
+        assert_eq!(s.decision_visibility, ["DECISION_VISIBILITY_CONTENT_REMOVED"]);
+    }
+
+    #[test]
+    fn puids_keep_to_the_characters_the_database_allows() {
+        assert_eq!(puid("0193-abc_D/../x y", 7), "0193-abc_Dxy-7");
+        assert!(puid(&"a".repeat(600), 1).len() <= MAX_PUID);
+    }
+}
