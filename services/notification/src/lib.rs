@@ -59,6 +59,7 @@ impl crs_platform::app::Service for Application {
         let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         metrics::register();
         subscriptions::seal_legacy_secrets(&platform.db, &secrets).await?;
+        transparency::earlier::record_earlier_decisions(&platform.db).await?;
 
         let policy = egress::EgressPolicy::from_config(&cfg.delivery, &cfg.webhooks)?;
         let webhook_timeout = Duration::from_millis(cfg.webhooks.timeout_ms);

@@ -891,3 +891,67 @@ async fn bad_requests_name_the_field_and_only_admins_may_export() {
     }
     running.stop().await;
 }
+
+/// A decision notified before transparency records existed is recorded when the service starts,
+/// from the structured fields its notification kept, and is published like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_notified_before_transparency_records_are_published_too() {
+    use sea_orm::ConnectionTrait;
+    use sea_orm_migration::MigratorTrait;
+    let db = crs_testkit::TestDb::fresh(Backend::Sqlite, "earlier").await.unwrap();
+    let conn = db.connect().await.unwrap();
+    // The schema of the previous version: every migration before the transparency records.
+    crs_notification::migration::Migrator::up(&conn, Some(5)).await.unwrap();
+    let payload = json!({
+        "kind": "DECIDED", "request_id": "old-1", "agency_id": "agency-kz", "jurisdiction": "KZ",
+        "legal_instrument": "GOVERNMENT_ORDER", "category": "ILLEGAL_OR_HARMFUL_SPEECH",
+        "reference": format!("{MARKER}reference"), "message": format!("{MARKER}summary"),
+        "deadline_due_at_ms": (T0 + 24 * HOUR) * 1000, "sla_threshold_percent": null,
+        "decisions": [
+            {"item_index": 0, "outcome": "RESTRICTED_IN_JURISDICTION", "no_action_reason": "UNSPECIFIED",
+             "ground": 1, "legal_ground": format!("{MARKER}ground"), "explanation": format!("{MARKER}why"),
+             "territorial_scope": [], "platform_policy": ""},
+            {"item_index": 1, "outcome": "NO_ACTION", "no_action_reason": "OVER_BROAD",
+             "ground": 0, "legal_ground": "", "explanation": format!("{MARKER}why not"),
+             "territorial_scope": [], "platform_policy": ""},
+        ],
+    });
+    for sql in [
+        format!(
+            "INSERT INTO notifications (id, event_id, kind, request_id, agency_id, payload, created_at) \
+             VALUES ('n-old', 'e-old', 3, 'old-1', 'agency-kz', '{payload}', {})",
+            (T0 + 3 * HOUR) * 1000
+        ),
+        // A notification from before decisions were kept with it: nothing to record.
+        format!(
+            "INSERT INTO notifications (id, event_id, kind, request_id, agency_id, payload, created_at) \
+             VALUES ('n-older', 'e-older', 3, 'older-1', 'agency-kz', '{{\"kind\":\"DECIDED\"}}', {})",
+            T0 * 1000
+        ),
+    ] {
+        conn.execute_unprepared(&sql).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let env = crs_testkit::ServiceEnv::on::<crs_notification::Application>(db.clone());
+    let running = crs_testkit::service::start::<crs_notification::Application>(&env).await;
+
+    let lines = export(&running, TransparencyRecord::Notices, TransparencyFormat::Json).await;
+    assert_no_marker("the notices", &lines);
+    let notices: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(notices.len(), 1, "{lines}");
+    let n = &notices[0];
+    assert_eq!(n["id"], "crs-old-1");
+    assert_eq!(n["action_taken"], "Partial");
+    assert_eq!(n["date_decided"], "2026-11-02");
+    assert!(n["date_received"].is_null(), "not kept then");
+    assert_eq!(n["sender"]["name"], "[REDACTED]");
+    assert_eq!(n["works"][1]["action"], "no action: over broad");
+    let statements = export(&running, TransparencyRecord::StatementsOfReasons, TransparencyFormat::Json).await;
+    let s: Value = serde_json::from_str(statements.lines().next().unwrap()).unwrap();
+    assert!(dsa_violations(&s).is_empty(), "{s}");
+    let r: Value = serde_json::from_slice(&report(&running, TransparencyFormat::Json).await.document).unwrap();
+    assert_eq!((r["requests"].as_u64(), r["deadlines"]["met"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(r["time_to_decision"]["requests"], 0, "the receipt time was not kept then");
+    running.stop().await;
+    db.drop_now().await.unwrap();
+}

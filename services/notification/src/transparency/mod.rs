@@ -12,6 +12,7 @@
 //! - [`report`]: counts, shares and times of a period, as JSON, CSV or an SVG chart.
 
 pub mod csv;
+pub mod earlier;
 pub mod notice;
 pub mod report;
 pub mod service;
