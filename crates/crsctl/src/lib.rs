@@ -1,10 +1,12 @@
 //! The CRS command-line client as a library: authenticated clients for each service, a webhook
-//! receiver, and the demo that walks one request through the whole suite.
+//! receiver, the demo that walks one request through the whole suite, and the transparency
+//! exports and report.
 
 #![forbid(unsafe_code)]
 
 pub mod demo;
 pub mod receiver;
+pub mod transparency;
 
 use std::time::Duration;
 

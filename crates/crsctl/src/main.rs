@@ -39,6 +39,9 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:50054")]
         notification: String,
     },
+    /// Statements of reasons, notices and the transparency report of a period.
+    #[command(subcommand)]
+    Transparency(crsctl::transparency::Command),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +95,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let issuer = issuer(&cli)?;
             tokio::runtime::Runtime::new()?.block_on(crsctl::demo::run(endpoints, issuer))
+        }
+        Command::Transparency(command) => {
+            tokio::runtime::Runtime::new()?.block_on(crsctl::transparency::run(command, || issuer(&cli)))
         }
     }
 }

@@ -220,6 +220,10 @@ impl LegalReview {
         if change.has(&Event::DecisionTookEffect)
             && let Some(submission) = submission
         {
+            // The deadline as the stopped clock left it and the moment of the decision: the
+            // transparency report measures time to decision and deadlines met from them.
+            let assessment = store::assessment(&updated)?;
+            let clock = ClockStore::load(txn, &row.id, false).await?;
             self.outbox
                 .send(
                     txn,
@@ -228,6 +232,8 @@ impl LegalReview {
                         submission: Some(submission.clone()),
                         decisions: decisions.clone(),
                         message: updated.decision_summary.clone(),
+                        deadline: crate::views::deadline(&assessment, clock.as_ref(), now),
+                        decided_at: Some(timestamp_from_millis(now)),
                         ..Default::default()
                     },
                 )

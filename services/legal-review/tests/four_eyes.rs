@@ -58,6 +58,10 @@ async fn a_flagged_decision_waits_for_a_second_senior_reviewer(backend: Backend)
         told.decisions.iter().all(|d| d.outcome == ItemOutcome::NoAction as i32),
         "the approved decision, not the first"
     );
+    // Told when it took effect (the approval, not the decision) and against which deadline, for
+    // the transparency report.
+    assert_eq!(told.decided_at, approved.decided_at, "when the approval made it take effect");
+    assert!(told.deadline.as_ref().and_then(|d| d.due_at.as_ref()).is_some(), "the deadline it was decided against");
     review.stop().await;
 }
 

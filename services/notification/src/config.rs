@@ -49,6 +49,10 @@ timeout_ms = 15000
 [appeal]
 url = ""
 text = ""
+
+[transparency]
+platform_name = "The platform"
+terms = "The platform's terms of service"
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +71,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub email: EmailConfig,
     pub appeal: AppealConfig,
+    pub transparency: TransparencyConfig,
 }
 
 crs_platform::impl_service_config!(Config, migrator = crate::migration::Migrator, check = Config::check_own);
@@ -162,6 +167,18 @@ impl AppealConfig {
     }
 }
 
+/// Words the published transparency records use for the platform itself: every text in them is
+/// written from structured fields and these, never copied from a request or a decision.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparencyConfig {
+    /// The platform's name: the recipient of every notice (e.g. "Example Social").
+    pub platform_name: String,
+    /// The name of the terms of service that global removals rely on, the DSA
+    /// `incompatible_content_ground` (e.g. "Example Social Community Standards").
+    pub terms: String,
+}
+
 impl Config {
     /// What `--check-config` verifies beyond the shared sections.
     pub fn check_own(&self) -> anyhow::Result<()> {
@@ -188,6 +205,13 @@ impl Config {
         SecretBox::from_config("webhooks", &self.webhooks.key())?;
         crate::egress::EgressPolicy::from_config(&self.delivery, &self.webhooks)?;
         crate::channels::email::check(&self.email, d.development_mode)?;
+        for (key, value, max) in [
+            ("transparency.platform_name", &self.transparency.platform_name, 200),
+            ("transparency.terms", &self.transparency.terms, 500),
+        ] {
+            let length = value.trim().chars().count();
+            anyhow::ensure!((1..=max).contains(&length), "{key} must be 1 to {max} characters");
+        }
         for (language, route) in
             std::iter::once(("default", &AppealRoute { url: self.appeal.url.clone(), text: self.appeal.text.clone() }))
                 .chain(self.appeal.languages.iter().map(|(l, r)| (l.as_str(), r)))

@@ -157,3 +157,46 @@ pub mod sequence {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod transparency_record {
+    use sea_orm::entity::prelude::*;
+
+    /// What a decided request leaves for transparency: structured fields only, so nothing a
+    /// person wrote (descriptions, justifications, explanations, references) and nothing that
+    /// names a person is ever kept here to be published. Every statement of reasons, notice and
+    /// report is written from these rows (see `transparency`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "transparency_records")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        /// The DECIDED notification it was recorded from.
+        pub notification_id: String,
+        /// The agency's official name as registered at intake: an authority, published as the
+        /// sender.
+        pub agency_name: String,
+        pub jurisdiction: String,
+        pub legal_instrument: i32,
+        pub category: i32,
+        /// The category specification keywords, a JSON array of their names.
+        #[sea_orm(column_type = "Text")]
+        pub keywords: String,
+        /// The citation of the law whose deadline applied (from the SLA policy), or empty.
+        pub legal_reference: String,
+        pub received_at: Option<i64>,
+        #[sea_orm(indexed)]
+        pub decided_at: i64,
+        /// The legal deadline as it stood at the decision (moved by pauses), when one applied.
+        pub due_at: Option<i64>,
+        /// Per item: outcome, reason, ground, scope and the redacted locator, a JSON array of
+        /// `transparency::ItemRecord`.
+        #[sea_orm(column_type = "Text")]
+        pub items: String,
+        pub recorded_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -6,7 +6,9 @@
 //! - [`subscriptions`]: who is told how, versioned, with sealed webhook secrets;
 //! - [`channels`]: one module per channel; [`egress`]: where webhooks may go;
 //! - [`scheduler`]: attempts deliveries with per-endpoint lanes, circuit breakers, retries and
-//!   dead letters; [`stream`]: the Subscribe stream; [`templates`]: email templates.
+//!   dead letters; [`stream`]: the Subscribe stream; [`templates`]: email templates;
+//! - [`transparency`]: statements of reasons, Lumen-style notices and the transparency report,
+//!   without personal data.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ mod service;
 pub mod stream;
 pub mod subscriptions;
 pub mod templates;
+pub mod transparency;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +59,7 @@ impl crs_platform::app::Service for Application {
         let platform = Platform::start::<migration::Migrator>(Self::NAME, &cfg).await?;
         metrics::register();
         subscriptions::seal_legacy_secrets(&platform.db, &secrets).await?;
+        transparency::earlier::record_earlier_decisions(&platform.db).await?;
 
         let policy = egress::EgressPolicy::from_config(&cfg.delivery, &cfg.webhooks)?;
         let webhook_timeout = Duration::from_millis(cfg.webhooks.timeout_ms);
@@ -83,6 +87,7 @@ impl crs_platform::app::Service for Application {
             scheduler.clone(),
             stream::Stream::new(platform.db.clone(), stopping.clone()),
             cfg.appeal.clone(),
+            transparency::Transparency::new(platform.db.clone(), cfg.transparency.clone()),
         );
         // Notification hands nothing to other services; deliveries have their own scheduler.
         let relay = platform.outbox.relay(Self::NAME, cfg.outbox.clone(), []);

@@ -14,13 +14,13 @@
 use crs_platform::time::{datetime_from_millis, millis_from_timestamp};
 use crs_proto::ShortName;
 use crs_proto::common::{
-    Category, DecisionGround, Item, ItemDecision, ItemOutcome, Keyword, LegalInstrument, NoActionReason, Submission,
+    Category, DecisionGround, Item, ItemDecision, ItemOutcome, LegalInstrument, NoActionReason, Submission,
 };
 use crs_proto::convert::short_name_of;
 use crs_proto::notification::{Audience, NotificationKind, NotifyRequest};
 use serde_json::{Value, json};
 
-use crate::config::AppealConfig;
+use crate::config::{AppealConfig, TransparencyConfig};
 
 /// Who is told of each kind of event (each audience only when it has something to learn; see
 /// [`message`]).
@@ -90,13 +90,18 @@ pub struct Event<'a> {
 
 /// The message for `audience`, or `None` when it has nothing to learn (e.g. no item was
 /// restricted, so neither the content owner nor enforcement is concerned).
-pub fn message(audience: Audience, event: &Event<'_>, appeal: &AppealConfig) -> Option<Message> {
+pub fn message(
+    audience: Audience,
+    event: &Event<'_>,
+    appeal: &AppealConfig,
+    published: &TransparencyConfig,
+) -> Option<Message> {
     let data = match audience {
         Audience::Agency => Some(agency(event)),
         Audience::ContentOwner => content_owner(event, appeal),
         Audience::Enforcement => enforcement(event),
         Audience::OnCall => Some(on_call(event)),
-        Audience::Transparency => transparency(event),
+        Audience::Transparency => transparency(event, published),
         Audience::Unspecified => None,
     }?;
     let document = json!({
@@ -319,48 +324,25 @@ fn on_call(e: &Event<'_>) -> Value {
     })
 }
 
-fn transparency(e: &Event<'_>) -> Option<Value> {
+/// The statements of reasons of the items restricted, written as the exports write them: from
+/// structured fields only, so the pipeline receives nothing a person typed (see `transparency`).
+fn transparency(e: &Event<'_>, published: &TransparencyConfig) -> Option<Value> {
     if e.kind != NotificationKind::Decided {
         return None;
     }
-    let s = e.submission;
-    let application_date = datetime_from_millis(e.created_at).format("%Y-%m-%d").to_string();
-    let statements: Vec<Value> = e
-        .request
-        .decisions
+    let decided = crate::transparency::decided_of(e.notification_id, e.request, e.created_at);
+    let global: Vec<bool> =
+        decided.items.iter().filter(|i| i.restricts()).map(crate::transparency::ItemRecord::removed_globally).collect();
+    let statements: Vec<Value> = crate::transparency::statement::statements(&decided, published)
         .iter()
-        .filter(|d| restricts(d))
-        .map(|d| {
-            let illegal = d.ground == DecisionGround::IllegalContent as i32;
-            let mut v = json!({
-                "puid": format!("{}-{}", s.request_id, d.item_index),
-                "decision_visibility": [visibility(d)],
-                "decision_ground": ground(d),
-                "category": format!("STATEMENT_CATEGORY_{}", short_name_of::<Category>(s.category)),
-                "category_specification": s.keywords.iter().map(|k| {
-                    Keyword::try_from(*k).map(|k| k.as_str_name()).unwrap_or("KEYWORD_OTHER")
-                }).collect::<Vec<_>>(),
-                "worldwide": worldwide(d),
-                "territorial_scope": countries(d, s),
-                "application_date": application_date,
-                "decision_facts": d.explanation,
-                "source_type": "SOURCE_TYPE_OTHER_NOTIFICATION",
-                "source_identity": authority(s),
-                "automated_detection": "No",
-                "automated_decision": "AUTOMATED_DECISION_NOT_AUTOMATED",
-            });
-            let o = v.as_object_mut().expect("an object");
-            if illegal {
-                o.insert("illegal_content_legal_ground".into(), d.legal_ground.clone().into());
-                o.insert("illegal_content_explanation".into(), d.explanation.clone().into());
-            } else {
-                o.insert("incompatible_content_ground".into(), d.legal_ground.clone().into());
-                o.insert("incompatible_content_explanation".into(), d.explanation.clone().into());
-            }
+        .zip(global)
+        .map(|(s, worldwide)| {
+            let mut v = crate::transparency::statement::to_json(s, &decided.row.jurisdiction);
+            v.as_object_mut().expect("an object").insert("worldwide".into(), worldwide.into());
             v
         })
         .collect();
-    (!statements.is_empty()).then(|| json!({"request_id": s.request_id, "statements": statements}))
+    (!statements.is_empty()).then(|| json!({"request_id": e.submission.request_id, "statements": statements}))
 }
 
 #[cfg(test)]
@@ -432,7 +414,9 @@ mod tests {
             text: String::new(),
             languages: Default::default(),
         };
-        message(audience, &event, &appeal).map(|m| serde_json::from_str::<Value>(&m.payload).unwrap()["data"].clone())
+        let published = TransparencyConfig { platform_name: "Example".into(), terms: "Example Terms".into() };
+        message(audience, &event, &appeal, &published)
+            .map(|m| serde_json::from_str::<Value>(&m.payload).unwrap()["data"].clone())
     }
 
     #[test]

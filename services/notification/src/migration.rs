@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxTopicsByRpc),
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(ChannelsAndDeliveryQueue),
+            Box::new(TransparencyRecords),
         ]
     }
 }
@@ -304,5 +305,57 @@ impl MigrationTrait for ChannelsAndDeliveryQueue {
             manager.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
         }
         Ok(())
+    }
+}
+
+/// Transparency records: one row per decided request with only the structured fields that
+/// statements of reasons, notices and the report are written from, looked up by decision time.
+struct TransparencyRecords;
+
+impl MigrationName for TransparencyRecords {
+    fn name(&self) -> &str {
+        "m20261210_000001_transparency_records"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TransparencyRecords {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("transparency_records"))
+                    .if_not_exists()
+                    .col(string_key("request_id"))
+                    .col(string("notification_id"))
+                    .col(string("agency_name"))
+                    .col(string("jurisdiction"))
+                    .col(integer("legal_instrument"))
+                    .col(integer("category"))
+                    .col(text("keywords"))
+                    .col(string("legal_reference"))
+                    .col(big_null("received_at"))
+                    .col(big("decided_at"))
+                    .col(big_null("due_at"))
+                    .col(text("items"))
+                    .col(big("recorded_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("transparency_records_decided")
+                    .table(Alias::new("transparency_records"))
+                    .col(Alias::new("decided_at"))
+                    .col(Alias::new("request_id"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(Alias::new("transparency_records")).to_owned()).await
     }
 }

@@ -28,6 +28,7 @@ use crate::messages::{self, Event};
 use crate::scheduler::Scheduler;
 use crate::stream::{EventStream, Stream};
 use crate::subscriptions::{Source, Subscriptions};
+use crate::transparency::{self, Transparency};
 
 type Result<T> = std::result::Result<T, NotificationError>;
 
@@ -39,6 +40,7 @@ pub struct Notifications {
     scheduler: Scheduler,
     stream: Stream,
     appeal: AppealConfig,
+    transparency: Transparency,
 }
 
 impl Notifications {
@@ -49,8 +51,9 @@ impl Notifications {
         scheduler: Scheduler,
         stream: Stream,
         appeal: AppealConfig,
+        transparency: Transparency,
     ) -> Self {
-        Self { db, channels, subscriptions, scheduler, stream, appeal }
+        Self { db, channels, subscriptions, scheduler, stream, appeal, transparency }
     }
 
     /// Records the event, each concerned audience's message, and a delivery per subscription of
@@ -94,6 +97,9 @@ impl Notifications {
         })
         .insert(&txn)
         .await?;
+        if kind == NotificationKind::Decided {
+            transparency::record(&txn, &transparency::decided_of(&id, &req, now)).await?;
+        }
 
         let event = Event { notification_id: &id, kind, request: &req, submission: &submission, created_at: now };
         let trace_context = crs_platform::telemetry::current_traceparent();
@@ -121,7 +127,9 @@ impl Notifications {
                     }
                 })
                 .collect();
-            let Some(msg) = messages::message(*audience, &event, &self.appeal) else { continue };
+            let Some(msg) = messages::message(*audience, &event, &self.appeal, self.transparency.config()) else {
+                continue;
+            };
             if subs.is_empty() {
                 tracing::warn!(audience = audience.as_str_name(), request_id = %submission.request_id, "no subscription; not delivered");
                 continue;
@@ -371,9 +379,28 @@ impl NotificationService for Notifications {
 
     async fn export_statements_of_reasons(
         &self,
-        _request: Request<ExportStatementsOfReasonsRequest>,
+        request: Request<ExportStatementsOfReasonsRequest>,
     ) -> std::result::Result<Response<ExportStatementsOfReasonsResponse>, Status> {
-        Err(Status::unimplemented("ExportStatementsOfReasons is not available in this version"))
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.transparency.statements_page(&principal, request.into_inner()).await?))
+    }
+
+    type ExportTransparencyRecordsStream = transparency::service::ChunkStream;
+
+    async fn export_transparency_records(
+        &self,
+        request: Request<ExportTransparencyRecordsRequest>,
+    ) -> std::result::Result<Response<Self::ExportTransparencyRecordsStream>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.transparency.export(&principal, request.into_inner()).await?))
+    }
+
+    async fn get_transparency_report(
+        &self,
+        request: Request<GetTransparencyReportRequest>,
+    ) -> std::result::Result<Response<TransparencyReport>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.transparency.report(&principal, request.into_inner()).await?))
     }
 
     async fn retry_delivery(

@@ -19,6 +19,7 @@ async fn check(backend: Backend) {
             expected::<crs_notification::entities::notification::Entity>(b),
             expected::<crs_notification::entities::delivery::Entity>(b),
             expected::<crs_notification::entities::subscription::Entity>(b),
+            expected::<crs_notification::entities::transparency_record::Entity>(b),
         ],
     )
     .await
