@@ -179,7 +179,12 @@ impl App {
 
     /// The session to call the services with.
     pub fn session(&self) -> anyhow::Result<Session> {
-        Session::resolve(self.config_path(), &self.overrides(), self.global.verbose, Duration::from_secs(self.global.timeout))
+        Session::resolve(
+            self.config_path(),
+            &self.overrides(),
+            self.global.verbose,
+            Duration::from_secs(self.global.timeout),
+        )
     }
 }
 

@@ -73,9 +73,10 @@ impl Session {
     }
 
     pub fn token(&self) -> anyhow::Result<&str> {
-        self.context.token.as_deref().ok_or_else(|| {
-            usage("no token: run `crsctl login` (or pass --token, or set CRSCTL_TOKEN)")
-        })
+        self.context
+            .token
+            .as_deref()
+            .ok_or_else(|| usage("no token: run `crsctl login` (or pass --token, or set CRSCTL_TOKEN)"))
     }
 
     /// A connection to `service` that sends the token with every call.
@@ -99,7 +100,9 @@ impl Session {
         let channel = match (endpoint.uri().scheme_str(), &self.tls) {
             (Some("https"), Some(tls)) => endpoint.connect_with_connector_lazy(tls.connector()),
             (Some("https"), None) => {
-                return Err(usage(format!("{url} is https: give the CA that signs the services' certificates (--ca-file)")));
+                return Err(usage(format!(
+                    "{url} is https: give the CA that signs the services' certificates (--ca-file)"
+                )));
             }
             _ => endpoint.connect_lazy(),
         };

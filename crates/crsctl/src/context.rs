@@ -96,7 +96,8 @@ impl ConfigFile {
     pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
         match std::fs::read_to_string(path) {
             Ok(text) if text.trim().is_empty() => Ok(ConfigFile::default()),
-            Ok(text) => serde_norway::from_str(&text).with_context(|| format!("{} is not a crsctl context file", path.display())),
+            Ok(text) => serde_norway::from_str(&text)
+                .with_context(|| format!("{} is not a crsctl context file", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }

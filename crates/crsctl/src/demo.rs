@@ -145,7 +145,6 @@ impl Demo {
             justification: "The posts call for participation in an assembly the court declared unlawful.".into(),
             reference: "MDD-2026/118".into(),
             issuing_authority: "Ministry of Digital Development".into(),
-            ..Default::default()
         }
     }
 

@@ -48,7 +48,9 @@ impl Out {
     pub fn status(&self, name: &str) -> String {
         let code = match name {
             "DECIDED" | "CLOSED" | "DELIVERED" | "SERVING" | "ACTIVE" | "REMOVED_GLOBALLY" => "32",
-            "RESTRICTED_IN_JURISDICTION" | "AWAITING_APPROVAL" | "AWAITING_INFORMATION" | "RETRYING" | "PENDING" => "33",
+            "RESTRICTED_IN_JURISDICTION" | "AWAITING_APPROVAL" | "AWAITING_INFORMATION" | "RETRYING" | "PENDING" => {
+                "33"
+            }
             "ESCALATED" | "FAILED" | "NOT_SERVING" | "UNREACHABLE" | "SUSPENDED" | "REJECTED" | "BROKEN" => "31",
             "IN_REVIEW" | "TRIAGED" | "RECEIVED" => "36",
             _ => return name.to_owned(),
@@ -157,13 +159,16 @@ pub fn time_left(due: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if secs >= 0 { format!("in {}", span(secs as u64)) } else { format!("{} overdue", span(secs.unsigned_abs())) }
 }
 
-/// A duration as people say it: `2d 3h`, `3h 12m`, `4m 10s`, `9s`.
+/// A duration as people (and the laws) say it: `7d`, `2d 3h`, `24h`, `3h 12m`, `4m 10s`, `9s`.
 pub fn span(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m {s}s"),
-        (0, _, _) => format!("{h}h {m}m"),
+    let hours = secs / 3600;
+    match (hours, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        (1..48, 0) => format!("{hours}h"),
+        (1..48, _) => format!("{hours}h {m}m"),
+        _ if h == 0 => format!("{d}d"),
         _ => format!("{d}d {h}h"),
     }
 }
@@ -174,7 +179,19 @@ pub fn duration_secs(d: &Option<prost_types::Duration>) -> u64 {
 
 /// The first `n` characters of `s`, with an ellipsis when cut.
 pub fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_owned() } else { format!("{}…", s.chars().take(n.saturating_sub(1)).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(n.saturating_sub(1)).collect::<String>())
+    }
+}
+
+/// `label:  value` lines, labels aligned; empty values are left out.
+pub fn fields(out: &Out, rows: &[(&str, String)]) {
+    let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    for (label, value) in rows.iter().filter(|(_, v)| !v.is_empty()) {
+        println!("{}{}  {value}", out.bold(&format!("{label}:")), " ".repeat(width - label.len()));
+    }
 }
 
 #[cfg(test)]
@@ -187,19 +204,12 @@ mod tests {
         assert_eq!(time_left(now + chrono::Duration::seconds(3 * 3600 + 12 * 60 + 5), now), "in 3h 12m");
         assert_eq!(time_left(now - chrono::Duration::seconds(300), now), "5m 0s overdue");
         assert_eq!(span(2 * 86400 + 3 * 3600), "2d 3h");
+        assert_eq!((span(24 * 3600), span(7 * 86400), span(3600)), ("24h".into(), "7d".into(), "1h".into()));
     }
 
     #[test]
     fn colour_codes_take_no_width() {
         let out = Out { format: Format::Table, color: true };
         assert_eq!(visible_len(&out.status("DECIDED")), "DECIDED".len());
-    }
-}
-
-/// `label:  value` lines, labels aligned; empty values are left out.
-pub fn fields(out: &Out, rows: &[(&str, String)]) {
-    let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-    for (label, value) in rows.iter().filter(|(_, v)| !v.is_empty()) {
-        println!("{}{}  {value}", out.bold(&format!("{label}:")), " ".repeat(width - label.len()));
     }
 }

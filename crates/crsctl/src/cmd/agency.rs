@@ -112,7 +112,9 @@ pub fn parse_limit(spec: &str) -> Result<RateLimitOverride, String> {
         match part.split_once('=') {
             Some(("rate", v)) => o.rate_per_second = v.parse().map_err(|_| format!("rate {v:?} is not a number"))?,
             Some(("burst", v)) => o.burst = v.parse().map_err(|_| format!("burst {v:?} is not a whole number"))?,
-            Some(("per_day", v)) => o.per_day = v.parse().map_err(|_| format!("per_day {v:?} is not a whole number"))?,
+            Some(("per_day", v)) => {
+                o.per_day = v.parse().map_err(|_| format!("per_day {v:?} is not a whole number"))?
+            }
             None if part == "shadow" => o.shadow = true,
             _ => return Err(format!("unknown setting {part:?} (rate, burst, per_day, shadow)")),
         }
@@ -127,7 +129,11 @@ fn print_agency(out: &Out, a: &Agency) {
         .rate_limit_overrides
         .iter()
         .map(|o| {
-            let what = if o.per_day > 0 { format!("{}/day", o.per_day) } else { format!("{}/s burst {}", o.rate_per_second, o.burst) };
+            let what = if o.per_day > 0 {
+                format!("{}/day", o.per_day)
+            } else {
+                format!("{}/s burst {}", o.rate_per_second, o.burst)
+            };
             format!("{} {what}{}", o.rule, if o.shadow { " (shadow)" } else { "" })
         })
         .collect();

@@ -89,14 +89,21 @@ impl Run for AuditCmd {
             }
             AuditCmd::Verify { from, to } => {
                 let r = review
-                    .verify_audit_trail(VerifyAuditTrailRequest { from: timestamp("from", &from)?, to: timestamp("to", &to)? })
+                    .verify_audit_trail(VerifyAuditTrailRequest {
+                        from: timestamp("from", &from)?,
+                        to: timestamp("to", &to)?,
+                    })
                     .await?
                     .into_inner();
                 let value = json!({"intact": r.intact, "entries_checked": r.entries_checked,
                                    "first_broken_sequence": r.first_broken_sequence, "problem": r.problem});
                 app.out.emit(&value, || {
                     if r.intact {
-                        println!("{}: {} entries checked, the chain holds", app.out.status("INTACT"), r.entries_checked);
+                        println!(
+                            "{}: {} entries checked, the chain holds",
+                            app.out.status("INTACT"),
+                            r.entries_checked
+                        );
                     } else {
                         println!(
                             "{}: entry {} {} ({} entries checked)",

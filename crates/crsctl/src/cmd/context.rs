@@ -93,7 +93,9 @@ async fn verify(session: &Session, subject: &str, roles: &[String]) -> anyhow::R
     if subject.starts_with("agency:") {
         crate::cmd::intake(session)?.list_requests(ListRequestsRequest { page_size: 1, ..Default::default() }).await?;
     } else if roles.iter().any(|r| r == "admin") {
-        crate::cmd::agency_admin(session)?.list_agencies(ListAgenciesRequest { page_size: 1, ..Default::default() }).await?;
+        crate::cmd::agency_admin(session)?
+            .list_agencies(ListAgenciesRequest { page_size: 1, ..Default::default() })
+            .await?;
     } else if roles.iter().any(|r| r == "reviewer" || r == "senior_reviewer") {
         crate::cmd::review(session)?.list_queues(ListQueuesRequest {}).await?;
     }
@@ -106,17 +108,11 @@ pub enum ContextCmd {
     /// Lists the contexts; the current one is marked.
     List,
     /// Makes a context current.
-    Use {
-        name: String,
-    },
+    Use { name: String },
     /// Shows a context (the current one by default), its token hidden.
-    Show {
-        name: Option<String>,
-    },
+    Show { name: Option<String> },
     /// Deletes a context.
-    Delete {
-        name: String,
-    },
+    Delete { name: String },
 }
 
 fn masked(c: &Context) -> serde_json::Value {

@@ -1,7 +1,9 @@
 //! `crsctl deliveries`: notification deliveries, and retrying those given up.
 
 use clap::Subcommand;
-use crs_proto::notification::{Audience, Channel, DeliveryState, ListNotificationsRequest, NotificationKind, RetryDeliveryRequest};
+use crs_proto::notification::{
+    Audience, Channel, DeliveryState, ListNotificationsRequest, NotificationKind, RetryDeliveryRequest,
+};
 use serde_json::json;
 
 use crate::cli::{App, Run};
@@ -72,7 +74,17 @@ impl Run for DeliveriesCmd {
                     "next_attempt_at": ts_json(&d.next_attempt_at), "last_error": d.last_error,
                 })).collect::<Vec<_>>()});
                 app.out.emit(&value, || {
-                    let mut t = Table::new(&["DELIVERY", "KIND", "REQUEST", "AUDIENCE", "CHANNEL", "STATE", "TRIES", "NEXT", "LAST ERROR"]);
+                    let mut t = Table::new(&[
+                        "DELIVERY",
+                        "KIND",
+                        "REQUEST",
+                        "AUDIENCE",
+                        "CHANNEL",
+                        "STATE",
+                        "TRIES",
+                        "NEXT",
+                        "LAST ERROR",
+                    ]);
                     for (n, d) in &rows {
                         t.row(vec![
                             d.id.clone(),
@@ -93,7 +105,12 @@ impl Run for DeliveriesCmd {
                 let d = notification.retry_delivery(RetryDeliveryRequest { delivery_id }).await?.into_inner();
                 let value = json!({"id": d.id, "state": name::<DeliveryState>(d.state), "next_attempt_at": ts_json(&d.next_attempt_at)});
                 app.out.emit(&value, || {
-                    println!("delivery {} is {}, next attempt {}", d.id, app.out.status(name::<DeliveryState>(d.state)), ts_local(&d.next_attempt_at))
+                    println!(
+                        "delivery {} is {}, next attempt {}",
+                        d.id,
+                        app.out.status(name::<DeliveryState>(d.state)),
+                        ts_local(&d.next_attempt_at)
+                    )
                 })
             }
         }

@@ -79,7 +79,8 @@ fn read_rows(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<Row>> {
     let table: Vec<Vec<String>> = match ext.as_str() {
         "xlsx" | "xlsm" | "xls" | "xlsb" | "ods" => {
             use calamine::Reader as _;
-            let mut book = calamine::open_workbook_auto(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let mut book =
+                calamine::open_workbook_auto(path).with_context(|| format!("cannot open {}", path.display()))?;
             let range = book
                 .worksheet_range_at(0)
                 .ok_or_else(|| usage(format!("{} has no sheet", path.display())))?
@@ -98,14 +99,20 @@ fn read_rows(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<Row>> {
         }
     };
     let mut lines = table.into_iter();
-    let header: Vec<String> =
-        lines.next().ok_or_else(|| usage(format!("{} is empty", path.display())))?.iter().map(|h| column_name(h)).collect();
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| usage(format!("{} is empty", path.display())))?
+        .iter()
+        .map(|h| column_name(h))
+        .collect();
     if !header.iter().any(|h| h == "url" || h == "content_id") {
         return Err(usage(format!("{}: the first row must name a `url` or `content_id` column", path.display())));
     }
     Ok(lines
         .map(|cells| header.iter().cloned().zip(cells.into_iter().map(|c| c.trim().to_owned())).collect::<Row>())
-        .filter(|row| row.get("url").is_some_and(|v| !v.is_empty()) || row.get("content_id").is_some_and(|v| !v.is_empty()))
+        .filter(|row| {
+            row.get("url").is_some_and(|v| !v.is_empty()) || row.get("content_id").is_some_and(|v| !v.is_empty())
+        })
         .collect())
 }
 
@@ -133,7 +140,11 @@ fn group(rows: Vec<Row>, group_by: Option<&str>, per_request: usize, digest: &st
     for (g, value) in order.iter().enumerate() {
         let rows = by_value.remove(value).unwrap_or_default();
         for (c, chunk) in rows.chunks(per_request).enumerate() {
-            let label = if value.is_empty() { format!("rows group {}", groups.len() + 1) } else { format!("{value} part {}", c + 1) };
+            let label = if value.is_empty() {
+                format!("rows group {}", groups.len() + 1)
+            } else {
+                format!("{value} part {}", c + 1)
+            };
             groups.push(Group { key: format!("import-{digest}-{g}-{c}"), label, rows: chunk.to_vec() });
         }
     }
@@ -164,9 +175,11 @@ impl Import {
         let bytes = std::fs::read(&self.file).map_err(|e| usage(format!("{}: {e}", self.file.display())))?;
         let digest = hex::encode(&Sha256::digest(&bytes)[..12]);
         let rows = read_rows(&self.file, &bytes)?;
-        let group_by = self.group_by.as_deref().map(column_name).or_else(|| {
-            rows.first().filter(|r| r.contains_key("reference")).map(|_| "reference".to_owned())
-        });
+        let group_by = self
+            .group_by
+            .as_deref()
+            .map(column_name)
+            .or_else(|| rows.first().filter(|r| r.contains_key("reference")).map(|_| "reference".to_owned()));
         if let Some(c) = &group_by
             && rows.first().is_some_and(|r| !r.contains_key(c))
         {
@@ -209,8 +222,10 @@ impl Import {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({eta} left) {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({eta} left) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let (mut submitted, mut replayed, mut waited) = (0usize, 0usize, Duration::ZERO);
         let mut ids = Vec::with_capacity(groups.len());
@@ -220,7 +235,8 @@ impl Import {
                 match intake.submit_request(request.clone()).await {
                     Ok(reply) => break reply.into_inner(),
                     Err(status) if status.code() == Code::ResourceExhausted => {
-                        let delay = retry_delay(&status).unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
+                        let delay =
+                            retry_delay(&status).unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
                         bar.set_message(format!("rate-limited: waiting {:.1}s", delay.as_secs_f64()));
                         if bar.is_hidden() && app.global.verbose {
                             eprintln!("crsctl: rate-limited; waiting {:.1}s", delay.as_secs_f64());
@@ -230,11 +246,16 @@ impl Import {
                         waited += started.elapsed();
                     }
                     Err(status)
-                        if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) && failures < self.max_retries =>
+                        if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+                            && failures < self.max_retries =>
                     {
                         failures += 1;
                         let delay = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
-                        bar.set_message(format!("{}: retrying in {:.1}s", crate::errors::code_name(status.code()), delay.as_secs_f64()));
+                        bar.set_message(format!(
+                            "{}: retrying in {:.1}s",
+                            crate::errors::code_name(status.code()),
+                            delay.as_secs_f64()
+                        ));
                         tokio::time::sleep(delay).await;
                     }
                     Err(status) => {
@@ -250,7 +271,11 @@ impl Import {
                 }
             };
             bar.set_message("");
-            if reply.replayed { replayed += 1 } else { submitted += 1 }
+            if reply.replayed {
+                replayed += 1
+            } else {
+                submitted += 1
+            }
             ids.push(reply.request.map(|r| r.id).unwrap_or_default());
             bar.inc(g.rows.len() as u64);
         }
@@ -297,7 +322,8 @@ mod tests {
 
     #[test]
     fn csv_headers_are_normalised_and_blank_rows_skipped() {
-        let csv = b"URL,Description,Legal Instrument\nhttps://a.example/1,first,court-order\n,,\nhttps://a.example/2,,\n";
+        let csv =
+            b"URL,Description,Legal Instrument\nhttps://a.example/1,first,court-order\n,,\nhttps://a.example/2,,\n";
         let rows = read_rows(Path::new("x.csv"), csv).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["legal_instrument"], "court-order");

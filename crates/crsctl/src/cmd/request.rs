@@ -158,7 +158,6 @@ pub fn build_request(f: &RequestFields, items: Vec<ContentItem>, key: String) ->
         justification: f.justification.clone().unwrap_or_default(),
         reference: f.reference.clone().unwrap_or_default(),
         issuing_authority: f.issuing_authority.clone().unwrap_or_default(),
-        ..Default::default()
     })
 }
 
@@ -198,7 +197,9 @@ impl Submit {
                 .map(|i| ContentItem { url: i.url, content_id: i.content_id, description: i.description })
                 .collect();
             // The same file submitted twice is one request.
-            key = Some(file.idempotency_key.unwrap_or_else(|| format!("file-{}", hex::encode(&Sha256::digest(&bytes)[..16]))));
+            key = Some(
+                file.idempotency_key.unwrap_or_else(|| format!("file-{}", hex::encode(&Sha256::digest(&bytes)[..16]))),
+            );
         }
         let f = self.fields;
         macro_rules! over {
@@ -319,7 +320,11 @@ impl Run for RequestCmd {
                     for r in &requests {
                         let open = !matches!(
                             RequestStatus::try_from(r.status),
-                            Ok(RequestStatus::Decided | RequestStatus::Closed | RequestStatus::Withdrawn | RequestStatus::Rejected | RequestStatus::Merged)
+                            Ok(RequestStatus::Decided
+                                | RequestStatus::Closed
+                                | RequestStatus::Withdrawn
+                                | RequestStatus::Rejected
+                                | RequestStatus::Merged)
                         );
                         t.row(vec![
                             r.id.clone(),
@@ -358,7 +363,10 @@ impl Run for RequestCmd {
                     .provide_information(ProvideInformationRequest {
                         request_id,
                         answer,
-                        additional_items: urls.into_iter().map(|url| ContentItem { url, ..Default::default() }).collect(),
+                        additional_items: urls
+                            .into_iter()
+                            .map(|url| ContentItem { url, ..Default::default() })
+                            .collect(),
                         idempotency_key: crate::cmd::key_or_new(&idempotency_key),
                     })
                     .await?
@@ -401,8 +409,10 @@ pub async fn list_all(
 async fn watch(app: &App, session: &crate::client::Session, w: Watch) -> anyhow::Result<()> {
     let mut intake = crate::cmd::intake(session)?;
     // The stream opens before the request is read, so no change falls between the two.
-    let mut stream =
-        intake.watch_requests(WatchRequestsRequest { cursor: w.cursor.clone().unwrap_or_default() }).await?.into_inner();
+    let mut stream = intake
+        .watch_requests(WatchRequestsRequest { cursor: w.cursor.clone().unwrap_or_default() })
+        .await?
+        .into_inner();
     let line = |request_id: &str, status_n: i32, at: &Option<prost_types::Timestamp>, note: &str, cursor: &str| {
         let value = json!({"request_id": request_id, "status": status(status_n), "occurred_at": ts_json(at), "note": note, "cursor": cursor});
         match app.out.format {
@@ -414,7 +424,12 @@ async fn watch(app: &App, session: &crate::client::Session, w: Watch) -> anyhow:
         }
     };
     if let Some(id) = &w.request {
-        let r = intake.get_request(GetRequestRequest { request_id: id.clone() }).await?.into_inner().request.unwrap_or_default();
+        let r = intake
+            .get_request(GetRequestRequest { request_id: id.clone() })
+            .await?
+            .into_inner()
+            .request
+            .unwrap_or_default();
         line(&r.id, r.status, &r.updated_at, &r.status_note, "");
         if w.until.contains(&r.status) {
             return Ok(());

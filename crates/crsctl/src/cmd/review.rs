@@ -196,8 +196,11 @@ fn entry_decision(e: &DecisionEntry) -> anyhow::Result<ItemDecision> {
             _ => 0,
         }
     };
-    let no_action_reason =
-        if e.no_action_reason.trim().is_empty() { 0 } else { vocab::parse::<NoActionReason>(&e.no_action_reason)? as i32 };
+    let no_action_reason = if e.no_action_reason.trim().is_empty() {
+        0
+    } else {
+        vocab::parse::<NoActionReason>(&e.no_action_reason)? as i32
+    };
     Ok(ItemDecision {
         item_index: e.index,
         outcome: outcome as i32,
@@ -215,23 +218,29 @@ fn by_index(flag: &str, values: &[String]) -> anyhow::Result<std::collections::B
     values
         .iter()
         .map(|v| {
-            let (i, text) =
-                v.split_once('=').ok_or_else(|| usage(format!("--{flag} {v:?}: expected INDEX=VALUE")))?;
-            let i = i.trim().parse::<u32>().map_err(|_| usage(format!("--{flag} {v:?}: {i:?} is not an item index")))?;
+            let (i, text) = v.split_once('=').ok_or_else(|| usage(format!("--{flag} {v:?}: expected INDEX=VALUE")))?;
+            let i =
+                i.trim().parse::<u32>().map_err(|_| usage(format!("--{flag} {v:?}: {i:?} is not an item index")))?;
             Ok((i, text.to_owned()))
         })
         .collect()
 }
 
 impl Decide {
-    fn from_flags(&self) -> anyhow::Result<Vec<DecisionEntry>> {
+    fn entries_from_flags(&self) -> anyhow::Result<Vec<DecisionEntry>> {
         let outcomes = by_index("item", &self.items)?;
         let grounds = by_index("ground", &self.grounds)?;
         let legal = by_index("legal-ground", &self.legal_grounds)?;
         let policies = by_index("platform-policy", &self.platform_policies)?;
         let reasons = by_index("reason", &self.reasons)?;
         let explanations = by_index("explanation", &self.explanations)?;
-        for (flag, map) in [("ground", &grounds), ("legal-ground", &legal), ("platform-policy", &policies), ("reason", &reasons), ("explanation", &explanations)] {
+        for (flag, map) in [
+            ("ground", &grounds),
+            ("legal-ground", &legal),
+            ("platform-policy", &policies),
+            ("reason", &reasons),
+            ("explanation", &explanations),
+        ] {
             if let Some(i) = map.keys().find(|i| !outcomes.contains_key(i)) {
                 return Err(usage(format!("--{flag} names item {i}, which has no --item {i}=OUTCOME")));
             }
@@ -298,7 +307,8 @@ fn yaml_str(s: &str) -> String {
 }
 
 fn parse_decision_file(text: &str) -> anyhow::Result<(String, Vec<DecisionEntry>)> {
-    let file: DecisionFile = serde_norway::from_str(text).map_err(|e| usage(format!("the decision does not parse: {e}")))?;
+    let file: DecisionFile =
+        serde_norway::from_str(text).map_err(|e| usage(format!("the decision does not parse: {e}")))?;
     if file.items.iter().all(|e| e.outcome.trim().is_empty()) {
         return Err(usage("no item has an outcome: nothing submitted"));
     }
@@ -367,7 +377,10 @@ pub fn print_case(out: &Out, c: &Case) {
             ("legal basis", s.legal_basis.clone()),
             ("justification", s.justification.clone()),
             ("received", ts_local(&s.received_at)),
-            ("human rights", if a.human_rights_review { "flagged for human-rights review".into() } else { String::new() }),
+            (
+                "human rights",
+                if a.human_rights_review { "flagged for human-rights review".into() } else { String::new() },
+            ),
             ("triage", a.reasons.join("; ")),
             ("question", c.pending_question.clone()),
         ],
@@ -498,7 +511,10 @@ impl Run for ReviewCmd {
                     }
                 };
                 for q in &queues {
-                    match review.claim_next_case(ClaimNextCaseRequest { queue: q.clone(), lease: lease(lease_mins) }).await {
+                    match review
+                        .claim_next_case(ClaimNextCaseRequest { queue: q.clone(), lease: lease(lease_mins) })
+                        .await
+                    {
                         Ok(c) => return emit_case(app, &c.into_inner()),
                         Err(s) if s.code() == Code::NotFound => continue,
                         Err(s) => return Err(s.into()),
@@ -521,7 +537,7 @@ impl Run for ReviewCmd {
                     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
                     parse_decision_file(&text)?
                 } else if !d.items.is_empty() {
-                    (String::new(), d.from_flags()?)
+                    (String::new(), d.entries_from_flags()?)
                 } else {
                     let c = get_case(&session, &d.case_id).await?;
                     parse_decision_file(&edit(&template(&c))?)?
@@ -601,7 +617,12 @@ mod tests {
             id: "c1".into(),
             submission: Some(Submission {
                 items: vec![
-                    Item { index: 0, content_key: "url:https://a.example/1".into(), description: "a: b".into(), ..Default::default() },
+                    Item {
+                        index: 0,
+                        content_key: "url:https://a.example/1".into(),
+                        description: "a: b".into(),
+                        ..Default::default()
+                    },
                     Item { index: 1, content_key: "content:v1".into(), ..Default::default() },
                 ],
                 ..Default::default()
@@ -613,7 +634,11 @@ mod tests {
         let filled = t
             .replacen("outcome: \"\"", "outcome: restrict", 1)
             .replacen("outcome: \"\"", "outcome: no-action", 1)
-            .replacen("no_action_reason: \"\"\n    explanation: \"\"", "no_action_reason: over-broad\n    explanation: \"too broad\"", 2);
+            .replacen(
+                "no_action_reason: \"\"\n    explanation: \"\"",
+                "no_action_reason: over-broad\n    explanation: \"too broad\"",
+                2,
+            );
         let (_, entries) = parse_decision_file(&filled).unwrap();
         let d: Vec<_> = entries.iter().map(|e| entry_decision(e).unwrap()).collect();
         assert_eq!(d[0].outcome, ItemOutcome::RestrictedInJurisdiction as i32);
@@ -625,10 +650,17 @@ mod tests {
     fn item_flags_must_name_decided_items() {
         use clap::Parser as _;
         let cli = crate::cli::Cli::try_parse_from([
-            "crsctl", "review", "decide", "c1", "--item", "0=restrict", "--explanation", "1=why",
+            "crsctl",
+            "review",
+            "decide",
+            "c1",
+            "--item",
+            "0=restrict",
+            "--explanation",
+            "1=why",
         ])
         .unwrap();
         let crate::cli::Command::Review(ReviewCmd::Decide(d)) = cli.command else { panic!() };
-        assert!(d.from_flags().is_err());
+        assert!(d.entries_from_flags().is_err());
     }
 }

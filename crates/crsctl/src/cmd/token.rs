@@ -45,7 +45,11 @@ impl Run for TokenCmd {
                     return Err(usage("--subject must be agency:<id> or reviewer:<id>"));
                 }
                 let issued = admin
-                    .issue_token(IssueTokenRequest { subject: subject.clone(), roles, ttl_seconds: ttl_secs.unwrap_or(0) })
+                    .issue_token(IssueTokenRequest {
+                        subject: subject.clone(),
+                        roles,
+                        ttl_seconds: ttl_secs.unwrap_or(0),
+                    })
                     .await?
                     .into_inner();
                 let value = json!({"token": issued.token, "token_id": issued.token_id, "subject": subject,
