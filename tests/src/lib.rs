@@ -35,6 +35,13 @@ fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
 }
 
+/// The `crsctl` binary built beside the services (`cargo build --bins`, as for the services).
+pub fn crsctl_bin() -> PathBuf {
+    let bin = bin_dir().join("crsctl");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (make test does)", bin.display());
+    bin
+}
+
 struct Process {
     env: HashMap<String, String>,
     listeners: Listeners,

@@ -7,17 +7,35 @@ use crs_proto::common::RequestStatus;
 use crs_proto::notification::NotificationKind;
 use crsctl::demo::Demo;
 use crsctl::receiver::Receiver;
-use crsctl::transparency::{Command, Common, ExportFormat, Record, ReportFormat};
 use serde_json::{Value, json};
 
-fn common(suite: &Suite, out: &std::path::Path) -> Common {
-    Common {
-        from: None,
-        to: None,
-        out: Some(out.to_owned()),
-        notification: suite.endpoints.notification.clone(),
-        token: None,
-    }
+/// Runs the crsctl binary as an admin would, with a token and no context file.
+fn crsctl(suite: &Suite, args: &[&str]) {
+    let admin = suite
+        .issuer
+        .issue(
+            &crs_platform::auth::Principal::Reviewer {
+                id: format!("transparency-{}", uuid::Uuid::new_v4()),
+                roles: vec![crs_platform::auth::Role::Admin],
+            },
+            600,
+        )
+        .unwrap()
+        .token;
+    let config = std::env::temp_dir().join(format!("crsctl-{}.yaml", uuid::Uuid::new_v4()));
+    let out = std::process::Command::new(crs_e2e::crsctl_bin())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--token",
+            &admin,
+            "--notification",
+            &suite.endpoints.notification,
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "crsctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,13 +55,11 @@ async fn a_decided_request_is_published_as_a_notice_and_counted_in_the_report() 
     let dir = std::env::temp_dir().join(format!("crs-transparency-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let (notices, report) = (dir.join("notices.jsonl"), dir.join("report.json"));
-    let issuer = || Ok(suite.issuer.clone());
-    let export =
-        Command::Export { record: Record::Notices, format: ExportFormat::Jsonl, common: common(&suite, &notices) };
-    crsctl::transparency::run(&export, issuer).await.unwrap();
-    crsctl::transparency::run(&Command::Report { format: ReportFormat::Json, common: common(&suite, &report) }, issuer)
-        .await
-        .unwrap();
+    crsctl(
+        &suite,
+        &["transparency", "export", "--record", "notices", "--format", "jsonl", "--out", notices.to_str().unwrap()],
+    );
+    crsctl(&suite, &["transparency", "report", "--format", "json", "--out", report.to_str().unwrap()]);
 
     let published = std::fs::read_to_string(&notices).unwrap() + &std::fs::read_to_string(&report).unwrap();
     for words in ["unsanctioned rally", "MDD-2026/118", "court declared unlawful", "posts/1001", "video_77f3", "Partly"]

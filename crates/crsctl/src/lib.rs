@@ -1,12 +1,20 @@
-//! The CRS command-line client as a library: authenticated clients for each service, a webhook
-//! receiver, the demo that walks one request through the whole suite, and the transparency
-//! exports and report.
+//! The CRS command-line client as a library: its commands ([`cli`]), contexts, output and
+//! exit codes, authenticated clients for each service, a webhook receiver, the demo that
+//! walks one request through the whole suite, and the transparency exports and report.
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod context;
 pub mod demo;
+pub mod errors;
+pub mod output;
 pub mod receiver;
 pub mod transparency;
+pub mod views;
+pub mod vocab;
 
 use std::time::Duration;
 

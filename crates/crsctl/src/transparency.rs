@@ -6,13 +6,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use crs_platform::auth::{Principal, Role, TokenIssuer};
 use crs_proto::notification::notification_service_client::NotificationServiceClient;
 use crs_proto::notification::{
     ExportTransparencyRecordsRequest, GetTransparencyReportRequest, TransparencyFormat, TransparencyRecord,
 };
 
-use crate::{Bearer, connect};
+use crate::cli::{App, Run};
+use crate::client::Conn;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -46,12 +46,6 @@ pub struct Common {
     /// Where to write; standard output when absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, env = "CRSCTL_NOTIFICATION", default_value = "http://127.0.0.1:50054")]
-    pub notification: String,
-    /// An admin's bearer token. Without one, crsctl signs a short-lived admin token with the
-    /// deployment's token key (development installs, where that key is at hand).
-    #[arg(long, env = "CRSCTL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,22 +87,15 @@ fn output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
     })
 }
 
-async fn client(
-    common: &Common,
-    issuer: impl FnOnce() -> anyhow::Result<TokenIssuer>,
-) -> anyhow::Result<NotificationServiceClient<crate::Authed>> {
-    let bearer = match &common.token {
-        Some(token) => Bearer::new(token)?,
-        None => Bearer::for_principal(
-            &issuer()?,
-            &Principal::Reviewer { id: "crsctl-transparency".into(), roles: vec![Role::Admin] },
-        )?,
-    };
-    Ok(NotificationServiceClient::new(connect(&common.notification, bearer).await?))
+/// Runs with the context's credentials (an admin's token) against its notification endpoint.
+impl Run for Command {
+    async fn run(self, app: &App) -> anyhow::Result<()> {
+        let session = app.session()?;
+        execute(&self, crate::cmd::notification(&session)?).await
+    }
 }
 
-/// Runs `command`; `issuer` is asked for only when no token was given.
-pub async fn run(command: &Command, issuer: impl FnOnce() -> anyhow::Result<TokenIssuer>) -> anyhow::Result<()> {
+async fn execute(command: &Command, mut client: NotificationServiceClient<Conn>) -> anyhow::Result<()> {
     match command {
         Command::Export { record, format, common } => {
             let request = ExportTransparencyRecordsRequest {
@@ -123,7 +110,7 @@ pub async fn run(command: &Command, issuer: impl FnOnce() -> anyhow::Result<Toke
                 decided_after: moment("from", common.from.as_ref())?,
                 decided_before: moment("to", common.to.as_ref())?,
             };
-            let mut stream = client(common, issuer).await?.export_transparency_records(request).await?.into_inner();
+            let mut stream = client.export_transparency_records(request).await?.into_inner();
             let mut out = output(common.out.as_ref())?;
             let mut records = 0u64;
             while let Some(chunk) = stream.message().await? {
@@ -146,7 +133,7 @@ pub async fn run(command: &Command, issuer: impl FnOnce() -> anyhow::Result<Toke
                 decided_after: moment("from", common.from.as_ref())?,
                 decided_before: moment("to", common.to.as_ref())?,
             };
-            let report = client(common, issuer).await?.get_transparency_report(request).await?.into_inner();
+            let report = client.get_transparency_report(request).await?.into_inner();
             let mut out = output(common.out.as_ref())?;
             out.write_all(&report.document)?;
             out.flush()?;
