@@ -4,7 +4,7 @@
 //! each reviewer role, each service), with the exact status each gets.
 //!
 //! The whole table is kept in `tests/authorization-matrix.txt`, so any change to who may call
-//! what shows in review (`CRS_AUTHZ_MATRIX=update` rewrites it). Independently of that file, the
+//! what shows in review (`UPDATE_AUTHZ_MATRIX=update` rewrites it). Independently of that file, the
 //! rules themselves are asserted: every unauthenticated kind is UNAUTHENTICATED everywhere; an
 //! internal RPC admits exactly the services `INTERNAL_CALLERS` lists; agencies reach only intake
 //! and notification; a consumer reaches only `Subscribe`.
@@ -273,7 +273,7 @@ async fn every_rpc_answers_every_kind_of_caller_as_the_access_rules_say() {
     let names: Vec<&str> = callers.iter().map(|(n, _)| n.as_str()).collect();
     let mut text = String::from(
         "# Who may call what: the status each kind of caller gets from every RPC called with an empty\n\
-         # message (tests/tests/authorization_matrix.rs; CRS_AUTHZ_MATRIX=update rewrites this file).\n\
+         # message (tests/tests/authorization_matrix.rs; UPDATE_AUTHZ_MATRIX=update rewrites this file).\n\
          # Past authentication and authorization, an empty message is usually InvalidArgument or\n\
          # NotFound: what matters is where Unauthenticated and PermissionDenied stop a caller.\n",
     );
@@ -283,7 +283,7 @@ async fn every_rpc_answers_every_kind_of_caller_as_the_access_rules_say() {
         text.push_str(&format!("{process} {path}\n    {}\n", codes.join(" ")));
     }
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("authorization-matrix.txt");
-    if std::env::var("CRS_AUTHZ_MATRIX").as_deref() == Ok("update") {
+    if std::env::var("UPDATE_AUTHZ_MATRIX").as_deref() == Ok("update") {
         std::fs::write(&file, &text).unwrap();
     } else {
         let kept = std::fs::read_to_string(&file).unwrap_or_default();
@@ -296,7 +296,7 @@ async fn every_rpc_answers_every_kind_of_caller_as_the_access_rules_say() {
                 .map(|(a, b)| format!("- {a}\n+ {b}"))
                 .collect();
             panic!(
-                "who may call what changed (review, then CRS_AUTHZ_MATRIX=update):\n{}\n({} lines kept, {} now)",
+                "who may call what changed (review, then UPDATE_AUTHZ_MATRIX=update):\n{}\n({} lines kept, {} now)",
                 diff.join("\n"),
                 kept.lines().count(),
                 text.lines().count()
