@@ -488,6 +488,41 @@ async fn a_reviewers_whole_day() {
         policies.contains("kz-online-platforms") && policies.contains("24h") && policies.contains("7d"),
         "{policies}"
     );
+    let explained = ctl.json(&[
+        "--context",
+        "ana",
+        "sla",
+        "explain",
+        "--jurisdiction",
+        "KZ",
+        "--instrument",
+        "government-order",
+        "--category",
+        "illegal-or-harmful-speech",
+        "--language",
+        "kk",
+    ]);
+    assert_eq!(explained["sla_policy"], "kz-online-platforms", "{explained}");
+    assert_eq!((explained["queue"].as_str(), explained["route"].as_str()), (Some("standard"), Some("default")));
+    assert_eq!(explained["human_rights_rules"], serde_json::json!(["speech-categories"]));
+    let parts = explained["priority_components"].as_array().unwrap();
+    let sum: i64 = parts.iter().map(|p| p["points"].as_i64().unwrap()).sum();
+    assert_eq!(explained["priority"].as_i64().unwrap(), sum.min(100));
+    assert!(
+        ctl.ok(&[
+            "--context",
+            "ana",
+            "sla",
+            "explain",
+            "--jurisdiction",
+            "KZ",
+            "--instrument",
+            "government-order",
+            "--category",
+            "scams-and-fraud"
+        ])
+        .contains("route default")
+    );
     let status = ctl.ok(&["--context", "admin", "status"]);
     assert_eq!(status.matches("SERVING").count(), 4, "{status}");
     assert!(status.contains("standard"), "{status}");

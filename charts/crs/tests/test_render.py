@@ -611,3 +611,25 @@ def test_a_missing_url_is_named() -> None:
         render({"triage": {"database": {"url": ""}}})
     with pytest.raises(helm.HelmError, match="existingSecret is needed for redis-url"):
         render({"global": {"redis": {"url": ""}}})
+
+
+def test_migrations_may_run_as_the_table_owner() -> None:
+    """The audit trail's grant needs the service's role to be less than the owner: the Job then
+    takes the owner's URL from a Secret of its own, the service keeps its own."""
+    rendered = render(
+        {
+            "legalReview": {
+                "database": {
+                    "existingSecret": "review-db",
+                    "migrationsExistingSecret": "review-db-owner",
+                    "migrationsExistingSecretKey": "owner-url",
+                }
+            }
+        }
+    )
+    job = next(j for j in rendered.of_kind("Job") if "legal-review" in j["metadata"]["name"])
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CRS_DATABASE__URL"]["valueFrom"]["secretKeyRef"] == {"name": "review-db-owner", "key": "owner-url"}
+    service = rendered.deployment("legal-review")["spec"]["template"]["spec"]["containers"][0]
+    url = next(e for e in service["env"] if e["name"] == "CRS_DATABASE__URL")
+    assert url["valueFrom"]["secretKeyRef"]["name"] == "review-db"

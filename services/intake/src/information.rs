@@ -7,9 +7,9 @@ use crs_platform::auth::Principal;
 use crs_platform::time::now_millis;
 use crs_proto::intake::*;
 use crs_proto::review::ResumeCaseRequest;
-use sea_orm::{ActiveModelTrait, EntityTrait, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
 
-use crate::entities::{information_answer, request};
+use crate::entities::{information_answer, request, status_event};
 use crate::error::IntakeError;
 use crate::service::{Intake, Result, record_event};
 use crate::validate;
@@ -50,13 +50,27 @@ impl Intake {
             return Ok(ProvideInformationResponse { request: Some(to_government_request(&row, &items)) });
         }
         let status = crs_proto::convert::status(row.status).unwrap_or(crs_domain::Status::Received);
-        if !State::new(status).allows(Command::Answer) {
+        // A case once escalated stays for senior reviewers: its history says whether it was, and
+        // the state machine says where an answer leads (ESCALATED or IN_REVIEW).
+        let was_escalated = status_event::Entity::find()
+            .filter(status_event::Column::AgencyId.eq(row.agency_id.clone()))
+            .filter(status_event::Column::RequestId.eq(row.id.clone()))
+            .filter(status_event::Column::Status.eq(crs_proto::common::RequestStatus::Escalated as i32))
+            .one(&txn)
+            .await?
+            .is_some();
+        let Ok(next) = (State { status, escalated: was_escalated }).next(Command::Answer) else {
             return Err(IntakeError::WrongState {
                 id: row.id,
                 status: status.name().to_owned(),
                 action: "answer it (no question is pending)",
             });
-        }
+        };
+        let resumed = crs_proto::common::RequestStatus::try_from(crs_proto::convert::wire::<
+            crs_proto::common::RequestStatus,
+            _,
+        >(next.status))
+        .unwrap_or(crs_proto::common::RequestStatus::InReview);
         let now = now_millis();
         information_answer::ActiveModel::from(information_answer::Model {
             request_id: row.id.clone(),
@@ -67,13 +81,13 @@ impl Intake {
         .insert(&txn)
         .await?;
         let mut active: request::ActiveModel = row.clone().into();
-        active.status = Set(crs_proto::common::RequestStatus::InReview as i32);
+        active.status = Set(resumed as i32);
         active.status_at = Set(now);
         active.status_note = Set("information provided".into());
         active.pending_question = Set(String::new());
         active.updated_at = Set(now);
         let updated = active.update(&txn).await?;
-        record_event(&txn, &updated, crs_proto::common::RequestStatus::InReview, "information provided").await?;
+        record_event(&txn, &updated, resumed, "information provided").await?;
         self.outbox
             .send(&txn, &ResumeCaseRequest { event_id: String::new(), case_id: row.id.clone(), answer: req.answer })
             .await?;

@@ -83,8 +83,10 @@ fn expected(rpc: Rpc, caller: Caller) -> Code {
             OwnAgency | OtherAgency => Code::Ok,
             _ => Code::PermissionDenied,
         },
+        // Services learn of requests through hand-offs and read none.
         Rpc::GetRequest => match caller {
             OtherAgency => Code::NotFound,
+            Service => Code::PermissionDenied,
             _ => Code::Ok,
         },
         Rpc::WithdrawRequest => match caller {

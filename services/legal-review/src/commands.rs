@@ -687,6 +687,12 @@ impl LegalReview {
             .on_conflict(OnConflict::column(case::Column::Id).do_nothing().to_owned())
             .exec_without_returning(&txn)
             .await?;
+        crate::entities::known_queue::Entity::insert(crate::entities::known_queue::ActiveModel::from(
+            crate::entities::known_queue::Model { name: assessment.queue.clone(), first_case_at: now },
+        ))
+        .on_conflict(OnConflict::column(crate::entities::known_queue::Column::Name).do_nothing().to_owned())
+        .exec_without_returning(&txn)
+        .await?;
         let mut fx = Effects::default();
         let details = json!({
             "agency_id": submission.agency_id,

@@ -172,3 +172,22 @@ pub mod command_result {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod known_queue {
+    use sea_orm::entity::prelude::*;
+
+    /// Every queue a case has been routed to: the queues are named by triage's routing rules,
+    /// and one stays listed (at zero) after its last case is decided.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "known_queues")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub first_case_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

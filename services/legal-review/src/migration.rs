@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(ReviewIntegrity),
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(CaseTextRetention),
+            Box::new(KnownQueues),
         ]
     }
 }
@@ -313,5 +314,44 @@ impl MigrationTrait for CaseTextRetention {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.alter_table(Table::alter().table(t("cases")).drop_column(t("text_redacted_at")).to_owned()).await
+    }
+}
+
+/// The queues cases have been routed to, so a queue stays listed after its last case: triage's
+/// routing rules name them, legal review has no list of its own.
+struct KnownQueues;
+
+impl MigrationName for KnownQueues {
+    fn name(&self) -> &str {
+        "m20261206_000002_known_queues"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for KnownQueues {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("known_queues"))
+                    .if_not_exists()
+                    .col(string_key("name"))
+                    .col(big("first_case_at"))
+                    .to_owned(),
+            )
+            .await?;
+        // The queues of the cases already here.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO known_queues (name, first_case_at) \
+                 SELECT queue, MIN(created_at) FROM cases WHERE queue <> '' GROUP BY queue",
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(t("known_queues")).to_owned()).await
     }
 }

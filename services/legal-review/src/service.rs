@@ -259,6 +259,15 @@ impl LegalReview {
             .await?;
         let mut names: Vec<String> = self.cfg.queues.clone();
         names.push(self.cfg.escalation_queue.clone());
+        let known = crate::entities::known_queue::Entity::find()
+            .order_by_asc(crate::entities::known_queue::Column::FirstCaseAt)
+            .all(&self.db)
+            .await?;
+        for q in known.into_iter().map(|k| k.name).chain(rows.iter().map(|r| r.0.clone())) {
+            if !names.contains(&q) {
+                names.push(q);
+            }
+        }
         for (q, ..) in &rows {
             if !names.contains(q) {
                 names.push(q.clone());

@@ -20,6 +20,7 @@ async fn check(backend: Backend) {
             expected::<crs_legal_review::entities::information::Entity>(b),
             expected::<crs_legal_review::entities::audit_entry::Entity>(b),
             expected::<crs_legal_review::entities::command_result::Entity>(b),
+            expected::<crs_legal_review::entities::known_queue::Entity>(b),
             expected::<crs_timers::store::clock::Entity>(b),
             expected::<crs_timers::store::firing::Entity>(b),
         ],

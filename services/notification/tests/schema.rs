@@ -17,6 +17,8 @@ async fn check(backend: Backend) {
         &conn,
         &[
             expected::<crs_notification::entities::notification::Entity>(b),
+            expected::<crs_notification::entities::message::Entity>(b),
+            expected::<crs_notification::entities::sequence::Entity>(b),
             expected::<crs_notification::entities::delivery::Entity>(b),
             expected::<crs_notification::entities::subscription::Entity>(b),
             expected::<crs_notification::entities::transparency_record::Entity>(b),

@@ -118,8 +118,10 @@ mod tests {
         }
     }
 
-    /// Every shipped policy row, with what selects it and what it must give: (jurisdiction,
-    /// instrument, category, keywords) → (policy id, budget, the law it cites).
+    /// (jurisdiction, instrument, category, keywords) → (policy id, budget, the law it cites).
+    type Row = (&'static str, LegalInstrument, Category, &'static [Keyword], &'static str, i64, &'static str);
+
+    /// Every shipped policy row, with what selects it and what it must give.
     #[test]
     fn every_built_in_row_gives_its_legal_deadline_and_source() {
         use Category::*;
@@ -127,7 +129,7 @@ mod tests {
         use LegalInstrument::*;
         let p = Policies::parse(Source::new("built-in", BUILT_IN)).unwrap();
         #[rustfmt::skip]
-        let table: &[(&str, LegalInstrument, Category, &[Keyword], &str, i64, &str)] = &[
+        let table: &[Row] = &[
             ("FR", GovernmentOrder, RiskForPublicSecurity, &[TerroristContent], "eu-tco-removal-order", 3_600, "2021/784"),
             ("DE", CourtOrder, RiskForPublicSecurity, &[TerroristContent], "eu-tco-removal-order", 3_600, "Art. 3(3)"),
             ("FR", GovernmentNotice, RiskForPublicSecurity, &[TerroristContent], "default", 259_200, "Art. 9"),

@@ -17,6 +17,8 @@ async fn check(backend: Backend) {
         &[
             expected::<crs_triage::entities::assessment::Entity>(b),
             expected::<crs_triage::entities::content_index::Entity>(b),
+            expected::<crs_triage::entities::content_decision::Entity>(b),
+            expected::<crs_triage::entities::agency_history::Entity>(b),
         ],
     )
     .await

@@ -109,6 +109,22 @@ trial: true
 {{- end -}}
 {{- end -}}
 
+{{/*
+The database URL a component's migration Job uses: a Secret of the table owner's credentials
+when `database.migrationsExistingSecret` names one (so the service's own role may be granted
+less, e.g. no UPDATE or DELETE on legal review's audit trail), else the service's own.
+*/}}
+{{- define "crs.migrationsDatabaseSecret" -}}
+{{- $meta := include "crs.component" . | fromYaml -}}
+{{- $db := (index .ctx.Values $meta.key).database -}}
+{{- if $db.migrationsExistingSecret -}}
+name: {{ $db.migrationsExistingSecret }}
+key: {{ $db.migrationsExistingSecretKey }}
+{{- else -}}
+{{- include "crs.databaseSecret" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Where a component's Redis URL is: its own Secret, the global one, or the trial one. */}}
 {{- define "crs.redisSecret" -}}
 {{- $meta := include "crs.component" . | fromYaml -}}

@@ -28,7 +28,7 @@ app.kubernetes.io/component: {{ .component }}-migrations
 {{- $v := index $ctx.Values $meta.key -}}
 {{- $g := $ctx.Values.global -}}
 {{- $paths := include "crs.paths" . | fromYaml -}}
-{{- $db := include "crs.databaseSecret" . | fromYaml -}}
+{{- $db := include "crs.migrationsDatabaseSecret" . | fromYaml -}}
 {{- if $g.migrations.enabled }}
 ---
 apiVersion: v1
