@@ -65,7 +65,13 @@ pub async fn wait_serving(url: &str, within: Duration) -> anyhow::Result<()> {
     let mut last = String::from("not reachable");
     while tokio::time::Instant::now() < deadline {
         if let Ok(endpoint) = Endpoint::from_shared(url.to_owned())
-            && let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(500)).connect().await
+            // Each attempt bounded: a socket that accepts but never answers (a process that died
+            // behind a listener someone else holds) must not outlast `within`.
+            && let Ok(channel) = endpoint
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await
         {
             let mut health = tonic_health_client(channel);
             match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {

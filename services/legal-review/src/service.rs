@@ -44,11 +44,14 @@ pub struct LegalReview {
     pub(crate) approval: Arc<ApprovalPolicy>,
 }
 
-/// The statuses a reviewer can still work on, as wire numbers.
+/// The statuses a reviewer can still work on (those the state machine lets a reviewer claim),
+/// as wire numbers.
 fn claimable_statuses() -> Vec<i32> {
-    [crs_domain::Status::Triaged, crs_domain::Status::InReview, crs_domain::Status::Escalated]
-        .map(wire::<RequestStatus, _>)
-        .to_vec()
+    crs_domain::Status::ALL
+        .iter()
+        .filter(|s| crs_domain::state::State::new(**s).allows(crs_domain::state::Command::Claim))
+        .map(|s| wire::<RequestStatus, _>(*s))
+        .collect()
 }
 
 /// The open statuses (what a queue's depth counts), as wire numbers.
