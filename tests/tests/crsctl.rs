@@ -794,3 +794,101 @@ async fn dead_letters_are_listed_and_replayed() {
     ctl.fails(4, &["dead-letters", "replay", "--service", "intake", "--id", &id]);
     suite.stop().await.unwrap();
 }
+
+/// An agency's Excel workbook: twelve rows under three order references, at most four items a
+/// request, so the first order is split in two. Every row is submitted exactly once, and
+/// importing the same file again submits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xlsx_import_submits_every_row_once() {
+    let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
+    let ctl = Ctl::new();
+    set_up_people(&suite, &ctl);
+
+    let orders = [("ORD-A", 5), ("ORD-B", 4), ("ORD-C", 3)];
+    let mut expected = Vec::new();
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    // Headers as people write them; the import normalises them.
+    for (col, header) in ["Reference", "URL", "Description", "Post"].into_iter().enumerate() {
+        sheet.write_string(0, col as u16, header).unwrap();
+    }
+    let mut row = 1;
+    for (reference, posts) in orders {
+        for post in 0..posts {
+            let url = format!("https://social.example/{reference}/posts/{post}");
+            sheet.write_string(row, 0, reference).unwrap();
+            sheet.write_string(row, 1, &url).unwrap();
+            sheet.write_string(row, 2, format!("post {post} of {reference}")).unwrap();
+            sheet.write_number(row, 3, f64::from(post)).unwrap();
+            expected.push(url);
+            row += 1;
+        }
+    }
+    let path = ctl.dir.join("orders.xlsx");
+    book.save(&path).unwrap();
+    assert_eq!(expected.len(), 12);
+
+    let import = [
+        "--context",
+        "kz",
+        "request",
+        "import",
+        path.to_str().unwrap(),
+        "--jurisdiction",
+        "KZ",
+        "--instrument",
+        "government-notice",
+        "--category",
+        "illegal-or-harmful-speech",
+        "--action",
+        "restrict-in-jurisdiction",
+        "--per-request",
+        "4",
+    ];
+    let dry = ctl.json(&[&import[..], &["--dry-run"]].concat());
+    assert_eq!((dry["requests"].as_array().unwrap().len(), dry["items"].as_u64()), (4, Some(12)), "{dry}");
+    assert!(
+        ctl.json(&["--context", "kz", "request", "list", "--limit", "0"])["requests"].as_array().unwrap().is_empty()
+    );
+
+    let imported = ctl.json(&import);
+    assert_eq!(
+        (imported["requests"].as_u64(), imported["submitted"].as_u64(), imported["already_submitted"].as_u64()),
+        (Some(4), Some(4), Some(0)),
+        "{imported}"
+    );
+
+    let listed = ctl.json(&["--context", "kz", "request", "list", "--limit", "0"]);
+    let requests = listed["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 4, "{listed}");
+    let mut urls: Vec<String> = requests
+        .iter()
+        .flat_map(|r| r["items"].as_array().unwrap().iter().map(|i| i["url"].as_str().unwrap().to_owned()))
+        .collect();
+    urls.sort();
+    expected.sort();
+    assert_eq!(urls, expected, "every row exactly once");
+    let mut references: Vec<&str> = requests.iter().map(|r| r["reference"].as_str().unwrap()).collect();
+    references.sort();
+    assert_eq!(references, ["ORD-A", "ORD-A", "ORD-B", "ORD-C"]);
+    for r in requests {
+        let items = r["items"].as_array().unwrap();
+        assert!(items.len() <= 4, "{r}");
+        let reference = r["reference"].as_str().unwrap();
+        assert!(
+            items.iter().all(|i| i["url"].as_str().unwrap().contains(reference)),
+            "rows stay with their order: {r}"
+        );
+        assert!(items.iter().all(|i| i["description"].as_str().unwrap().ends_with(reference)), "{r}");
+    }
+
+    // The same file again: everything was submitted already, nothing new goes in.
+    let again = ctl.ok(&import);
+    assert!(
+        again.contains("imported 12 item(s) in 4 request(s): 0 submitted now, 4 already submitted earlier"),
+        "{again}"
+    );
+    let listed = ctl.json(&["--context", "kz", "request", "list", "--limit", "0"]);
+    assert_eq!(listed["requests"].as_array().unwrap().len(), 4);
+    suite.stop().await.unwrap();
+}
