@@ -42,7 +42,7 @@ command_groups! {
     /// Submits, imports, follows, withdraws and answers requests (agency).
     #[command(subcommand)]
     Request(crate::cmd::request::RequestCmd),
-    /// Works review queues: claim, read, decide, ask, escalate, release, approve (reviewers).
+    /// Works review queues: claim, read, decide, ask, escalate, release, reassign, approve (reviewers).
     #[command(subcommand)]
     Review(crate::cmd::review::ReviewCmd),
     /// Reads and verifies the hash-chained audit trail (senior reviewers, admins).
@@ -54,6 +54,9 @@ command_groups! {
     /// Notification deliveries: list and retry (admin).
     #[command(subcommand)]
     Deliveries(crate::cmd::deliveries::DeliveriesCmd),
+    /// Hand-offs the services gave up on: list and replay them (admin).
+    #[command(subcommand)]
+    DeadLetters(crate::cmd::dead_letters::DeadLettersCmd),
     /// Health of every service, review queues and dead letters.
     Status(crate::cmd::status::Status),
     /// Statements of reasons, notices and the transparency report of a period (admin).

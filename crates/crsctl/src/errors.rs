@@ -76,6 +76,16 @@ pub fn exit_code_of(code: Code) -> u8 {
     }
 }
 
+/// The code of a failed call as the caller should read it: tonic reports its own client-side
+/// timeout (`--timeout`) as CANCELLED "Timeout expired", which is a deadline exceeded.
+pub fn effective_code(status: &Status) -> Code {
+    if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
+        Code::DeadlineExceeded
+    } else {
+        status.code()
+    }
+}
+
 /// The exit code for any error crsctl ends with.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
@@ -85,7 +95,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         return EXIT_USAGE;
     }
     match status_of(err) {
-        Some(status) => exit_code_of(status.code()),
+        Some(status) => exit_code_of(effective_code(status)),
         None => EXIT_FAILURE,
     }
 }
@@ -112,7 +122,7 @@ pub fn describe(err: &anyhow::Error) -> String {
     if !context.is_empty() {
         let _ = write!(out, "{}: ", context.join(": "));
     }
-    let _ = write!(out, "{}: {}", code_name(status.code()), status.message());
+    let _ = write!(out, "{}: {}", code_name(effective_code(status)), status.message());
     let details = status.get_error_details();
     if let Some(bad) = details.bad_request() {
         for v in &bad.field_violations {
@@ -180,6 +190,10 @@ mod tests {
         let wrapped = anyhow::Error::new(Status::not_found("gone")).context("reading case 7");
         assert_eq!(exit_code(&wrapped), EXIT_NOT_FOUND);
         assert!(describe(&wrapped).starts_with("reading case 7: NOT_FOUND: gone"));
+        let timed_out = anyhow::Error::new(Status::cancelled("Timeout expired"));
+        assert_eq!(exit_code(&timed_out), EXIT_UNAVAILABLE, "the client's own deadline passed");
+        assert!(describe(&timed_out).starts_with("DEADLINE_EXCEEDED: Timeout expired"));
+        assert_eq!(exit_code(&anyhow::Error::new(Status::cancelled("the user gave up"))), EXIT_FAILURE);
     }
 
     #[test]

@@ -247,14 +247,16 @@ impl Import {
                         waited += started.elapsed();
                     }
                     Err(status)
-                        if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
-                            && failures < self.max_retries =>
+                        if matches!(
+                            crate::errors::effective_code(&status),
+                            Code::Unavailable | Code::DeadlineExceeded
+                        ) && failures < self.max_retries =>
                     {
                         failures += 1;
                         let delay = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
                         bar.set_message(format!(
                             "{}: retrying in {:.1}s",
-                            crate::errors::code_name(status.code()),
+                            crate::errors::code_name(crate::errors::effective_code(&status)),
                             delay.as_secs_f64()
                         ));
                         tokio::time::sleep(delay).await;

@@ -3,6 +3,7 @@
 pub mod agency;
 pub mod audit;
 pub mod context;
+pub mod dead_letters;
 pub mod deliveries;
 pub mod import;
 pub mod local;

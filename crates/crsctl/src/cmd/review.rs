@@ -1,6 +1,7 @@
 //! `crsctl review`: a reviewer's day (LegalReviewService): queues, the next case, reading it,
 //! deciding item by item (from flags, a file, or $EDITOR on a template), questions to the
-//! agency, escalation, release, and the second reviewer's approval or send-back.
+//! agency, escalation, release, a senior reviewer's reassignment, and the second reviewer's
+//! approval or send-back.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use clap::{Args, Subcommand};
 use crs_proto::common::{DecisionGround, ItemDecision, ItemOutcome, NoActionReason, RequestStatus};
 use crs_proto::review::{
     ApproveDecisionRequest, Case, ClaimCaseRequest, ClaimNextCaseRequest, EscalateCaseRequest, GetCaseRequest,
-    ListCasesRequest, ListQueuesRequest, ReleaseCaseRequest, RequestInformationRequest, SubmitDecisionRequest,
+    ListCasesRequest, ListQueuesRequest, ReassignCaseRequest, ReleaseCaseRequest, RequestInformationRequest,
+    SubmitDecisionRequest,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -77,6 +79,19 @@ pub enum ReviewCmd {
     },
     /// Gives up my claim so others can take the case.
     Release { case_id: String },
+    /// Moves a case's claim to another reviewer (senior reviewers); the reason goes into the
+    /// audit trail.
+    Reassign {
+        case_id: String,
+        /// The reviewer who takes the claim.
+        #[arg(long, value_name = "reviewer:ID")]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        /// Minutes the new claim lasts (default: the server's, 15).
+        #[arg(long)]
+        lease_mins: Option<i64>,
+    },
     /// Approves a decision awaiting a second reviewer (senior reviewers).
     Approve {
         case_id: String,
@@ -338,6 +353,14 @@ fn edit(template: &str) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(file.path())?)
 }
 
+/// `reviewer:<id>`, as the services name reviewers.
+fn reviewer_subject(to: &str) -> anyhow::Result<String> {
+    match to.trim().split_once(':') {
+        Some(("reviewer", id)) if !id.trim().is_empty() => Ok(format!("reviewer:{}", id.trim())),
+        _ => Err(usage(format!("--to {to:?}: name a reviewer as reviewer:<id>"))),
+    }
+}
+
 fn lease(mins: Option<i64>) -> Option<prost_types::Duration> {
     mins.map(|m| prost_types::Duration { seconds: m * 60, nanos: 0 })
 }
@@ -578,6 +601,14 @@ impl Run for ReviewCmd {
                 let c = review.release_case(ReleaseCaseRequest { case_id }).await?.into_inner();
                 emit_case(app, &c)
             }
+            ReviewCmd::Reassign { case_id, to, reason, lease_mins } => {
+                let assignee = reviewer_subject(&to)?;
+                let c = review
+                    .reassign_case(ReassignCaseRequest { case_id, assignee, lease: lease(lease_mins), reason })
+                    .await?
+                    .into_inner();
+                emit_case(app, &c)
+            }
             ReviewCmd::Approve { case_id, comment, idempotency_key } => {
                 let c = review
                     .approve_decision(ApproveDecisionRequest {
@@ -644,6 +675,14 @@ mod tests {
         assert_eq!(d[0].outcome, ItemOutcome::RestrictedInJurisdiction as i32);
         assert_eq!(d[0].ground, DecisionGround::IllegalContent as i32);
         assert_eq!(d[1].no_action_reason, NoActionReason::OverBroad as i32);
+    }
+
+    #[test]
+    fn reassignment_names_a_reviewer() {
+        assert_eq!(reviewer_subject(" reviewer:ana ").unwrap(), "reviewer:ana");
+        for bad in ["ana", "reviewer:", "agency:a1", ""] {
+            assert_eq!(crate::errors::exit_code(&reviewer_subject(bad).unwrap_err()), 2, "{bad}");
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Run for Status {
                 .list_queues(ListQueuesRequest {})
                 .await
                 .map(|r| r.into_inner().queues)
-                .map_err(|s| code_name(s.code()).to_owned()),
+                .map_err(|s| code_name(crate::errors::effective_code(&s)).to_owned()),
             Err(_) => Err("no token".to_owned()),
         };
         let value = json!({
@@ -105,7 +105,7 @@ async fn count_dead_letters(session: &crate::client::Session, service: &str) -> 
         let page = outbox
             .list_dead_letters(ListDeadLettersRequest { page_size: 500, page_token })
             .await
-            .map_err(|s| code_name(s.code()).to_owned())?
+            .map_err(|s| code_name(crate::errors::effective_code(&s)).to_owned())?
             .into_inner();
         n += page.dead_letters.len();
         if page.next_page_token.is_empty() {
