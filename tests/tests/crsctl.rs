@@ -776,6 +776,7 @@ async fn dead_letters_are_listed_and_replayed() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["services"][0]["dead_letters"], 1, "{status}");
+    assert_eq!(status["services"][0]["outbox"]["dead_letters"], 1, "{status}");
     assert_eq!(status["services"][1]["health"], "UNREACHABLE", "{status}");
     assert_eq!(ctl.json(&["--context", "kz", "request", "show", &request_id])["status"], "RECEIVED");
 
@@ -792,6 +793,33 @@ async fn dead_letters_are_listed_and_replayed() {
     });
     assert_eq!(ctl.json(&["dead-letters", "list", "--service", "intake"])["dead_letters"], serde_json::json!([]));
     ctl.fails(4, &["dead-letters", "replay", "--service", "intake", "--id", &id]);
+
+    // With triage stopped again, intake's hand-off waits in its outbox (here for a second, this
+    // intake's maximum age, before it is a dead letter): status shows intake's outbox.
+    suite.kill("triage");
+    ctl.ok(&[
+        "--context",
+        "kz",
+        "request",
+        "submit",
+        "--jurisdiction",
+        "KZ",
+        "--instrument",
+        "government-notice",
+        "--category",
+        "scams-and-fraud",
+        "--action",
+        "review",
+        "--url",
+        "https://social.example/p/backlog",
+    ]);
+    let out = ctl.run(&["--timeout", "2", "status", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let intake = &status["services"][0]["outbox"];
+    assert!(intake["pending"].as_u64().unwrap() >= 1 || intake["dead_letters"].as_u64().unwrap() >= 1, "{status}");
+    let table = String::from_utf8(ctl.run(&["--timeout", "2", "status"]).stdout).unwrap();
+    assert!(table.contains("OUTBOX") && table.contains("OLDEST"), "{table}");
     suite.stop().await.unwrap();
 }
 

@@ -20,6 +20,34 @@ pub async fn count(db: &DatabaseConnection) -> Result<i64, DbErr> {
     Ok(db.query_one_raw(stmt).await?.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
 }
 
+/// The outbox by topic: pending rows, the oldest pending row's creation time, dead letters.
+pub async fn backlog_by_topic(db: &DatabaseConnection) -> Result<Vec<TopicBacklog>, DbErr> {
+    let stmt = statement(
+        db.get_database_backend(),
+        "SELECT topic, \
+                SUM(CASE WHEN dead_at IS NULL THEN 1 ELSE 0 END) AS pending, \
+                MIN(CASE WHEN dead_at IS NULL THEN created_at END) AS oldest, \
+                SUM(CASE WHEN dead_at IS NULL THEN 0 ELSE 1 END) AS dead \
+         FROM outbox GROUP BY topic ORDER BY topic",
+        vec![],
+    );
+    let now = now_millis();
+    db.query_all_raw(stmt)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(TopicBacklog {
+                topic: r.try_get("", "topic")?,
+                pending: r.try_get::<i64>("", "pending")?.max(0) as u64,
+                oldest_pending_age: r
+                    .try_get::<Option<i64>>("", "oldest")?
+                    .map(|o| crate::time::duration((now - o).max(0) / 1000)),
+                dead_letters: r.try_get::<i64>("", "dead")?.max(0) as u64,
+            })
+        })
+        .collect()
+}
+
 /// The dead letters after `after` (created_at, id), oldest first.
 pub async fn list(db: &DatabaseConnection, after: Option<(i64, String)>, limit: u64) -> Result<Vec<DeadLetter>, DbErr> {
     let (cursor_at, cursor_id) = after.unwrap_or((i64::MIN, String::new()));
@@ -152,6 +180,16 @@ impl OutboxAdminService for OutboxAdmin {
             _ => String::new(),
         };
         Ok(Response::new(ListDeadLettersResponse { dead_letters: page, next_page_token }))
+    }
+
+    async fn get_outbox_status(
+        &self,
+        request: Request<GetOutboxStatusRequest>,
+    ) -> Result<Response<GetOutboxStatusResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        auth::require_role(&principal, &[Role::Admin]).map_err(AdminError::from)?;
+        let topics = backlog_by_topic(&self.db).await.map_err(AdminError::from)?;
+        Ok(Response::new(GetOutboxStatusResponse { topics }))
     }
 
     async fn replay_dead_letters(

@@ -1,8 +1,9 @@
 //! `crsctl status`: is everything up, and is work piling up? Health of every service
-//! (grpc.health.v1), the review queues, and each service's dead letters (admin).
+//! (grpc.health.v1), the review queues, and each service's outbox: hand-offs waiting, the oldest
+//! one's age, and dead letters (admin).
 
 use clap::Args;
-use crs_proto::admin::ListDeadLettersRequest;
+use crs_proto::admin::GetOutboxStatusRequest;
 use crs_proto::review::ListQueuesRequest;
 use serde_json::{Value, json};
 use tonic_health::pb::HealthCheckRequest;
@@ -34,10 +35,10 @@ impl Run for Status {
                 Err(_) => "UNREACHABLE".to_owned(),
             };
             all_serving &= health == "SERVING";
-            // Dead letters are for admins; anyone else sees why not.
+            // The outbox is for admins; anyone else sees why not.
             let dead = match session.token() {
                 Err(_) => Err("no token".to_owned()),
-                Ok(_) => count_dead_letters(&session, service).await,
+                Ok(_) => outbox_status(&session, service).await,
             };
             services.push((service, session.endpoint(service), health, dead));
         }
@@ -52,7 +53,12 @@ impl Run for Status {
         let value = json!({
             "services": services.iter().map(|(s, url, health, dead)| json!({
                 "service": s, "endpoint": url, "health": health,
-                "dead_letters": match dead { Ok(n) => json!(n), Err(e) => json!({"error": e}) },
+                "dead_letters": match dead { Ok(o) => json!(o.dead_letters), Err(e) => json!({"error": e}) },
+                "outbox": match dead {
+                    Ok(o) => json!({"pending": o.pending, "oldest_pending_secs": o.oldest_pending_secs,
+                        "dead_letters": o.dead_letters}),
+                    Err(e) => json!({"error": e}),
+                },
             })).collect::<Vec<_>>(),
             "queues": match &queues {
                 Ok(qs) => Value::Array(qs.iter().map(|q| json!({"name": q.name, "depth": q.depth, "claimable": q.claimable,
@@ -61,18 +67,17 @@ impl Run for Status {
             },
         });
         app.out.emit(&value, || {
-            let mut t = Table::new(&["SERVICE", "ENDPOINT", "HEALTH", "DEAD LETTERS"]);
-            for (s, url, health, dead) in &services {
-                t.row(vec![
-                    (*s).to_owned(),
-                    url.clone(),
-                    app.out.status(health),
-                    match dead {
-                        Ok(0) => "0".into(),
-                        Ok(n) => app.out.paint("31", &n.to_string()),
-                        Err(e) => format!("- ({e})"),
-                    },
-                ]);
+            let mut t = Table::new(&["SERVICE", "ENDPOINT", "HEALTH", "OUTBOX", "OLDEST", "DEAD LETTERS"]);
+            for (s, url, health, outbox) in &services {
+                let (pending, oldest, dead) = match outbox {
+                    Ok(o) => (
+                        o.pending.to_string(),
+                        if o.pending == 0 { "-".into() } else { span(o.oldest_pending_secs) },
+                        if o.dead_letters == 0 { "0".into() } else { app.out.paint("31", &o.dead_letters.to_string()) },
+                    ),
+                    Err(e) => ("-".into(), "-".into(), format!("- ({e})")),
+                };
+                t.row(vec![(*s).to_owned(), url.clone(), app.out.status(health), pending, oldest, dead]);
             }
             t.print(&app.out);
             println!();
@@ -97,20 +102,24 @@ impl Run for Status {
     }
 }
 
-async fn count_dead_letters(session: &crate::client::Session, service: &str) -> Result<usize, String> {
+/// One service's outbox, summed over its topics.
+struct Outbox {
+    pending: u64,
+    oldest_pending_secs: u64,
+    dead_letters: u64,
+}
+
+async fn outbox_status(session: &crate::client::Session, service: &str) -> Result<Outbox, String> {
     let mut outbox = crate::cmd::outbox(session, service).map_err(|e| e.to_string())?;
-    let mut n = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = outbox
-            .list_dead_letters(ListDeadLettersRequest { page_size: 500, page_token })
-            .await
-            .map_err(|s| code_name(crate::errors::effective_code(&s)).to_owned())?
-            .into_inner();
-        n += page.dead_letters.len();
-        if page.next_page_token.is_empty() {
-            return Ok(n);
-        }
-        page_token = page.next_page_token;
-    }
+    let topics = outbox
+        .get_outbox_status(GetOutboxStatusRequest {})
+        .await
+        .map_err(|s| code_name(crate::errors::effective_code(&s)).to_owned())?
+        .into_inner()
+        .topics;
+    Ok(Outbox {
+        pending: topics.iter().map(|t| t.pending).sum(),
+        oldest_pending_secs: topics.iter().map(|t| duration_secs(&t.oldest_pending_age)).max().unwrap_or(0),
+        dead_letters: topics.iter().map(|t| t.dead_letters).sum(),
+    })
 }
