@@ -181,3 +181,67 @@ async fn on_postgres_the_service_role_may_only_append_to_the_trail() {
     owner.exec(&format!("DROP ROLE {role}")).await;
     owner.stop().await;
 }
+
+/// The other actions on a case reach the trail too, each with who did it: a release, a
+/// reassignment, an escalation, a decision sent back by the second reviewer, and the agency's
+/// withdrawal (its reason as a digest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_reassignments_escalations_send_backs_and_withdrawals_are_in_the_trail() {
+    let review = Review::start(Backend::Sqlite).await;
+    let case = review.enqueue(&CaseSpec { human_rights_review: true, ..Default::default() }).await;
+    let (ana, sam, lee) = (reviewer("ana"), senior("sam"), senior("lee"));
+    review.claim(&ana, &case).await.unwrap();
+    review.as_(&ana).await.release_case(ReleaseCaseRequest { case_id: case.clone() }).await.unwrap();
+    review
+        .as_(&sam)
+        .await
+        .reassign_case(ReassignCaseRequest {
+            case_id: case.clone(),
+            assignee: "reviewer:ana".into(),
+            lease: None,
+            reason: "Ana reads Kazakh.".into(),
+        })
+        .await
+        .unwrap();
+    review
+        .as_(&ana)
+        .await
+        .escalate_case(EscalateCaseRequest { case_id: case.clone(), reason: "Political speech.".into() })
+        .await
+        .unwrap();
+    review.claim(&sam, &case).await.unwrap();
+    review.decide(&sam, &case, restrict_all(2)).await.unwrap();
+    review.approve(&lee, &case, false, "The ground is too thin.").await.unwrap();
+    let withdrawn = review
+        .internal("intake")
+        .await
+        .withdraw_case(WithdrawCaseRequest {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            case_id: case.clone(),
+            reason: "The court lifted its order.".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(withdrawn.status, crs_proto::common::RequestStatus::Withdrawn as i32);
+
+    let entries = trail(&review, &case).await;
+    let got: Vec<(&str, &str)> = entries.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    for expected in [
+        ("release", "reviewer:ana"),
+        ("reassign", "reviewer:sam"),
+        ("escalate", "reviewer:ana"),
+        ("decide", "reviewer:sam"),
+        ("send_back", "reviewer:lee"),
+        ("withdraw", "service:intake"),
+    ] {
+        assert!(got.contains(&expected), "{expected:?} is in the trail: {got:?}");
+    }
+    let all = entries.iter().map(|e| e.details_json.as_str()).collect::<Vec<_>>().join("\n");
+    for text in ["Ana reads Kazakh.", "Political speech.", "The ground is too thin."] {
+        assert!(all.contains(text), "the trail keeps the reviewers' {text:?}");
+    }
+    assert!(!all.contains("The court lifted its order."), "the agency's reason is kept as a digest");
+    assert!(verify(&review).await.intact, "the chain verifies");
+    review.stop().await;
+}
