@@ -59,6 +59,23 @@ async fn a_breach_takes_the_case_from_a_junior_for_good(backend: Backend) {
         .into_inner();
     assert_eq!(answered.status, RequestStatus::Escalated as i32, "an answer returns it to ESCALATED, not IN_REVIEW");
     assert_eq!(review.decide(&sam, &case, restrict_all(2)).await.unwrap().status, RequestStatus::Decided as i32);
+
+    // The trail says what the clock did: the warnings, the breach, and the junior's claim it ended.
+    let trail = review
+        .as_(&sam)
+        .await
+        .get_audit_trail(GetAuditTrailRequest { case_id: case.clone(), page_size: 100, page_token: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    for action in ["sla_breach", "claim_ended"] {
+        assert!(actions.contains(&action), "{action} is in the trail: {actions:?}");
+    }
+    let breach = trail.iter().position(|e| e.action == "sla_breach").unwrap();
+    let senior_claim = trail.iter().rposition(|e| e.action == "claim" && e.actor == "reviewer:sam").unwrap();
+    assert!(breach < senior_claim, "the breach comes before the senior's claim: {actions:?}");
     review.stop().await;
 }
 
