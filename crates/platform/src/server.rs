@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -174,7 +175,7 @@ pub async fn serve(
     let health_server = health_listener.map(|listener| {
         let server = tonic::transport::Server::builder()
             .add_service(health_service.clone())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), health_stop.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(without_delay(listener), health_stop.clone().cancelled_owned());
         tokio::spawn(server)
     });
 
@@ -197,7 +198,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     let server: BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
-        None => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started)),
+        None => Box::pin(router.serve_with_incoming_shutdown(without_delay(listener), drain_started)),
         Some(tls) => Box::pin(
             router.serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, shutdown.clone()), drain_started),
         ),
@@ -419,5 +420,36 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// The connections `listener` accepts, with Nagle's algorithm off. The servers take their own
+/// listeners (bound before start, or handed over by socket activation), where tonic's
+/// `tcp_nodelay` does not reach: without this a small reply waits for the client's delayed ACK,
+/// some 40 ms per call. (TLS connections get the same in `tls::incoming`.)
+fn without_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot turn Nagle off on an accepted connection");
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod nodelay_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = Box::pin(without_delay(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap(), "the accepted socket sends small replies at once");
     }
 }
