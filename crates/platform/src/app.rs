@@ -352,6 +352,7 @@ async fn migrate<M: MigratorTrait>(database: &DatabaseConfig) -> anyhow::Result<
     let db = crate::db::connect::<M>(&DatabaseConfig { migrate: false, ..database.clone() }).await?;
     let pending = M::get_pending_migrations(&db).await.map_err(|e| anyhow::anyhow!("cannot read migrations: {e}"))?;
     M::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    crate::db::refresh_statistics(&db).await?;
     let _ = db.close().await;
     Ok(pending.len())
 }

@@ -32,8 +32,20 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
     }
     if cfg.migrate {
         M::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        refresh_statistics(&db).await?;
     }
     Ok(db)
+}
+
+/// Refreshes the planner's statistics (PostgreSQL `ANALYZE`), after migrations: a new index or
+/// table without them can make the planner pick a plan that reads thousands of rows where it
+/// needs one (the idempotency lookup once scanned an agency's whole history). Where autovacuum
+/// is off, this is the only refresh a deployment gets between upgrades.
+pub async fn refresh_statistics(db: &DatabaseConnection) -> anyhow::Result<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared("ANALYZE").await.map_err(|e| anyhow::anyhow!("ANALYZE after migrations failed: {e}"))?;
+    }
+    Ok(())
 }
 
 /// How long health waits for the database to answer before it counts as gone.
