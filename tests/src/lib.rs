@@ -228,9 +228,35 @@ impl Suite {
             suite.spawn(svc)?;
         }
         for svc in SERVICES {
-            suite.wait_serving(svc).await?;
+            suite.wait_started(svc).await?;
         }
         Ok(suite)
+    }
+
+    /// Waits for `svc` to report SERVING, failing at once (with its log) if its process exits,
+    /// e.g. on a configuration it refuses.
+    async fn wait_started(&mut self, svc: &'static str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        loop {
+            let exited = match self.processes.get_mut(svc).and_then(|p| p.child.as_mut()) {
+                Some(child) => child.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                anyhow::bail!("crs-{svc} exited at start ({status})\n--- log ---\n{}", self.log(svc));
+            }
+            if self.health(svc).await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "crs-{svc} did not become SERVING within {:?}\n--- log ---\n{}",
+                    self.patience,
+                    self.log(svc)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn spawn(&mut self, svc: &'static str) -> anyhow::Result<()> {

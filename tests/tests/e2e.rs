@@ -466,3 +466,16 @@ async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
     suite.stop().await.unwrap();
     let _ = std::fs::remove_file(policies);
 }
+
+/// A service that refuses its configuration stops the start with its own words, not a wait for a
+/// health check that will never answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_refusing_its_configuration_fails_the_start_with_its_reason() {
+    let started = Suite::options(Backend::Sqlite)
+        .set("triage", "CRS_POLICIES__SLA_FILE", "/nonexistent/sla-policies.toml")
+        .start()
+        .await;
+    let err = format!("{:#}", started.err().expect("triage cannot start"));
+    assert!(err.contains("crs-triage exited at start"), "{err}");
+    assert!(err.contains("policies.sla_file") && err.contains("/nonexistent/sla-policies.toml"), "{err}");
+}
