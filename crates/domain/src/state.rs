@@ -13,8 +13,11 @@ use crate::vocab::Status;
 pub enum Command {
     /// Legal review opens the triaged request as a case in a queue.
     Triage,
-    /// Triage found the request covered by an open case; it is followed there.
+    /// Legal review found every item of the request in an open case of the same jurisdiction;
+    /// the request follows that case.
     Merge,
+    /// The case a merged request follows was decided: the decision answers it too.
+    FollowDecision,
     /// A reviewer takes (or renews) the claim on the case.
     Claim,
     /// The claim holder or a senior reviewer gives the claim up.
@@ -47,6 +50,7 @@ impl Command {
         match self {
             Command::Triage => "be triaged",
             Command::Merge => "be merged",
+            Command::FollowDecision => "take the decision of a case it follows (it follows none)",
             Command::Claim => "be claimed",
             Command::Release => "be released",
             Command::Reassign => "be reassigned",
@@ -81,6 +85,12 @@ pub const TRANSITIONS: &[(Status, Command, To)] = &[
     (S::Received, C::Triage, To::Status(S::Triaged)),
     (S::Received, C::Merge, To::Status(S::Merged)),
     (S::Received, C::Withdraw, To::Status(S::Withdrawn)),
+    //
+    // A merged request is decided by the case it follows, may be withdrawn on its own, and
+    // becomes a case of its own if the case it followed is withdrawn by its agency.
+    (S::Merged, C::FollowDecision, To::Status(S::Decided)),
+    (S::Merged, C::Triage, To::Status(S::Triaged)),
+    (S::Merged, C::Withdraw, To::Status(S::Withdrawn)),
     //
     (S::Triaged, C::Claim, To::Status(S::InReview)),
     (S::Triaged, C::Reassign, To::Status(S::InReview)),
@@ -203,6 +213,19 @@ mod tests {
             assert!(!from.is_terminal(), "{from} is terminal but has a way out");
             assert_ne!(*from, Status::Decided, "a decision that took effect cannot be undone");
         }
+    }
+
+    #[test]
+    fn a_merged_request_follows_its_case_and_may_leave_it() {
+        let merged = State::new(Status::Received).next(Command::Merge).unwrap();
+        assert_eq!(merged.status, Status::Merged);
+        assert_eq!(merged.next(Command::FollowDecision).unwrap().status, Status::Decided);
+        assert_eq!(merged.next(Command::Withdraw).unwrap().status, Status::Withdrawn);
+        assert_eq!(merged.next(Command::Triage).unwrap().status, Status::Triaged);
+        for command in [Command::Claim, Command::Decide, Command::AskInformation, Command::Escalate] {
+            assert!(!merged.allows(command), "a merged request is reviewed only through its case: {command:?}");
+        }
+        assert!(!State::new(Status::InReview).allows(Command::FollowDecision));
     }
 
     #[test]

@@ -65,7 +65,8 @@ named_enum! {
         Withdrawn => "WITHDRAWN",
         /// Found invalid at triage.
         Rejected => "REJECTED",
-        /// A duplicate of an open case, followed there.
+        /// Every item is in an open case of the same jurisdiction: followed there until that
+        /// case is decided (then DECIDED) or withdrawn (then a case of its own).
         Merged => "MERGED",
     }
 }
@@ -73,7 +74,7 @@ named_enum! {
 impl Status {
     /// No command leads anywhere from here.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Closed | Status::Withdrawn | Status::Rejected | Status::Merged)
+        matches!(self, Status::Closed | Status::Withdrawn | Status::Rejected)
     }
 
     /// A decision took effect, or the request ended without one: nothing about it will change.

@@ -30,7 +30,7 @@ pub struct RetentionConfig {
     /// How long an idempotency key names its first result, so a client may retry (intake's
     /// submissions, legal review's commands).
     pub idempotency_secs: i64,
-    /// How long after a request is finished (decided, withdrawn, rejected, merged, closed) its
+    /// How long after a request is finished (decided, withdrawn, rejected, closed) its
     /// free text is kept: legal basis, justification, item descriptions, notes, answers and
     /// reasons. 0 keeps it for good.
     pub request_text_secs: i64,
@@ -98,7 +98,7 @@ pub fn inbox_rule(cfg: &RetentionConfig) -> Rule {
 }
 
 /// The wire numbers of the statuses in which nothing about a request changes any more (decided,
-/// closed, withdrawn, rejected, merged), as an SQL list: `7, 8, ...`.
+/// closed, withdrawn, rejected), as an SQL list: `7, 8, ...`.
 pub fn final_statuses_sql() -> String {
     crs_domain::vocab::Status::ALL
         .iter()

@@ -234,6 +234,27 @@ impl ClockStore {
         .await
     }
 
+    /// Brings the deadline forward to `due_by` when it falls later (a request with a shorter
+    /// legal deadline now follows the case): the budget shrinks by the difference, so the
+    /// thresholds still to come move earlier and one already passed fires at once. A stopped
+    /// clock, or one already due by then, is left as it is.
+    pub async fn bring_forward<C: ConnectionTrait>(
+        conn: &C,
+        case_id: &str,
+        due_by: i64,
+        now: i64,
+    ) -> Result<Option<(Clock, Clock)>, DbErr> {
+        Self::change(conn, case_id, |c| {
+            let due = c.deadline.due_at(now);
+            if c.stopped_at.is_some() || due <= due_by {
+                return false;
+            }
+            c.deadline.budget_ms = (c.deadline.budget_ms - (due - due_by)).max(0);
+            true
+        })
+        .await
+    }
+
     /// Stops the clock (a decision): nothing more fires.
     pub async fn stop<C: ConnectionTrait>(conn: &C, case_id: &str, at: i64) -> Result<Option<(Clock, Clock)>, DbErr> {
         Self::change(conn, case_id, |c| {

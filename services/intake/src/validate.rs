@@ -120,7 +120,7 @@ fn check_items(v: &mut FieldViolations, items: &[ContentItem], limits: &Limits) 
             }
             (false, true) => match normalise_url(&item.url, limits.max_string_len) {
                 Ok(url) => NormalisedItem {
-                    content_key: format!("url:{url}"),
+                    content_key: url_content_key(&url),
                     url,
                     content_id: String::new(),
                     description: item.description.clone(),
@@ -185,6 +185,23 @@ pub fn normalise_url(raw: &str, max_len: usize) -> Result<String, String> {
     Ok(url.to_string())
 }
 
+/// The key of the content a normalised URL names: the same content whether it was reached by
+/// `http` or `https` and with or without a trailing slash, so requests naming it either way are
+/// found to name the same content. (The item keeps its URL as given, normalised.)
+pub fn url_content_key(normalised: &str) -> String {
+    let rest = normalised.strip_prefix("https://").or_else(|| normalised.strip_prefix("http://")).unwrap_or(normalised);
+    let (before_query, query) = match rest.find('?') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    // A path's trailing slash goes; the host's root ("example.com/") keeps its one slash.
+    let path = match before_query.find('/') {
+        Some(i) if before_query.len() > i + 1 => before_query.trim_end_matches('/'),
+        _ => before_query,
+    };
+    format!("url:https://{path}{query}")
+}
+
 fn allowed(json_list: &str, value: i32) -> bool {
     let list: Vec<i32> = serde_json::from_str(json_list).unwrap_or_default();
     list.is_empty() || list.contains(&value)
@@ -239,6 +256,30 @@ mod tests {
         let b = normalise_url("https://example.com/Path?a=1&fbclid=zzz", 2048).unwrap();
         assert_eq!(a, "https://example.com/Path?a=1");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn one_piece_of_content_has_one_key_however_it_is_spelt() {
+        let key = |raw: &str| url_content_key(&normalise_url(raw, 2048).unwrap());
+        let expected = "url:https://xn--e1afmkfd.xn--p1ai/x";
+        for spelling in [
+            "http://пример.рф/x",
+            "http://xn--e1afmkfd.xn--p1ai/x",
+            "https://ПРИМЕР.РФ/x/",
+            "https://xn--e1afmkfd.xn--p1ai:443/x?utm_source=tg&fbclid=1#comments",
+            "HTTP://пример.рф:80/x/?utm_campaign=share",
+        ] {
+            assert_eq!(key(spelling), expected, "{spelling}");
+        }
+        // What differs stays apart: the path, its case, a query that matters, another host.
+        assert_eq!(key("https://example.com/"), "url:https://example.com/");
+        assert_eq!(key("https://example.com"), "url:https://example.com/");
+        assert_eq!(key("https://example.com/a/?id=7"), "url:https://example.com/a?id=7");
+        for other in
+            ["https://xn--e1afmkfd.xn--p1ai/X", "https://xn--e1afmkfd.xn--p1ai/x?id=2", "https://example.com/x"]
+        {
+            assert_ne!(key(other), expected, "{other}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crs_domain::case::{Change, Event, Reviewer, check_reason};
 use crs_domain::decision::{self, Request as DecisionRequest};
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::outbox::inbox_first_time;
-use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
+use crs_platform::time::{now_millis, timestamp_from_millis};
 use crs_proto::common::{ItemDecision, RequestStatus, Submission};
 use crs_proto::convert::{self, wire};
 use crs_proto::intake::UpdateStatusRequest;
@@ -224,6 +224,7 @@ impl LegalReview {
             // transparency report measures time to decision and deadlines met from them.
             let assessment = store::assessment(&updated)?;
             let clock = ClockStore::load(txn, &row.id, false).await?;
+            let deadline = crate::views::deadline(&assessment, clock.as_ref(), now);
             self.outbox
                 .send(
                     txn,
@@ -232,14 +233,18 @@ impl LegalReview {
                         submission: Some(submission.clone()),
                         decisions: decisions.clone(),
                         message: updated.decision_summary.clone(),
-                        deadline: crate::views::deadline(&assessment, clock.as_ref(), now),
+                        deadline: deadline.clone(),
                         decided_at: Some(timestamp_from_millis(now)),
                         ..Default::default()
                     },
                 )
                 .await?;
-            self.outbox.send(txn, &record_decision(&row.id, &submission, &decisions, now)).await?;
+            let closing = crate::merges::Closing::Decided { decisions: &decisions, deadline };
+            let answered = self.case_closed(txn, &updated, closing, fx, now).await?;
+            self.outbox.send(txn, &record_decision(&row.id, &submission, &decisions, &answered, now)).await?;
             fx.decided = Some((submission, decisions));
+        } else if after.state.status == crs_domain::Status::Withdrawn && before.state.status != after.state.status {
+            self.case_closed(txn, &updated, crate::merges::Closing::Withdrawn, fx, now).await?;
         }
         Ok(updated)
     }
@@ -376,6 +381,13 @@ impl LegalReview {
         case.may_decide(&who, now).map_err(|r| ReviewError::refused(&row.id, r))?;
         let submission = store::submission(&row)?;
         let assessment = store::assessment(&row)?;
+        // One piece of content is decided once at a time per jurisdiction.
+        let held = crate::merges::held_elsewhere(&txn, &row, &submission).await?;
+        if !held.is_empty() {
+            let items: Vec<String> =
+                held.iter().map(|(i, key, case)| format!("item {i} ({key}) in case {case}")).collect();
+            return Err(ReviewError::ContentUnderReview { id: row.id.clone(), items: items.join(", ") });
+        }
         let decisions = decision::validate(
             &DecisionRequest { items: submission.items.len(), jurisdiction: &submission.jurisdiction },
             req.decisions.into_iter().map(convert::proposed_item_decision).collect(),
@@ -585,6 +597,14 @@ impl LegalReview {
             .exec_without_returning(&txn)
             .await?;
         let row = store::lock(&txn, &req.case_id).await?;
+        if store::is_placeholder(&row)
+            && row.version == 0
+            && let Some(merged) =
+                crate::entities::merged_request::Entity::find_by_id(req.case_id.clone()).one(&txn).await?
+        {
+            // Not a case: a request that follows one.
+            return self.withdraw_merged(txn, &p, merged, &req.reason, now).await;
+        }
         let case = store::to_domain(&row)?;
         if case.status() == crs_domain::Status::Withdrawn {
             let placeholder_new = store::is_placeholder(&row) && row.version == 0;
@@ -645,7 +665,8 @@ impl LegalReview {
         self.finish(txn, row, fx, None, now).await
     }
 
-    /// Opens the case for a triaged request (relayed by triage) and arms its SLA clock.
+    /// Opens the case for a triaged request (relayed by triage) and arms its SLA clock, or merges
+    /// the request into the open case that already reviews every item it names (see `merges`).
     pub(crate) async fn enqueue(&self, p: Principal, req: EnqueueCaseRequest) -> Result<EnqueueCaseResponse> {
         if req.event_id.is_empty() {
             return Err(ReviewError::invalid("event_id", "is required"));
@@ -654,11 +675,9 @@ impl LegalReview {
         let assessment = req.assessment.ok_or_else(|| ReviewError::invalid("assessment", "is required"))?;
         let policy =
             assessment.policy.clone().ok_or_else(|| ReviewError::invalid("assessment.policy", "is required"))?;
-        let received = submission
-            .received_at
-            .as_ref()
-            .map(millis_from_timestamp)
-            .ok_or_else(|| ReviewError::invalid("submission.received_at", "is required"))?;
+        if submission.received_at.is_none() {
+            return Err(ReviewError::invalid("submission.received_at", "is required"));
+        }
         if submission.request_id.is_empty() {
             return Err(ReviewError::invalid("submission.request_id", "is required"));
         }
@@ -669,52 +688,23 @@ impl LegalReview {
         }
         let now = now_millis();
         let trace = crs_platform::telemetry::current_traceparent();
-        let budget_ms = policy.budget.as_ref().map_or(0, |b| b.seconds * 1000);
-        let clock = ClockStore::new_clock(&id, budget_ms, &policy.warning_percents, received, trace.clone());
-        let fresh = case::Model {
-            id: id.clone(),
-            status: RequestStatus::Triaged as i32,
-            queue: assessment.queue.clone(),
-            priority: assessment.priority as i32,
-            due_at: clock.deadline.due_at(now),
-            submission: submission.encode_to_vec(),
-            assessment: assessment.encode_to_vec(),
-            trace_context: trace,
-            version: 1,
-            ..placeholder(&id, now)
-        };
-        let inserted = case::Entity::insert(case::ActiveModel::from(fresh.clone()))
+        // The row is the gate a withdrawal of the same request meets: whoever inserts it first
+        // is seen by the other.
+        let gate = crate::merges::gate(&id, now, 0, trace);
+        let inserted = case::Entity::insert(case::ActiveModel::from(gate.clone()))
             .on_conflict(OnConflict::column(case::Column::Id).do_nothing().to_owned())
             .exec_without_returning(&txn)
             .await?;
-        crate::entities::known_queue::Entity::insert(crate::entities::known_queue::ActiveModel::from(
-            crate::entities::known_queue::Model { name: assessment.queue.clone(), first_case_at: now },
-        ))
-        .on_conflict(OnConflict::column(crate::entities::known_queue::Column::Name).do_nothing().to_owned())
-        .exec_without_returning(&txn)
-        .await?;
         let mut fx = Effects::default();
-        let details = json!({
-            "agency_id": submission.agency_id,
-            "jurisdiction": submission.jurisdiction,
-            "legal_instrument": convert::short_name_of::<crs_proto::common::LegalInstrument>(submission.legal_instrument),
-            "category": convert::short_name_of::<crs_proto::common::Category>(submission.category),
-            "items": submission.items.len(),
-            "queue": assessment.queue,
-            "priority": assessment.priority,
-            "sla_policy": policy.id,
-            "human_rights_review": assessment.human_rights_review,
-        });
         if inserted == 0 {
             let existing = store::lock(&txn, &id).await?;
             if store::is_placeholder(&existing) {
                 // The agency withdrew first: the case is kept, withdrawn, with its request.
                 let mut active: case::ActiveModel = existing.clone().into();
-                active.submission = Set(fresh.submission);
-                active.assessment = Set(fresh.assessment);
-                active.queue = Set(fresh.queue);
-                active.priority = Set(fresh.priority);
-                active.trace_context = Set(fresh.trace_context);
+                active.submission = Set(submission.encode_to_vec());
+                active.assessment = Set(assessment.encode_to_vec());
+                active.queue = Set(assessment.queue.clone());
+                active.priority = Set(assessment.priority as i32);
                 active.version = Set(existing.version + 1);
                 active.updated_at = Set(now);
                 let row = active.update(&txn).await?;
@@ -732,36 +722,37 @@ impl LegalReview {
                         },
                     )
                     .await?;
-                fx.record(&row, &p.subject(), "enqueue", json!({ "withdrawn_before": true, "request": details }));
+                fx.record(
+                    &row,
+                    &p.subject(),
+                    "enqueue",
+                    json!({ "withdrawn_before": true, "agency_id": submission.agency_id, "items": submission.items.len() }),
+                );
                 self.finish(txn, row, fx, None, now).await?;
             }
             return Ok(EnqueueCaseResponse { case_id: id, replayed: true });
         }
-        ClockStore::insert(&txn, &clock).await?;
-        self.outbox
-            .send(
-                &txn,
-                &UpdateStatusRequest {
-                    request_id: id.clone(),
-                    status: RequestStatus::Triaged as i32,
-                    deadline: crate::views::deadline(&assessment, Some(&clock), now),
-                    note: format!("triaged under {}", policy.name),
-                    occurred_at: Some(timestamp_from_millis(now)),
-                    case_version: 1,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        fx.record(&fresh, &p.subject(), "enqueue", details);
-        fx.clocks.push((clock.clone(), clock));
-        self.finish(txn, fresh, fx, None, now).await?;
-        tracing::info!(case_id = %id, queue = %assessment.queue, "case enqueued");
-        Ok(EnqueueCaseResponse { case_id: id, replayed: false })
+        let placement = crate::merges::Placement {
+            submission: &submission,
+            assessment: &assessment,
+            version: 0,
+            actor: p.subject(),
+            note: format!("triaged under {}", policy.name),
+            details: json!({}),
+        };
+        let placed = self.place(&txn, gate, placement, &mut fx, now).await?;
+        let case_id = match placed {
+            crate::merges::Placed::Opened => id.clone(),
+            crate::merges::Placed::Merged(case_id) => case_id,
+        };
+        let row = store::find(&txn, &case_id).await?;
+        self.finish(txn, row, fx, None, now).await?;
+        Ok(EnqueueCaseResponse { case_id, replayed: false })
     }
 }
 
 /// A case row with nothing in it yet: the shape of a withdrawal that arrived before its case.
-fn placeholder(id: &str, now: i64) -> case::Model {
+pub(crate) fn placeholder(id: &str, now: i64) -> case::Model {
     case::Model {
         id: id.to_owned(),
         status: RequestStatus::Withdrawn as i32,
@@ -791,7 +782,7 @@ fn placeholder(id: &str, now: i64) -> case::Model {
 /// What the audit trail keeps of an agency's own words (an answer, a withdrawal's reason): their
 /// SHA-256 and length, which prove what was said while the text itself (kept with the request)
 /// is subject to retention; the trail itself can never be edited.
-fn agency_text(text: &str) -> serde_json::Value {
+pub(crate) fn agency_text(text: &str) -> serde_json::Value {
     use sha2::Digest;
     json!({ "sha256": hex::encode(sha2::Sha256::digest(text.as_bytes())), "chars": text.chars().count() })
 }
@@ -820,6 +811,7 @@ fn record_decision(
     case_id: &str,
     submission: &crs_proto::common::Submission,
     decisions: &[ItemDecision],
+    merged: &[(Submission, Vec<ItemDecision>)],
     now: i64,
 ) -> crs_proto::triage::RecordDecisionRequest {
     use crs_proto::common::ItemOutcome;
@@ -831,26 +823,30 @@ fn record_decision(
             Some(DecidedContent { content_key: item.content_key.clone(), outcome: d.outcome })
         })
         .collect();
-    let granted = decisions
-        .iter()
-        .filter(|d| {
-            matches!(
-                ItemOutcome::try_from(d.outcome),
-                Ok(ItemOutcome::RemovedGlobally | ItemOutcome::RestrictedInJurisdiction)
-            )
+    // Each agency that asked, the case's and those merged into it, has its request decided.
+    let requests = std::iter::once((submission, decisions))
+        .chain(merged.iter().map(|(s, d)| (s, d.as_slice())))
+        .map(|(s, decisions)| DecidedRequest {
+            request_id: s.request_id.clone(),
+            agency_id: s.agency_id.clone(),
+            items: s.items.len() as u32,
+            items_granted: decisions
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        ItemOutcome::try_from(d.outcome),
+                        Ok(ItemOutcome::RemovedGlobally | ItemOutcome::RestrictedInJurisdiction)
+                    )
+                })
+                .count() as u32,
         })
-        .count() as u32;
+        .collect();
     RecordDecisionRequest {
         event_id: String::new(),
         case_id: case_id.to_owned(),
         jurisdiction: submission.jurisdiction.clone(),
         decided_at: Some(timestamp_from_millis(now)),
         content,
-        requests: vec![DecidedRequest {
-            request_id: submission.request_id.clone(),
-            agency_id: submission.agency_id.clone(),
-            items: submission.items.len() as u32,
-            items_granted: granted,
-        }],
+        requests,
     }
 }

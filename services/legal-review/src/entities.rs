@@ -191,3 +191,82 @@ pub mod known_queue {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod case_content {
+    use sea_orm::entity::prelude::*;
+
+    /// Every piece of content each case names, in any status: how a case finds the others
+    /// naming the same content (`Case.related_cases`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "case_content")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub case_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub item_index: i32,
+        #[sea_orm(indexed)]
+        pub content_key: String,
+        pub jurisdiction: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod open_content {
+    use sea_orm::entity::prelude::*;
+
+    /// Which open case holds each piece of content in each jurisdiction. The primary key is the
+    /// rule that one piece of content is under review at most once per jurisdiction: a case
+    /// claims its rows when it opens (a concurrent claim of the same row waits for the first to
+    /// commit) and gives them up when it is decided or withdrawn.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "open_content")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub jurisdiction: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub content_key: String,
+        #[sea_orm(indexed)]
+        pub case_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod merged_request {
+    use sea_orm::entity::prelude::*;
+
+    /// A request that follows a case because every item it names is one of the case's.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "merged_requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        #[sea_orm(indexed)]
+        pub case_id: String,
+        /// Encoded `Submission` as intake accepted it.
+        pub submission: Vec<u8>,
+        /// Encoded `Assessment` as triage made it.
+        pub assessment: Vec<u8>,
+        /// MERGED, DECIDED or WITHDRAWN (wire numbers); TRIAGED once it became a case of its own.
+        pub status: i32,
+        /// Its own version for intake's projection, continued by its case if it becomes one.
+        pub version: i64,
+        pub merged_at: i64,
+        pub finished_at: Option<i64>,
+        /// When the retention job blanked the agency's free text in `submission`; `None` while
+        /// it is kept.
+        pub text_redacted_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -19,6 +19,11 @@ pub enum ReviewError {
     /// A withdrawal that came after the decision took effect.
     #[error("case {id} was decided ({decision}); a decision that took effect cannot be withdrawn")]
     AlreadyDecided { id: String, decision: String },
+    /// A decision on content another open case of the same jurisdiction reviews.
+    #[error(
+        "case {id}: {items} under review in another open case of the same jurisdiction, which decides it first; decide after it (see related_cases)"
+    )]
+    ContentUnderReview { id: String, items: String },
     #[error("idempotency key {0:?} was already used for another command")]
     IdempotencyKeyReused(String),
     /// The database could not be reached: nothing was done; the caller may retry.
@@ -70,6 +75,7 @@ impl ServiceError for ReviewError {
                 Refusal::Invalid(_) => Code::InvalidArgument,
             },
             ReviewError::AlreadyDecided { .. } => Code::FailedPrecondition,
+            ReviewError::ContentUnderReview { .. } => Code::FailedPrecondition,
             ReviewError::IdempotencyKeyReused(_) => Code::AlreadyExists,
             ReviewError::Unavailable(_) => Code::Unavailable,
             ReviewError::Internal(_) => Code::Internal,

@@ -5,6 +5,8 @@
 //!
 //! - `grpc`: the RPCs; `commands`: what each case command stores and causes; `service`: the
 //!   reading side (cases, queues, audit trail); `store` and `views`: rows in and out;
+//! - `merges`: one piece of content under review once per jurisdiction; requests merged into
+//!   a case and answered by its decision;
 //! - `audit`: the trail; `sla`: what the SLA clock does to a case; `relay`: the hand-offs.
 
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ pub mod config;
 pub mod entities;
 pub mod error;
 mod grpc;
+mod merges;
 mod metrics;
 pub mod migration;
 mod relay;

@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(CaseTextRetention),
             Box::new(KnownQueues),
+            Box::new(Merges),
         ]
     }
 }
@@ -353,5 +354,139 @@ impl MigrationTrait for KnownQueues {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(t("known_queues")).to_owned()).await
+    }
+}
+
+/// Merged requests: which content each case names, which open case holds each piece of content
+/// per jurisdiction, and the requests that follow a case.
+struct Merges;
+
+impl MigrationName for Merges {
+    fn name(&self) -> &str {
+        "m20261206_000003_merges"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Merges {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("case_content"))
+                    .if_not_exists()
+                    .col(string("case_id"))
+                    .col(integer("item_index"))
+                    .col(string("content_key"))
+                    .col(string("jurisdiction"))
+                    .primary_key(Index::create().name("pk-case_content").col(t("case_id")).col(t("item_index")))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("open_content"))
+                    .if_not_exists()
+                    .col(string("jurisdiction"))
+                    .col(string("content_key"))
+                    .col(string("case_id"))
+                    .primary_key(Index::create().name("pk-open_content").col(t("jurisdiction")).col(t("content_key")))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("merged_requests"))
+                    .if_not_exists()
+                    .col(string_key("request_id"))
+                    .col(string("case_id"))
+                    .col(bytes("submission"))
+                    .col(bytes("assessment"))
+                    .col(integer("status"))
+                    .col(big("version"))
+                    .col(big("merged_at"))
+                    .col(big_null("finished_at"))
+                    .col(big_null("text_redacted_at"))
+                    .to_owned(),
+            )
+            .await?;
+        for (table, name, column) in [
+            ("case_content", "case_content_content_key", "content_key"),
+            ("open_content", "open_content_case_id", "case_id"),
+            ("merged_requests", "merged_requests_case_id", "case_id"),
+        ] {
+            manager.create_index(Index::create().name(name).table(t(table)).col(t(column)).to_owned()).await?;
+        }
+        backfill_content(manager.get_connection()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["merged_requests", "open_content", "case_content"] {
+            manager.drop_table(Table::drop().table(t(table)).to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Records the content of the cases opened before merges existed, and lets the open ones hold
+/// it, so a new request naming it follows them.
+async fn backfill_content(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    use prost::Message;
+    let open: Vec<i32> = crs_domain::Status::ALL
+        .iter()
+        .filter(|s| s.is_open())
+        .map(|s| crs_proto::convert::wire::<crs_proto::common::RequestStatus, _>(*s))
+        .collect();
+    let mut after = String::new();
+    loop {
+        let page = conn
+            .query_all(
+                &Query::select()
+                    .columns([t("id"), t("status"), t("submission")])
+                    .from(t("cases"))
+                    .and_where(Expr::col(t("id")).gt(after.clone()))
+                    .order_by(t("id"), Order::Asc)
+                    .limit(500)
+                    .to_owned(),
+            )
+            .await?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = last.try_get::<String>("", "id")?;
+        for row in page {
+            let id: String = row.try_get("", "id")?;
+            let status: i32 = row.try_get("", "status")?;
+            let bytes: Vec<u8> = row.try_get("", "submission")?;
+            let Ok(s) = crs_proto::common::Submission::decode(bytes.as_slice()) else { continue };
+            if s.items.is_empty() {
+                continue;
+            }
+            let mut content = Query::insert()
+                .into_table(t("case_content"))
+                .columns([t("case_id"), t("item_index"), t("content_key"), t("jurisdiction")])
+                .on_conflict(OnConflict::columns([t("case_id"), t("item_index")]).do_nothing().to_owned())
+                .to_owned();
+            for i in &s.items {
+                content.values_panic([
+                    id.clone().into(),
+                    (i.index as i32).into(),
+                    i.content_key.clone().into(),
+                    s.jurisdiction.clone().into(),
+                ]);
+            }
+            conn.execute(&content).await?;
+            if open.contains(&status) {
+                let mut held = Query::insert()
+                    .into_table(t("open_content"))
+                    .columns([t("jurisdiction"), t("content_key"), t("case_id")])
+                    .on_conflict(OnConflict::columns([t("jurisdiction"), t("content_key")]).do_nothing().to_owned())
+                    .to_owned();
+                for key in s.items.iter().map(|i| &i.content_key).collect::<std::collections::BTreeSet<_>>() {
+                    held.values_panic([s.jurisdiction.clone().into(), key.clone().into(), id.clone().into()]);
+                }
+                conn.execute(&held).await?;
+            }
+        }
     }
 }

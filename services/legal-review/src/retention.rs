@@ -6,7 +6,8 @@
 //!   descriptions in the submission; the questions and answers exchanged) is blanked
 //!   `retention.request_text_secs` after the case finished. Decisions and their statements of
 //!   reasons stay (they are the platform's record and feed the transparency reports), and so does
-//!   the audit trail, which holds only digests of the agency's words.
+//!   the audit trail, which holds only digests of the agency's words. The copies of requests
+//!   merged into a case are blanked the same way once they finished.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use prost::Message;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::entities::case;
+use crate::entities::{case, merged_request};
 
 pub fn rules(cfg: &RetentionConfig) -> Vec<Rule> {
     let finished = format!("SELECT id FROM cases WHERE status IN ({}) AND updated_at < $1", final_statuses_sql());
@@ -49,7 +50,55 @@ pub fn rules(cfg: &RetentionConfig) -> Vec<Rule> {
             keep_secs: cfg.request_text_secs,
             prune: Prune::Custom(Arc::new(|db, cutoff| Box::pin(redact_cases(db, cutoff)))),
         },
+        Rule {
+            class: "request_text",
+            keep_secs: cfg.request_text_secs,
+            prune: Prune::Custom(Arc::new(|db, cutoff| Box::pin(redact_merged(db, cutoff)))),
+        },
     ]
+}
+
+/// The submission with the agency's free text blanked (legal basis, justification, item
+/// descriptions); `None` if it does not decode.
+fn without_free_text(encoded: &[u8]) -> Option<Vec<u8>> {
+    if encoded.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut s = Submission::decode(encoded).ok()?;
+    s.legal_basis.clear();
+    s.justification.clear();
+    for item in &mut s.items {
+        item.description.clear();
+    }
+    Some(s.encode_to_vec())
+}
+
+/// Blanks the agency's free text in the copies of merged requests that finished (decided,
+/// withdrawn, or opened as cases of their own, whose case keeps its own copy) before the cutoff.
+async fn redact_merged(db: DatabaseConnection, cutoff: i64) -> anyhow::Result<u64> {
+    let rows = merged_request::Entity::find()
+        .filter(merged_request::Column::FinishedAt.lt(cutoff))
+        .filter(merged_request::Column::TextRedactedAt.is_null())
+        .limit(BATCH)
+        .all(&db)
+        .await?;
+    let now = crs_platform::time::now_millis();
+    let mut done = 0;
+    for row in rows {
+        let Some(submission) = without_free_text(&row.submission) else {
+            tracing::warn!(request_id = %row.request_id, "retention: the merged request does not decode; left as it is");
+            continue;
+        };
+        done += merged_request::Entity::update_many()
+            .col_expr(merged_request::Column::Submission, Expr::value(submission))
+            .col_expr(merged_request::Column::TextRedactedAt, Expr::value(now))
+            .filter(merged_request::Column::RequestId.eq(row.request_id))
+            .filter(merged_request::Column::TextRedactedAt.is_null())
+            .exec(&db)
+            .await?
+            .rows_affected;
+    }
+    Ok(done)
 }
 
 /// Blanks the agency's free text in the submissions of finished cases past the cutoff.
@@ -65,19 +114,9 @@ async fn redact_cases(db: DatabaseConnection, cutoff: i64) -> anyhow::Result<u64
     let now = crs_platform::time::now_millis();
     let mut done = 0;
     for row in rows {
-        let submission = if row.submission.is_empty() {
-            Vec::new()
-        } else {
-            let Ok(mut s) = Submission::decode(row.submission.as_slice()) else {
-                tracing::warn!(case_id = %row.id, "retention: the case's submission does not decode; left as it is");
-                continue;
-            };
-            s.legal_basis.clear();
-            s.justification.clear();
-            for item in &mut s.items {
-                item.description.clear();
-            }
-            s.encode_to_vec()
+        let Some(submission) = without_free_text(&row.submission) else {
+            tracing::warn!(case_id = %row.id, "retention: the case's submission does not decode; left as it is");
+            continue;
         };
         // Only if still unredacted: another replica's job may have been first.
         done += case::Entity::update_many()

@@ -103,7 +103,9 @@ impl LegalReview {
         auth::require_role(&p, REVIEWERS)?;
         let row = store::find(&self.db, &req.case_id).await?;
         let around = store::around(&self.db, std::slice::from_ref(&row.id)).await?;
-        Ok(crate::views::to_case(&row, &around, now_millis()))
+        let mut case = crate::views::to_case(&row, &around, now_millis());
+        case.related_cases = crate::merges::related_cases(&self.db, &row).await?;
+        Ok(case)
     }
 
     pub(crate) async fn list(&self, p: Principal, req: ListCasesRequest) -> Result<ListCasesResponse> {

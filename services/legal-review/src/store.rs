@@ -73,6 +73,8 @@ pub struct Around {
     pub decisions: HashMap<String, Vec<decision::Model>>,
     pub information: HashMap<String, Vec<information::Model>>,
     pub clocks: HashMap<String, Clock>,
+    /// The requests merged into each case.
+    pub merged: HashMap<String, Vec<crs_proto::review::MergedRequest>>,
 }
 
 /// Loads the decisions, questions and clocks of `ids` in one query each.
@@ -100,6 +102,7 @@ pub async fn around<C: ConnectionTrait>(conn: &C, ids: &[String]) -> Result<Arou
     for c in ClockStore::load_many(conn, ids, false).await? {
         out.clocks.insert(c.case_id.clone(), c);
     }
+    out.merged = crate::merges::merged_requests(conn, ids).await?;
     Ok(out)
 }
 

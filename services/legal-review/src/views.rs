@@ -78,5 +78,7 @@ pub fn to_case(row: &case::Model, around: &Around, now: i64) -> Case {
         approval_reason: row.approval_reason.clone(),
         information: around.information.get(&row.id).map(|v| v.iter().map(exchange).collect()).unwrap_or_default(),
         version: row.version.max(0) as u64,
+        merged_requests: around.merged.get(&row.id).cloned().unwrap_or_default(),
+        related_cases: Vec::new(),
     }
 }

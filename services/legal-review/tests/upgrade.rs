@@ -1,7 +1,8 @@
 //! A database written by the version before review integrity upgrades unchanged, with its data
 //! carried over: escalated cases stay escalated, the question pending and the last answer are
 //! kept as information rounds, a withdrawal that waited for its case becomes that case, and
-//! hand-offs pending in the outbox keep their way to their RPC.
+//! hand-offs pending in the outbox keep their way to their RPC, and open cases hold their content
+//! against duplicates.
 
 mod support;
 
@@ -41,6 +42,19 @@ async fn a_database_of_the_previous_version_upgrades_with_its_data() {
     assert_eq!(escalated.information.len(), 1);
     assert_eq!(escalated.information[0].answer, "Almaty district court");
     assert_eq!(review.claim(&reviewer("ana"), "case-escalated").await.unwrap_err().code(), Code::PermissionDenied);
+
+    // A case opened before merges holds its content: a request naming all of it follows that case.
+    let held = escalated.submission.clone().unwrap();
+    let content: Vec<String> = held.items.iter().map(|i| i.content_key.clone()).collect();
+    let duplicate = CaseSpec {
+        items: content.len(),
+        content,
+        jurisdiction: Box::leak(held.jurisdiction.into_boxed_str()),
+        ..Default::default()
+    };
+    // (Two open cases of the earlier version name that content; the first by id holds it.)
+    assert_eq!(review.enqueue_as("late-duplicate", &duplicate).await.case_id, "case-awaiting");
+    assert_eq!(review.get("case-awaiting").await.merged_requests[0].request_id, "late-duplicate");
 
     // The pending question is a round awaiting its answer; the answer resumes the case.
     let awaiting = review.get("case-awaiting").await;

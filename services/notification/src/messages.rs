@@ -226,6 +226,9 @@ fn agency(e: &Event<'_>) -> Value {
                 })
                 .collect();
             fields.insert("items".into(), items.into());
+            if !e.request.decided_in_case.is_empty() {
+                fields.insert("decided_in_case".into(), e.request.decided_in_case.clone().into());
+            }
         }
         _ => {}
     }

@@ -97,14 +97,17 @@ impl Notifications {
         })
         .insert(&txn)
         .await?;
-        if kind == NotificationKind::Decided {
+        // A request merged into another's case is told of the decision; everyone else learns of
+        // it once, from that case (one statement of reasons per decision on a piece of content).
+        let merged = kind == NotificationKind::Decided && !req.decided_in_case.is_empty();
+        if kind == NotificationKind::Decided && !merged {
             transparency::record(&txn, &transparency::decided_of(&id, &req, now)).await?;
         }
 
         let event = Event { notification_id: &id, kind, request: &req, submission: &submission, created_at: now };
         let trace_context = crs_platform::telemetry::current_traceparent();
         let (mut deliveries, mut published) = (0, false);
-        for audience in messages::audiences(kind) {
+        for audience in messages::audiences(kind).iter().filter(|a| !merged || **a == Audience::Agency) {
             // An agency is told at its own subscriptions, and on the stream of every agency's.
             let scope = if *audience == Audience::Agency {
                 Condition::any()

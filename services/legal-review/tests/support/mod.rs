@@ -42,6 +42,10 @@ pub struct CaseSpec {
     /// The agency's free text in the submission (legal basis, justification, each item's
     /// description); empty when `None`.
     pub free_text: Option<&'static str>,
+    /// The content the items name (their content keys); when empty, `items` pieces of content
+    /// no other case names.
+    pub content: Vec<String>,
+    pub agency: &'static str,
 }
 
 impl Default for CaseSpec {
@@ -57,6 +61,8 @@ impl Default for CaseSpec {
             budget_secs: 86_400,
             pauses: true,
             free_text: None,
+            content: Vec::new(),
+            agency: "agency-1",
         }
     }
 }
@@ -142,19 +148,32 @@ impl Review {
         id
     }
 
-    pub async fn enqueue_as(&self, id: &str, spec: &CaseSpec) {
+    pub async fn enqueue_as(&self, id: &str, spec: &CaseSpec) -> EnqueueCaseResponse {
+        self.internal("triage").await.enqueue_case(Self::enqueue_request(id, spec)).await.unwrap().into_inner()
+    }
+
+    /// Triage's hand-off of request `id` as `spec` describes it.
+    pub fn enqueue_request(id: &str, spec: &CaseSpec) -> EnqueueCaseRequest {
         let now = crs_platform::time::now_millis();
+        let content: Vec<String> = if spec.content.is_empty() {
+            (0..spec.items).map(|i| format!("url:https://social.example/posts/{id}-{i}")).collect()
+        } else {
+            spec.content.clone()
+        };
         let submission = Submission {
             request_id: id.to_owned(),
-            agency_id: "agency-1".into(),
+            agency_id: spec.agency.into(),
+            agency_name: format!("Agency {}", spec.agency),
             jurisdiction: spec.jurisdiction.into(),
             legal_instrument: spec.instrument as i32,
             category: Category::IllegalOrHarmfulSpeech as i32,
-            items: (0..spec.items)
-                .map(|i| Item {
+            items: content
+                .iter()
+                .enumerate()
+                .map(|(i, key)| Item {
                     index: i as u32,
-                    url: format!("https://social.example/posts/{i}"),
-                    content_key: format!("url:https://social.example/posts/{i}"),
+                    url: key.strip_prefix("url:").unwrap_or_default().to_owned(),
+                    content_key: key.clone(),
                     description: spec.free_text.unwrap_or_default().to_owned(),
                     ..Default::default()
                 })
@@ -181,15 +200,11 @@ impl Review {
             human_rights_review: spec.human_rights_review,
             ..Default::default()
         };
-        self.internal("triage")
-            .await
-            .enqueue_case(EnqueueCaseRequest {
-                event_id: uuid::Uuid::new_v4().to_string(),
-                submission: Some(submission),
-                assessment: Some(assessment),
-            })
-            .await
-            .unwrap();
+        EnqueueCaseRequest {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            submission: Some(submission),
+            assessment: Some(assessment),
+        }
     }
 
     /// Claims `case` as `p`.
