@@ -35,11 +35,10 @@ fuzz:
 proto:
 	$(CARGO) build -p crs-proto
 
-## bench: rate limiter and SLA timer figures next to redis-benchmark in the same run (release build)
+## bench: intake's submissions beside the gRPC and durable-write ceilings measured in the same run,
+## the hops at a fixed rate, SQLite, the rate limiter and the SLA timers; writes bench/RESULTS.md
 bench:
-	@scripts/ensure-test-services.sh
-	$(CARGO) bench -p crs-ratelimit
-	$(CARGO) bench -p crs-timers
+	@scripts/bench.sh
 
 ## chart-test: the Helm chart rendered by Helm's engine, linted, validated against Kubernetes' schemas,
 ## and its configuration checked by the service binaries it runs (--check-config)

@@ -42,6 +42,13 @@ pub fn crsctl_bin() -> PathBuf {
     bin
 }
 
+/// The `crs-bench` load generator built beside the services.
+pub fn crs_bench_bin() -> PathBuf {
+    let bin = bin_dir().join("crs-bench");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (make test does)", bin.display());
+    bin
+}
+
 struct Process {
     env: HashMap<String, String>,
     listeners: Listeners,

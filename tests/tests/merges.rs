@@ -4,6 +4,7 @@
 //! enforcement hear of the decision once.
 
 use crs_e2e::{Backend, Suite};
+use crs_platform::auth::{Principal, Role};
 use crs_proto::common::{ContentItem, DecisionGround, ItemDecision, ItemOutcome, NoActionReason, RequestStatus};
 use crs_proto::notification::NotificationKind;
 use crs_proto::review::legal_review_service_client::LegalReviewServiceClient;
@@ -51,6 +52,29 @@ async fn two_agencies_one_case_one_decision_both_told(backend: Backend) {
     assert_eq!(case.merged_requests[0].case_items, vec![1, 0], "b's video is a's item 1, its post a's item 0");
     let not_a_case = review.get_case(GetCaseRequest { case_id: b.id.clone() }).await.unwrap_err();
     assert_eq!(not_a_case.code(), tonic::Code::NotFound);
+
+    // crsctl shows the reviewer the same.
+    let token =
+        suite.issuer.issue(&Principal::Reviewer { id: "ana".into(), roles: vec![Role::Reviewer] }, 600).unwrap().token;
+    let crsctl = |args: &[&str]| {
+        let out = std::process::Command::new(crs_e2e::crsctl_bin())
+            .args(args)
+            .env("CRSCTL_CONFIG", std::env::temp_dir().join(format!("crsctl-merges-{tag}.yaml")))
+            .env("CRSCTL_TOKEN", &token)
+            .env("CRSCTL_LEGAL_REVIEW", &suite.endpoints.legal_review)
+            .env_remove("CRSCTL_CONTEXT")
+            .env_remove("CRSCTL_OUTPUT")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "crsctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = crsctl(&["review", "show", &a.id]);
+    let merged_line = shown.lines().find(|l| l.starts_with("merged:")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(merged_line.contains(&b.id) && merged_line.contains("MERGED"), "{merged_line}");
+    let json: serde_json::Value = serde_json::from_str(&crsctl(&["review", "show", &a.id, "-o", "json"])).unwrap();
+    assert_eq!(json["merged_requests"][0]["request_id"], b.id.as_str());
+    assert_eq!(json["merged_requests"][0]["case_items"], serde_json::json!([1, 0]));
 
     // One decision: the post restricted in KZ, the video left up.
     first.claim(&a.id).await.unwrap();

@@ -122,6 +122,25 @@ pub fn case(c: &Case) -> Value {
         "updated_at": ts_json(&c.updated_at),
         "decided_at": ts_json(&c.decided_at),
         "version": c.version,
+        "merged_requests": c.merged_requests.iter().map(|m| json!({
+            "request_id": m.request_id,
+            "agency_id": m.agency_id,
+            "agency_name": m.agency_name,
+            "legal_instrument": name::<LegalInstrument>(m.legal_instrument),
+            "case_items": m.case_items,
+            "status": status(m.status),
+            "received_at": ts_json(&m.received_at),
+            "merged_at": ts_json(&m.merged_at),
+            "due_at": ts_json(&m.due_at),
+        })).collect::<Vec<_>>(),
+        "related_cases": c.related_cases.iter().map(|r| json!({
+            "case_id": r.case_id,
+            "jurisdiction": r.jurisdiction,
+            "status": status(r.status),
+            "content_keys": r.content_keys,
+            "decisions": r.decisions.iter().map(decision).collect::<Vec<_>>(),
+            "decided_at": ts_json(&r.decided_at),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -406,6 +406,39 @@ pub fn print_case(out: &Out, c: &Case) {
             ),
             ("triage", a.reasons.join("; ")),
             ("question", c.pending_question.clone()),
+            (
+                "merged",
+                c.merged_requests
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} from {} ({}, items {:?}, {})",
+                            m.request_id,
+                            m.agency_name,
+                            name::<crs_proto::common::LegalInstrument>(m.legal_instrument),
+                            m.case_items,
+                            status(m.status)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            (
+                "related",
+                c.related_cases
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} ({}, {}): {}",
+                            r.case_id,
+                            r.jurisdiction,
+                            status(r.status),
+                            r.content_keys.join(", ")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         ],
     );
     println!();

@@ -1,0 +1,179 @@
+//! `crs-bench report`: bench/RESULTS.md from one `make bench` run. Every figure is read from the
+//! run's directory (written by scripts/bench.sh); each CRS figure stands beside the ceilings
+//! measured in the same run, alternating with it, and the ratios are taken round by round.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+fn read_json(dir: &Path, name: &str) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+}
+
+fn read_text(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|_| format!("({name} was not written)\n"))
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(f64::NAN)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.retain(|x| x.is_finite());
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**not met**" }
+}
+
+pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let mut md = String::new();
+    writeln!(md, "# Benchmark results\n")?;
+    writeln!(
+        md,
+        "Written by `make bench` (scripts/bench.sh, then `crs-bench report`); every figure below comes from one run \
+         on the machine described, the ceilings measured alternately with CRS in each round, so the ratios compare \
+         figures taken minutes apart on the same shared machine. Release build; PostgreSQL with synchronous commit.\n"
+    )?;
+    writeln!(md, "## Machine\n\n```\n{}```\n", read_text(dir, "machine.txt"))?;
+    writeln!(md, "## Commands\n\n```sh\n{}```\n", read_text(dir, "commands.txt"))?;
+
+    writeln!(md, "## Submissions against the ceilings (closed loop)\n")?;
+    writeln!(
+        md,
+        "| round | echo calls/s (gRPC ceiling) | pgbench 1-row insert TPS (durable-write ceiling) | CRS SubmitRequest/s | CRS p50 / p99 ms | commits per request | CRS / pgbench | CRS / echo |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+    let (mut ratios, mut p99s, mut crs_rates, mut pg_rates, mut echo_rates) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut clients = String::new();
+    for round in 1.. {
+        let (Some(echo), Some(pg), Some(crs)) = (
+            read_json(dir, &format!("round-{round}-echo.json")),
+            read_json(dir, &format!("round-{round}-pgbench.json")),
+            read_json(dir, &format!("round-{round}-crs.json")),
+        ) else {
+            break;
+        };
+        clients = crs["clients"].to_string();
+        let (e, p, c) = (num(&echo, &["per_sec"]), num(&pg, &["per_sec"]), num(&crs, &["per_sec"]));
+        let p99 = num(&crs, &["latency", "p99_ms"]);
+        writeln!(
+            md,
+            "| {round} | {e:.0} | {p:.0} | {c:.0} | {:.1} / {p99:.1} | {} | {:.3} | {:.3} |",
+            num(&crs, &["latency", "p50_ms"]),
+            crs["commits_per_request"],
+            c / p,
+            c / e
+        )?;
+        ratios.push(c / p);
+        p99s.push(p99);
+        crs_rates.push(c);
+        pg_rates.push(p);
+        echo_rates.push(e);
+    }
+    let (ratio, p99) = (median(ratios), median(p99s));
+    writeln!(
+        md,
+        "| median | {:.0} | {:.0} | {:.0} | p99 {p99:.1} | | **{ratio:.3}** | |\n",
+        median(echo_rates),
+        median(pg_rates),
+        median(crs_rates)
+    )?;
+    writeln!(
+        md,
+        "Target at {clients} concurrent clients: CRS at or above pgbench's single-row TPS ({}: {ratio:.3}x), p99 under 25 ms ({}: {p99:.1} ms).\n",
+        verdict(ratio >= 1.0),
+        verdict(p99 < 25.0)
+    )?;
+
+    writeln!(md, "## Open loop: hops at a fixed offered rate\n")?;
+    match read_json(dir, "open.json") {
+        Some(open) => {
+            let to_case = num(&open, &["hops", "reply_to_case", "p99_ms"]);
+            let to_hook = num(&open, &["hops", "decision_to_webhook", "p99_ms"]);
+            writeln!(
+                md,
+                "| offered/s | answered/s | p50 / p99 ms | errors | reply → claimable case p50 / p99 ms | decision → agency webhook p50 / p99 ms | followed | lost |"
+            )?;
+            writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+            writeln!(
+                md,
+                "| {} | {:.0} | {:.1} / {:.1} | {} | {:.1} / {to_case:.1} | {:.1} / {to_hook:.1} | {} | {} |\n",
+                open["offered_per_sec"],
+                num(&open, &["per_sec"]),
+                num(&open, &["latency", "p50_ms"]),
+                num(&open, &["latency", "p99_ms"]),
+                open["errors"],
+                num(&open, &["hops", "reply_to_case", "p50_ms"]),
+                num(&open, &["hops", "decision_to_webhook", "p50_ms"]),
+                open["hops"]["reply_to_case"]["n"],
+                open["followed_lost"],
+            )?;
+            writeln!(
+                md,
+                "Target: both hops under 100 ms at p99 ({}), and every offered request answered ({}).\n",
+                verdict(to_case < 100.0 && to_hook < 100.0),
+                verdict(num(&open, &["per_sec"]) >= 0.98 * num(&open, &["offered_per_sec"]))
+            )?;
+            if let Some(backlog) = read_json(dir, "backlog.json") {
+                writeln!(
+                    md,
+                    "Outbox rows waiting, sampled every 5 s during the open loop (intake, triage, legal review, notification): `{backlog}`\n"
+                )?;
+            }
+        }
+        None => writeln!(md, "(no open-loop run)\n")?,
+    }
+
+    writeln!(md, "## On SQLite\n")?;
+    match read_json(dir, "sqlite.json") {
+        Some(s) => writeln!(
+            md,
+            "Closed loop, {} clients: {:.0} SubmitRequest/s, p50 {:.1} ms, p99 {:.1} ms, errors {}.\n",
+            s["clients"],
+            num(&s, &["per_sec"]),
+            num(&s, &["latency", "p50_ms"]),
+            num(&s, &["latency", "p99_ms"]),
+            s["errors"]
+        )?,
+        None => writeln!(md, "(no SQLite run)\n")?,
+    }
+
+    writeln!(md, "## Where the time goes (a separate profiled run)\n")?;
+    if let Some(p) = read_json(dir, "profile-load.json") {
+        writeln!(
+            md,
+            "{:.0} SubmitRequest/s while profiled; {} database commits per accepted request across the four services.\n",
+            num(&p, &["per_sec"]),
+            p["commits_per_request"]
+        )?;
+    }
+    writeln!(
+        md,
+        "CPU samples by process (`perf record -a`, `perf report --sort comm`):\n\n```\n{}```\n",
+        read_text(dir, "cpu.txt")
+    )?;
+    writeln!(
+        md,
+        "PostgreSQL backends of the four services, sampled every 100 ms (`pg_stat_activity`, active ones: wait event type and event, or CPU):\n\n```\n{}```\n",
+        read_text(dir, "waits.txt")
+    )?;
+
+    writeln!(md, "## Rate limiter and SLA timers\n")?;
+    writeln!(md, "```\n{}```\n", read_text(dir, "limiter.txt"))?;
+    writeln!(md, "```\n{}```\n", read_text(dir, "timers.txt"))?;
+
+    if let Ok(profile) = std::fs::read_to_string("bench/PROFILE.md") {
+        writeln!(md, "{}", profile.trim_end())?;
+    }
+    std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
