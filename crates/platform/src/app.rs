@@ -128,7 +128,15 @@ impl Platform {
         let admin_addr = admin_listener.local_addr()?;
         let db = crate::db::connect::<M>(cfg.database()).await?;
         let redis = RedisHandle::new(&cfg.redis().url)?;
-        let outbox = Outbox::new(db.clone());
+        let mut outbox = Outbox::new(db.clone());
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let relay = DatabaseConfig {
+                migrate: false,
+                max_connections: cfg.outbox().relay_connections.max(1),
+                ..cfg.database().clone()
+            };
+            outbox = outbox.with_relay_connections(crate::db::connect::<M>(&relay).await?);
+        }
         Ok(Platform {
             listener,
             local_addr,

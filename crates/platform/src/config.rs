@@ -103,6 +103,9 @@ pub struct OutboxConfig {
     pub call_timeout_ms: u64,
     /// How long a failing hand-off is retried before it becomes a dead letter.
     pub max_age_secs: u64,
+    /// Connections the relay keeps for itself on PostgreSQL, apart from the pool that serves
+    /// requests (SQLite's one connection is shared).
+    pub relay_connections: u32,
 }
 
 /// Transport security of the gRPC listener and of calls to peers: mutual TLS with certificates
@@ -174,6 +177,7 @@ initial_backoff_ms = 200
 max_backoff_ms = 30000
 call_timeout_ms = 5000
 max_age_secs = 86400
+relay_connections = 2
 
 # How long each class of data is kept (see README, Retention).
 [retention]

@@ -137,12 +137,20 @@ where
 #[derive(Clone, Debug)]
 pub struct Outbox {
     db: DatabaseConnection,
+    /// The relay's connections (the main pool's unless given its own).
+    relay_db: DatabaseConnection,
     wake: Arc<Notify>,
 }
 
 impl Outbox {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, wake: Arc::new(Notify::new()) }
+        Self { db: db.clone(), relay_db: db, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Has the relay claim, remove and reschedule rows on connections of its own, so it keeps
+    /// forwarding while the service's requests hold every connection of the main pool.
+    pub fn with_relay_connections(self, relay_db: DatabaseConnection) -> Self {
+        Self { relay_db, ..self }
     }
 
     /// Adds a hand-off of `message` to its internal RPC within the caller's transaction; returns
@@ -260,7 +268,7 @@ impl Outbox {
     ) -> Relay {
         Relay {
             service: service.to_owned(),
-            db: self.db.clone(),
+            db: self.relay_db.clone(),
             wake: self.wake.clone(),
             cfg,
             handlers: Arc::new(handlers.into_iter().collect()),
@@ -314,7 +322,7 @@ impl Relay {
 
     /// Publishes the backlog and the age of its oldest row (the outbox lag).
     async fn report_lag(&self) {
-        let outbox = Outbox { db: self.db.clone(), wake: self.wake.clone() };
+        let outbox = Outbox { db: self.db.clone(), relay_db: self.db.clone(), wake: self.wake.clone() };
         let service = self.service.as_str();
         if let Ok((n, oldest_ms)) = outbox.backlog().await {
             crate::metrics::OUTBOX_BACKLOG.with_label_values(&[service]).set(n);
@@ -355,13 +363,40 @@ impl Relay {
         Ok(batch)
     }
 
-    /// Delivers a batch concurrently; returns when the earliest retry is due, if any failed.
+    /// Delivers a batch concurrently and removes the rows delivered in one statement (one
+    /// commit per batch, not per row); returns when the earliest retry is due, if any failed.
+    /// A row delivered but not yet removed stays leased: should the relay die first, it is
+    /// delivered again after the lease and the receiver's inbox absorbs the repeat.
     async fn deliver_all(&self, batch: Vec<Envelope>) -> Option<i64> {
         let results = futures::future::join_all(batch.into_iter().map(|e| self.deliver(e))).await;
-        results.into_iter().flatten().min()
+        let mut delivered = Vec::new();
+        let mut retry_at: Option<i64> = None;
+        for r in results {
+            match r {
+                Delivery::Delivered(id) => delivered.push(id),
+                Delivery::RetryAt(at) => retry_at = Some(retry_at.map_or(at, |r| r.min(at))),
+                Delivery::Settled => {}
+            }
+        }
+        self.remove(&delivered).await;
+        retry_at
     }
 
-    async fn deliver(&self, envelope: Envelope) -> Option<i64> {
+    /// Removes delivered rows, 500 per statement.
+    async fn remove(&self, ids: &[String]) {
+        let backend = self.db.get_database_backend();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
+            let values = chunk.iter().map(|id| id.clone().into()).collect();
+            if let Err(e) = self.db.execute_raw(statement(backend, &sql, values)).await {
+                // The rows will be delivered again after their lease; the receivers' inboxes absorb it.
+                tracing::warn!(error = %e, rows = chunk.len(), "delivered but could not remove outbox rows");
+            }
+        }
+    }
+
+    async fn deliver(&self, envelope: Envelope) -> Delivery {
         let span = tracing::info_span!(
             "outbox deliver",
             otel.name = %format!("process {}", envelope.topic.trim_start_matches('/')),
@@ -385,14 +420,7 @@ impl Relay {
             };
             let now = now_millis();
             let error = match outcome {
-                Ok(()) => {
-                    let stmt = statement(backend, "DELETE FROM outbox WHERE id = $1", vec![id.clone().into()]);
-                    if let Err(e) = self.db.execute_raw(stmt).await {
-                        // The row will be re-delivered after its lease; the receiver's inbox absorbs it.
-                        tracing::warn!(error = %e, "delivered but could not remove outbox row");
-                    }
-                    return None;
-                }
+                Ok(()) => return Delivery::Delivered(id),
                 Err(e) => e,
             };
             let text = truncate(&crate::error::error_chain(error.error().as_ref()), 2000);
@@ -413,7 +441,7 @@ impl Relay {
                 if let Err(e) = self.db.execute_raw(stmt).await {
                     tracing::warn!(error = %e, "could not record the dead letter; lease expiry will retry it");
                 }
-                return None;
+                return Delivery::Settled;
             }
             let retry_at = now + backoff_ms(&self.cfg, attempts);
             tracing::warn!(attempts, error = %text, "hand-off failed; will retry");
@@ -425,11 +453,21 @@ impl Relay {
             if let Err(e) = self.db.execute_raw(stmt).await {
                 tracing::warn!(error = %e, "could not schedule retry; lease expiry will");
             }
-            Some(retry_at)
+            Delivery::RetryAt(retry_at)
         }
         .instrument(span)
         .await
     }
+}
+
+/// What became of one row of a batch.
+enum Delivery {
+    /// Handed off: the row is to be removed.
+    Delivered(String),
+    /// Failed for now: retried at this time.
+    RetryAt(i64),
+    /// Nothing more to do here (it became a dead letter).
+    Settled,
 }
 
 /// Capped exponential backoff with ±20 % jitter, so retries from many rows do not line up.

@@ -30,6 +30,7 @@ fn config() -> OutboxConfig {
         max_backoff_ms: 100,
         call_timeout_ms: 1_000,
         max_age_secs: 3600,
+        relay_connections: 2,
     }
 }
 
@@ -249,4 +250,52 @@ async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_an
         relay.await.unwrap();
         release(db, pg_name).await;
     }
+}
+
+/// A relay with connections of its own keeps forwarding while the requests hold every connection
+/// of the service's pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_its_own_connections_forwards_while_the_pool_is_held() {
+    let (db, name) = postgres().await;
+    let url = format!(
+        "{}/{name}",
+        std::env::var("CRS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+            .rsplit_once('/')
+            .unwrap()
+            .0
+    );
+    let pool_of = |n: u32| {
+        let mut options = sea_orm::ConnectOptions::new(url.clone());
+        options.max_connections(n).acquire_timeout(Duration::from_millis(500));
+        Database::connect(options)
+    };
+    let (requests, relay_pool) = (pool_of(1).await.unwrap(), pool_of(2).await.unwrap());
+    let producer = Outbox::new(db.clone());
+    enqueue(&producer, &db, 40).await;
+
+    // Every connection of the service's pool is taken, as by submissions under load.
+    let held = requests.begin().await.unwrap();
+    let delivered: Arc<Mutex<usize>> = Default::default();
+    let count = delivered.clone();
+    let h = handler(move |_| {
+        let count = count.clone();
+        async move {
+            *count.lock().unwrap() += 1;
+            Ok(())
+        }
+    });
+    let shutdown = CancellationToken::new();
+    let relay = Outbox::new(requests.clone()).with_relay_connections(relay_pool).relay(
+        "test",
+        config(),
+        HashMap::from([("test.topic", h)]),
+    );
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    wait_empty(&producer).await;
+    assert_eq!(*delivered.lock().unwrap(), 40, "every row forwarded while the pool was held");
+    shutdown.cancel();
+    running.await.unwrap();
+    drop(held);
+    drop_postgres(&name).await;
 }
