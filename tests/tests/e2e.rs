@@ -475,3 +475,25 @@ async fn a_service_refusing_its_configuration_fails_the_start_with_its_reason() 
     assert!(err.contains("crs-triage exited at start"), "{err}");
     assert!(err.contains("policies.sla_file") && err.contains("/nonexistent/sla-policies.toml"), "{err}");
 }
+
+/// The demo run again on the same deployment (`make run` twice on the same data) walks its
+/// request to the end: its receiver gets fresh secrets for the subscriptions an earlier run left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_demo_on_the_same_deployment_is_told_everything() {
+    let suite = Suite::start(Backend::Sqlite).await.expect("suite starts");
+    for run in 1..=2 {
+        let receiver = Receiver::start().await.unwrap();
+        let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver.clone());
+        demo.set_up().await.unwrap();
+        let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
+        demo.claim(&submitted.id).await.unwrap();
+        demo.decide_and_approve(&submitted.id).await.unwrap();
+        let notes = demo
+            .wait_delivered(&submitted.id, &[NotificationKind::Acknowledged, NotificationKind::Decided])
+            .await
+            .unwrap_or_else(|e| panic!("run {run}: {e}"));
+        assert!(notes.iter().all(delivered), "run {run}: {notes:?}");
+        assert!(receiver.received().iter().all(|r| r.verified.is_ok()), "run {run}: every webhook verifies");
+    }
+    suite.stop().await.unwrap();
+}

@@ -113,7 +113,9 @@ impl Demo {
         Ok(())
     }
 
-    /// Subscribes the receiver's endpoint `name` for `audience` and registers its secret.
+    /// Subscribes the receiver's endpoint `name` for `audience` and registers its secret. A new
+    /// secret is asked for every time: a subscription left by an earlier demo on the same data
+    /// keeps its secret otherwise, which this receiver never saw.
     pub async fn subscribe(&self, audience: Audience, name: &str) -> anyhow::Result<()> {
         let mut notification =
             NotificationServiceClient::new(connect(&self.endpoints.notification, self.admin()?).await?);
@@ -121,6 +123,7 @@ impl Demo {
             .put_subscription(PutSubscriptionRequest {
                 audience: audience as i32,
                 endpoint: self.receiver.url(name),
+                rotate_secret: true,
                 ..Default::default()
             })
             .await?
