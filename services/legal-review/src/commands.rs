@@ -690,7 +690,7 @@ impl LegalReview {
         let trace = crs_platform::telemetry::current_traceparent();
         // The row is the gate a withdrawal of the same request meets: whoever inserts it first
         // is seen by the other.
-        let gate = crate::merges::gate(&id, now, 0, trace);
+        let gate = crate::merges::opening(&submission, &assessment, 0, trace, now);
         let inserted = case::Entity::insert(case::ActiveModel::from(gate.clone()))
             .on_conflict(OnConflict::column(case::Column::Id).do_nothing().to_owned())
             .exec_without_returning(&txn)

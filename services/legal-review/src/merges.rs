@@ -86,8 +86,9 @@ fn clock_of(id: &str, submission: &Submission, assessment: &Assessment, trace: O
 
 impl LegalReview {
     /// Opens `p`'s request as a case inside `txn`, or merges it into the open case that holds
-    /// every item it names. The caller has inserted the request's case row (`gate`), which is
-    /// what a concurrent withdrawal of the same request waits on; a merge deletes it again.
+    /// every item it names. The caller has inserted the request's case row (`gate`, made by
+    /// [`opening`]), which is what a concurrent withdrawal of the same request waits on; a merge
+    /// deletes it again.
     pub(crate) async fn place(
         &self,
         txn: &DatabaseTransaction,
@@ -179,7 +180,7 @@ impl LegalReview {
         Ok(())
     }
 
-    /// Fills the gate row as a new TRIAGED case and arms its clock.
+    /// Opens the gate row as a new TRIAGED case: arms its clock and records what it names.
     async fn open(
         &self,
         txn: &DatabaseTransaction,
@@ -190,17 +191,9 @@ impl LegalReview {
     ) -> Result<()> {
         let (s, assessment) = (p.submission, p.assessment);
         let policy = assessment.policy.clone().unwrap_or_default();
-        let clock = clock_of(&gate.id, s, assessment, gate.trace_context.clone());
-        let mut active: case::ActiveModel = gate.clone().into();
-        active.status = Set(RequestStatus::Triaged as i32);
-        active.queue = Set(assessment.queue.clone());
-        active.priority = Set(assessment.priority as i32);
-        active.due_at = Set(clock.deadline.due_at(now));
-        active.submission = Set(s.encode_to_vec());
-        active.assessment = Set(assessment.encode_to_vec());
-        active.version = Set(p.version + 1);
-        active.updated_at = Set(now);
-        let row = active.update(txn).await?;
+        // The gate row is already the case as it opens (see `opening`).
+        let row = gate;
+        let clock = clock_of(&row.id, s, assessment, row.trace_context.clone());
         ClockStore::insert(txn, &clock).await?;
         known_queue::Entity::insert(known_queue::ActiveModel::from(known_queue::Model {
             name: assessment.queue.clone(),
@@ -412,8 +405,7 @@ impl LegalReview {
                     let assessment = Assessment::decode(m.assessment.as_slice())
                         .map_err(|e| ReviewError::Internal(anyhow::Error::from(e)))?;
                     let version = m.version;
-                    let id = m.request_id.clone();
-                    let gate = gate(&id, now, version, row.trace_context.clone());
+                    let gate = opening(&submission, &assessment, version, row.trace_context.clone(), now);
                     case::Entity::insert(case::ActiveModel::from(gate.clone())).exec_without_returning(txn).await?;
                     finish(txn, m, crs_domain::Status::Triaged, now).await?;
                     let placement = Placement {
@@ -565,9 +557,27 @@ async fn hand_over_content(txn: &DatabaseTransaction, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A new case row for request `id`, with nothing in it yet: the gate a placement fills.
-pub(crate) fn gate(id: &str, now: i64, version: i64, trace: Option<String>) -> case::Model {
-    case::Model { version, trace_context: trace, ..crate::commands::placeholder(id, now) }
+/// The case row request `id` opens as (TRIAGED, after its agency's view at `version`). Inserted
+/// before the placement, it is the gate a withdrawal of the same request meets; a merge deletes it.
+pub(crate) fn opening(
+    s: &Submission,
+    assessment: &Assessment,
+    version: i64,
+    trace: Option<String>,
+    now: i64,
+) -> case::Model {
+    let clock = clock_of(&s.request_id, s, assessment, None);
+    case::Model {
+        status: RequestStatus::Triaged as i32,
+        queue: assessment.queue.clone(),
+        priority: assessment.priority as i32,
+        due_at: clock.deadline.due_at(now),
+        submission: s.encode_to_vec(),
+        assessment: assessment.encode_to_vec(),
+        trace_context: trace,
+        version: version + 1,
+        ..crate::commands::placeholder(&s.request_id, now)
+    }
 }
 
 async fn finish(
