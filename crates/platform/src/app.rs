@@ -132,7 +132,8 @@ impl Platform {
         if db.get_database_backend() == sea_orm::DbBackend::Postgres {
             let relay = DatabaseConfig {
                 migrate: false,
-                max_connections: cfg.outbox().relay_connections.max(1),
+                // One more, held by the relay's LISTEN for other replicas' wake-ups.
+                max_connections: cfg.outbox().relay_connections.max(1) + 1,
                 ..cfg.database().clone()
             };
             outbox = outbox.with_relay_connections(crate::db::connect::<M>(&relay).await?);
@@ -394,6 +395,7 @@ pub fn check_shared(cfg: &impl ServiceConfig) -> anyhow::Result<()> {
     }
     let outbox = cfg.outbox();
     anyhow::ensure!(outbox.batch_size >= 1, "outbox.batch_size must be at least 1");
+    anyhow::ensure!(outbox.batches_in_flight >= 1, "outbox.batches_in_flight must be at least 1");
     for (key, ms) in [
         ("outbox.poll_interval_ms", outbox.poll_interval_ms),
         ("outbox.lease_ms", outbox.lease_ms),

@@ -106,6 +106,9 @@ pub struct OutboxConfig {
     /// Connections the relay keeps for itself on PostgreSQL, apart from the pool that serves
     /// requests (SQLite's one connection is shared).
     pub relay_connections: u32,
+    /// Batches the relay delivers at once: it claims the next while earlier ones wait for
+    /// their receivers.
+    pub batches_in_flight: u32,
 }
 
 /// Transport security of the gRPC listener and of calls to peers: mutual TLS with certificates
@@ -178,6 +181,7 @@ max_backoff_ms = 30000
 call_timeout_ms = 5000
 max_age_secs = 86400
 relay_connections = 2
+batches_in_flight = 4
 
 # How long each class of data is kept (see README, Retention).
 [retention]

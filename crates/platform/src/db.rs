@@ -115,6 +115,75 @@ pub fn span(db: &impl sea_orm::ConnectionTrait, operation: &'static str) -> trac
     )
 }
 
+/// Commit order without a lock: a history that readers follow with a cursor (intake's status
+/// events, notification's stream) records with each row the id of the transaction that wrote it,
+/// and is read in `(transaction id, row number)` order below the [`horizon`]. Every transaction
+/// below the horizon has ended and every later one has a greater id, so no row ever appears
+/// behind a reader's position, and writers take no lock that other writers wait on. SQLite has
+/// one writer, which commits in row-number order: its transaction id is 0 and its horizon
+/// unbounded.
+pub mod commit_order {
+    use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, Statement};
+
+    async fn one_number<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<i64, DbErr> {
+        conn.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(sql.to_owned()))?
+            .try_get_by_index(0)
+    }
+
+    /// The id of the transaction `conn` is in (0 on SQLite).
+    pub async fn current_txid<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
+        match conn.get_database_backend() {
+            DbBackend::Postgres => one_number(conn, "SELECT pg_current_xact_id()::text::bigint").await,
+            _ => Ok(0),
+        }
+    }
+
+    /// Rows written by transactions with ids below this are all committed or gone for good
+    /// (`i64::MAX` on SQLite).
+    pub async fn horizon<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
+        match conn.get_database_backend() {
+            DbBackend::Postgres => {
+                one_number(conn, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").await
+            }
+            _ => Ok(i64::MAX),
+        }
+    }
+
+    /// A reader's position: the last row read. The start of "from now on" is
+    /// [`Position::after_final`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct Position {
+        pub txid: i64,
+        pub seq: i64,
+    }
+
+    /// The rows after `position` that a reader may take now: later in `(txid, seq)` order, and
+    /// written by a transaction below `horizon`. Order the query by `txid`, then `seq`.
+    pub fn readable_after<C: ColumnTrait>(txid: C, seq: C, position: Position, horizon: i64) -> Condition {
+        Condition::all()
+            .add(
+                Condition::any()
+                    .add(txid.gt(position.txid))
+                    .add(Condition::all().add(txid.eq(position.txid)).add(seq.gt(position.seq))),
+            )
+            .add(txid.lt(horizon))
+    }
+
+    impl Position {
+        /// After every row already final: below `horizon` on PostgreSQL, up to `newest_seq`
+        /// (the newest row number) on SQLite.
+        pub fn after_final(horizon: i64, newest_seq: i64) -> Position {
+            if horizon < i64::MAX {
+                Position { txid: horizon - 1, seq: i64::MAX }
+            } else {
+                Position { txid: 0, seq: newest_seq }
+            }
+        }
+    }
+}
+
 /// Column definitions for migrations, written out so that a migration never changes once
 /// released (an entity may change; the migrations that built its table do not).
 pub mod columns {

@@ -133,18 +133,108 @@ where
     (M::METHOD, handler)
 }
 
+/// Hand-offs gathered to be written with one statement ([`OutboxBatch::write`]), for a
+/// transaction that stores many changes at once (intake's group commit). Each row keeps the
+/// trace context current when it was added.
+#[derive(Debug, Default, Clone)]
+pub struct OutboxBatch {
+    rows: Vec<PendingRow>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingRow {
+    id: String,
+    topic: &'static str,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
+}
+
+/// Rows per `INSERT`: 6 values each keeps a statement well inside both backends' bound on
+/// parameters (SQLite's is 32,766).
+const BATCH_INSERT_ROWS: usize = 1000;
+
+impl OutboxBatch {
+    /// Adds a hand-off of `message` to its internal RPC; returns its event id.
+    pub fn send<M: crs_proto::InternalCall>(&mut self, message: &M) -> String {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.rows.push(PendingRow {
+            id: id.clone(),
+            topic: M::METHOD,
+            payload: message.encode_to_vec(),
+            traceparent: crate::telemetry::current_traceparent(),
+        });
+        id
+    }
+
+    /// Moves `other`'s rows into this batch.
+    pub fn extend(&mut self, other: OutboxBatch) {
+        self.rows.extend(other.rows);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Inserts every row within the caller's transaction, a thousand rows per statement.
+    pub async fn write<C: ConnectionTrait>(self, conn: &C) -> Result<(), DbErr> {
+        let backend = conn.get_database_backend();
+        let now = now_millis();
+        let mut rows = self.rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<PendingRow> = rows.by_ref().take(BATCH_INSERT_ROWS).collect();
+            let mut values = Vec::with_capacity(chunk.len() * 5 + 1);
+            values.push(Value::from(now));
+            let tuples: Vec<String> = chunk
+                .into_iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    let n = 2 + i * 4;
+                    values.push(row.id.into());
+                    values.push(row.topic.into());
+                    values.push(Value::Bytes(Some(row.payload)));
+                    values.push(row.traceparent.into());
+                    format!("(${n}, ${}, ${}, ${}, $1, $1, 0)", n + 1, n + 2, n + 3)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO outbox (id, topic, payload, trace_context, created_at, available_at, attempts) VALUES {}",
+                tuples.join(", ")
+            );
+            conn.execute_raw(statement(backend, &sql, values))
+                .instrument(crate::db::span(conn, "outbox enqueue batch"))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// The producer's side: enqueue inside a transaction, wake after commit.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     db: DatabaseConnection,
     /// The relay's connections (the main pool's unless given its own).
     relay_db: DatabaseConnection,
+    /// Wakes this process's relay.
     wake: Arc<Notify>,
+    /// Asks [`Outbox::announce_commits`] to wake the other replicas' relays.
+    announce: Arc<Notify>,
+    /// This process's name in wake-ups, so its relay ignores its own.
+    replica: Arc<str>,
 }
 
 impl Outbox {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db: db.clone(), relay_db: db, wake: Arc::new(Notify::new()) }
+        Self {
+            db: db.clone(),
+            relay_db: db,
+            wake: Arc::new(Notify::new()),
+            announce: Arc::new(Notify::new()),
+            replica: uuid::Uuid::new_v4().to_string().into(),
+        }
     }
 
     /// Has the relay claim, remove and reschedule rows on connections of its own, so it keeps
@@ -238,9 +328,36 @@ impl Outbox {
         Ok(id)
     }
 
-    /// Tells the relay that a commit added work, so it does not wait for its poll.
+    /// Tells the relay that a commit added work, so it does not wait for its poll; on PostgreSQL
+    /// the relays of the other replicas are told too (see [`Outbox::announce_commits`]).
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.announce.notify_one();
+    }
+
+    /// Tells the other replicas' relays, after [`Outbox::wake`], that this process's commits
+    /// added work (PostgreSQL `NOTIFY` on the channel their relays `LISTEN` on), at most once per
+    /// [`ANNOUNCE_INTERVAL`]. The relay runs it; a process that only produces may run it alone.
+    pub async fn announce_commits(self, shutdown: CancellationToken) {
+        let backend = self.relay_db.get_database_backend();
+        if backend != DbBackend::Postgres {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.announce.notified() => {},
+            }
+            let stmt = statement(
+                backend,
+                "SELECT pg_notify($1, $2)",
+                vec![WAKE_CHANNEL.into(), self.replica.to_string().into()],
+            );
+            if let Err(e) = self.relay_db.execute_raw(stmt).await {
+                tracing::debug!(error = %e, "could not wake the other replicas' relays; they poll");
+            }
+            tokio::time::sleep(ANNOUNCE_INTERVAL).await;
+        }
     }
 
     /// Rows not yet delivered, and the age in milliseconds of the oldest (outbox lag).
@@ -250,7 +367,8 @@ impl Outbox {
             "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE dead_at IS NULL",
             vec![],
         );
-        let row = self.db.query_one_raw(stmt).await?;
+        // On the relay's connections: the gauge keeps reading while requests hold the pool.
+        let row = self.relay_db.query_one_raw(stmt).await?;
         let (n, oldest) = match row {
             Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<Option<i64>>("", "oldest")?),
             None => (0, None),
@@ -268,63 +386,132 @@ impl Outbox {
     ) -> Relay {
         Relay {
             service: service.to_owned(),
+            outbox: self.clone(),
             db: self.relay_db.clone(),
-            wake: self.wake.clone(),
             cfg,
             handlers: Arc::new(handlers.into_iter().collect()),
         }
     }
 }
 
+/// The PostgreSQL channel on which relays of one service's replicas wake each other.
+const WAKE_CHANNEL: &str = "crs_outbox";
+
+/// The shortest time between two announcements of new work to the other replicas: under load
+/// one `NOTIFY` (a transaction of its own) stands for every commit of the interval. A replica's
+/// own relay is woken at once; the others help within this.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Claims and delivers outbox rows until shut down.
 pub struct Relay {
     /// The service this relay delivers for (a metrics label).
     service: String,
+    /// The outbox it delivers (for its backlog and its announcements).
+    outbox: Outbox,
+    /// The relay's connections (`outbox.relay_db`).
     db: DatabaseConnection,
-    wake: Arc<Notify>,
     cfg: OutboxConfig,
     handlers: Arc<HashMap<&'static str, Handler>>,
 }
 
 impl Relay {
+    /// Claims a batch whenever fewer than `outbox.batches_in_flight` are being delivered, so one
+    /// slow receiver does not hold up the rows behind it; wakes on commits of this process and,
+    /// on PostgreSQL, on those of the other replicas (`LISTEN`/`NOTIFY`), and polls besides.
     pub async fn run(self, shutdown: CancellationToken) {
-        let poll = Duration::from_millis(self.cfg.poll_interval_ms);
+        let relay = Arc::new(self);
+        let mut helpers = tokio::task::JoinSet::new();
+        if relay.db.get_database_backend() == DbBackend::Postgres {
+            helpers.spawn(relay.clone().listen(shutdown.clone()));
+            helpers.spawn(relay.outbox.clone().announce_commits(shutdown.clone()));
+        }
+        let poll = Duration::from_millis(relay.cfg.poll_interval_ms);
+        let max_in_flight = relay.cfg.batches_in_flight.max(1) as usize;
+        let mut in_flight: tokio::task::JoinSet<Option<i64>> = tokio::task::JoinSet::new();
+        let mut next_retry: Option<i64> = None;
         let mut last_report = tokio::time::Instant::now() - Duration::from_secs(60);
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
             if last_report.elapsed() >= Duration::from_secs(5) {
                 last_report = tokio::time::Instant::now();
-                self.report_lag().await;
+                relay.report_lag().await;
+            }
+            let mut claim_again = false;
+            if in_flight.len() < max_in_flight {
+                match relay.claim().await {
+                    Ok(batch) if batch.is_empty() => {}
+                    Ok(batch) => {
+                        claim_again = batch.len() as u32 >= relay.cfg.batch_size;
+                        let relay = relay.clone();
+                        in_flight.spawn(async move { relay.deliver_all(batch).await });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "outbox claim failed; will retry"),
+                }
+            }
+            if claim_again && in_flight.len() < max_in_flight {
+                continue;
             }
             let mut wait = poll;
-            match self.claim().await {
-                Ok(batch) => {
-                    let full = batch.len() as u32 >= self.cfg.batch_size;
-                    let next_retry = self.deliver_all(batch).await;
-                    if full {
-                        continue;
-                    }
-                    if let Some(at) = next_retry {
-                        wait = wait.min(Duration::from_millis((at - now_millis()).max(1) as u64));
+            if let Some(at) = next_retry {
+                wait = wait.min(Duration::from_millis((at - now_millis()).max(1) as u64));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = relay.outbox.wake.notified() => {},
+                _ = tokio::time::sleep(wait) => next_retry = None,
+                // A batch finished: there is room for the next.
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Ok(Some(at)) = done {
+                        next_retry = Some(next_retry.map_or(at, |r| r.min(at)));
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "outbox claim failed; will retry"),
+            }
+        }
+        // Batches under way finish (each call has its deadline); rows not yet claimed wait for
+        // the next start or another replica.
+        while in_flight.join_next().await.is_some() {}
+        helpers.shutdown().await;
+    }
+
+    /// Wakes this relay when another replica's commit added work (PostgreSQL `LISTEN`). A lost
+    /// connection is re-opened; whatever was announced meanwhile is found by the wake-up that
+    /// follows the reconnection, or by the poll.
+    async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                lost = self.listen_until_lost() => match lost {
+                    Ok(never) => match never {},
+                    Err(e) => tracing::debug!(error = %e, "outbox wake-up channel lost; reconnecting"),
+                },
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.wake.notified() => {},
-                _ = tokio::time::sleep(wait) => {},
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+            }
+        }
+    }
+
+    async fn listen_until_lost(&self) -> Result<std::convert::Infallible, sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(self.db.get_postgres_connection_pool()).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        // Work may have been announced while no one listened.
+        self.outbox.wake.notify_one();
+        loop {
+            match listener.try_recv().await? {
+                Some(n) if n.payload() == &*self.outbox.replica => {}
+                // Another replica's work, or a reconnection after which some may have been missed.
+                _ => self.outbox.wake.notify_one(),
             }
         }
     }
 
     /// Publishes the backlog and the age of its oldest row (the outbox lag).
     async fn report_lag(&self) {
-        let outbox = Outbox { db: self.db.clone(), relay_db: self.db.clone(), wake: self.wake.clone() };
         let service = self.service.as_str();
-        if let Ok((n, oldest_ms)) = outbox.backlog().await {
+        if let Ok((n, oldest_ms)) = self.outbox.backlog().await {
             crate::metrics::OUTBOX_BACKLOG.with_label_values(&[service]).set(n);
             crate::metrics::OUTBOX_LAG.with_label_values(&[service]).set(oldest_ms / 1000);
         }

@@ -1,7 +1,8 @@
 //! The outbox relay and inbox against real databases: every row delivered, none twice while
 //! relays are healthy (two relays share one PostgreSQL outbox), failures retried with backoff,
 //! refusals and rows too old to retry kept as dead letters that never block the rows behind them
-//! and can be replayed, and repeated event ids absorbed by the inbox.
+//! and can be replayed, repeated event ids absorbed by the inbox, a slow batch holding up no
+//! other, and replicas waking each other's relays on PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ fn config() -> OutboxConfig {
         call_timeout_ms: 1_000,
         max_age_secs: 3600,
         relay_connections: 2,
+        batches_in_flight: 4,
     }
 }
 
@@ -297,5 +299,82 @@ async fn a_relay_with_its_own_connections_forwards_while_the_pool_is_held() {
     shutdown.cancel();
     running.await.unwrap();
     drop(held);
+    drop_postgres(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_batch_does_not_hold_up_the_rows_behind_it() {
+    for (db, pg_name) in both().await {
+        let producer = Outbox::new(db.clone());
+        // Rows 0 and 1 (claimed first, as one batch) go to a receiver that hangs until released.
+        enqueue(&producer, &db, 6).await;
+        let unblock = Arc::new(tokio::sync::Notify::new());
+        let fast: Arc<Mutex<Vec<i64>>> = Default::default();
+        let (gate, seen) = (unblock.clone(), fast.clone());
+        let h = handler(move |e| {
+            let (gate, seen) = (gate.clone(), seen.clone());
+            async move {
+                let payload: prost_types::Duration = e.decode()?;
+                if payload.seconds < 2 {
+                    gate.notified().await;
+                } else {
+                    seen.lock().unwrap().push(payload.seconds);
+                }
+                Ok(())
+            }
+        });
+        let cfg = OutboxConfig { batch_size: 2, batches_in_flight: 2, ..config() };
+        let shutdown = CancellationToken::new();
+        let relay = Outbox::new(db.clone()).relay("test", cfg, HashMap::from([("test.topic", h)]));
+        let running = tokio::spawn(relay.run(shutdown.clone()));
+
+        let mut behind = Vec::new();
+        for _ in 0..200 {
+            behind = fast.lock().unwrap().clone();
+            if behind.len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        behind.sort();
+        assert_eq!(behind, vec![2, 3, 4, 5], "the rows behind the hanging batch were delivered meanwhile");
+        assert_eq!(producer.backlog().await.unwrap().0, 2, "the hanging batch is still pending");
+        unblock.notify_waiters();
+        wait_empty(&producer).await;
+        shutdown.cancel();
+        running.await.unwrap();
+        release(db, pg_name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_on_one_replica_wakes_the_relay_of_another() {
+    let (db, name) = postgres().await;
+    let delivered: Arc<Mutex<usize>> = Default::default();
+    let count = delivered.clone();
+    let h = handler(move |_| {
+        let count = count.clone();
+        async move {
+            *count.lock().unwrap() += 1;
+            Ok(())
+        }
+    });
+    // Replica B relays; it would poll only once a minute.
+    let shutdown = CancellationToken::new();
+    let cfg = OutboxConfig { poll_interval_ms: 60_000, ..config() };
+    let relay = Outbox::new(db.clone()).relay("test", cfg, HashMap::from([("test.topic", h)]));
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    // B has looked, found nothing, and sleeps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Replica A commits and wakes: its announcement reaches B.
+    let replica_a = Outbox::new(db.clone());
+    let announcing = tokio::spawn(replica_a.clone().announce_commits(shutdown.clone()));
+    enqueue(&replica_a, &db, 5).await;
+    wait_empty(&replica_a).await;
+    assert_eq!(*delivered.lock().unwrap(), 5, "B delivered A's rows without waiting for its poll");
+    shutdown.cancel();
+    running.await.unwrap();
+    announcing.await.unwrap();
     drop_postgres(&name).await;
 }

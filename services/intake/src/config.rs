@@ -39,6 +39,15 @@ max_text_len = 20000
 max_request_bytes = 4194304
 max_watch_streams_per_agency = 4
 
+# Concurrent submissions are stored together: one transaction and one commit carry up to
+# `max_batch` of them, gathered for at most `max_wait_us` once submissions queue (a lone one is
+# written at once). `writers` batches are written at a time. A submission that fails in a batch
+# is retried alone, so it never fails its neighbours.
+[group_commit]
+max_batch = 256
+max_wait_us = 1000
+writers = 2
+
 # Every submission is checked against its agency's rate and daily quota, its jurisdiction's and
 # the global limit, all at once. Binding orders (court and government orders) have their own,
 # larger buckets. A limit is `{ rate_per_sec, burst }` or `{ per_day }`; add `shadow = true` to
@@ -86,6 +95,7 @@ pub struct Config {
     pub peers: Peers,
     pub webhooks: crs_platform::secrets::SecretKeyConfig,
     pub limits: Limits,
+    pub group_commit: GroupCommitConfig,
     pub rate_limits: crate::limits::RateLimitConfig,
 }
 
@@ -100,6 +110,12 @@ impl Config {
         check_peer("peers.legal_review", &self.peers.legal_review)?;
         check_peer("peers.notification", &self.peers.notification)?;
         crs_platform::secrets::SecretBox::from_config("webhooks", &self.webhooks)?;
+        anyhow::ensure!(self.group_commit.max_batch >= 1, "group_commit.max_batch must be at least 1");
+        anyhow::ensure!(self.group_commit.writers >= 1, "group_commit.writers must be at least 1");
+        anyhow::ensure!(
+            self.group_commit.max_wait_us <= 100_000,
+            "group_commit.max_wait_us must be at most 100000 (a tenth of a second): every submission in a batch waits for it"
+        );
         // A decision travels with the request it decides: leave it room in every hand-off.
         anyhow::ensure!(
             self.limits.max_request_bytes <= crs_platform::server::MAX_MESSAGE_BYTES / 2,
@@ -117,6 +133,18 @@ pub struct Peers {
     pub triage: String,
     pub legal_review: String,
     pub notification: String,
+}
+
+/// How concurrent submissions share transactions (see `crate::group_commit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCommitConfig {
+    /// Most submissions in one transaction.
+    pub max_batch: usize,
+    /// Longest a queued submission waits for others to join its batch, in microseconds.
+    pub max_wait_us: u64,
+    /// Batches written at a time.
+    pub writers: usize,
 }
 
 /// Bounds on every input.

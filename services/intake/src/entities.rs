@@ -113,8 +113,10 @@ pub mod request_item {
 pub mod status_event {
     use sea_orm::entity::prelude::*;
 
-    /// The agency-visible history of its requests. `agency_seq` numbers an agency's events in
-    /// commit order (taken under the agency row's lock), so it is the resumable stream cursor.
+    /// The agency-visible history of its requests, read in commit order: by the writing
+    /// transaction's id (`txid`, PostgreSQL's `pg_current_xact_id()`; 0 on SQLite, whose one
+    /// writer commits in `seq` order), then `seq`. `agency_seq` numbers the events written before
+    /// that order existed (0 since), for the cursors given out then (see `crate::watch`).
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "status_events")]
     pub struct Model {
@@ -127,6 +129,7 @@ pub mod status_event {
         pub note: String,
         pub occurred_at: i64,
         pub agency_seq: i64,
+        pub txid: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

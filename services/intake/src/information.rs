@@ -11,7 +11,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySele
 
 use crate::entities::{information_answer, request, status_event};
 use crate::error::IntakeError;
-use crate::service::{Intake, Result, record_event};
+use crate::events::record_event;
+use crate::service::{Intake, Result};
 use crate::validate;
 use crate::views::to_government_request;
 

@@ -2,9 +2,10 @@
 //! with its hand-offs in one transaction, and keeps the agency's view of every request current.
 //!
 //! - `grpc`: the RPCs; `service`: state shared by the handlers;
-//! - `submit`: submissions and idempotency keys; `agency_view`: get and list; `withdraw`;
+//! - `submit`: submissions and idempotency keys; `group_commit`: many submissions to a
+//!   transaction; `agency_view`: get and list; `withdraw`;
 //!   `information`: answers to reviewers' questions; `projection`: the status legal review
-//!   reports; `watch`: the resumable stream;
+//!   reports; `events`: the agency's history, in commit order; `watch`: the resumable stream;
 //! - `agencies`: agencies and credentials; `limits`: rate limits; `validate`: input rules.
 
 #![forbid(unsafe_code)]
@@ -14,6 +15,8 @@ mod agency_view;
 pub mod config;
 pub mod entities;
 pub mod error;
+mod events;
+mod group_commit;
 mod grpc;
 mod information;
 pub mod limits;
@@ -84,6 +87,7 @@ impl crs_platform::app::Service for Application {
             cfg.retention.idempotency_secs,
             cfg.rate_limits.clone(),
             secrets,
+            &cfg.group_commit,
         );
         // Intake's database is the truth about revocations: known before the first call.
         intake.load_revocations().await?;

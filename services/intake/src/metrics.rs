@@ -1,9 +1,10 @@
-//! Intake's metrics: submissions by jurisdiction, category and outcome.
+//! Intake's metrics: submissions by jurisdiction, category and outcome, and how many share a
+//! transaction.
 
 use std::sync::LazyLock;
 
 use crs_proto::common::Category;
-use prometheus::{IntCounterVec, register_int_counter_vec};
+use prometheus::{Histogram, IntCounterVec, register_histogram, register_int_counter_vec};
 
 use crate::error::IntakeError;
 
@@ -33,3 +34,13 @@ pub fn count_submission(jurisdiction: &str, category: i32, result: Result<bool, 
     };
     REQUESTS.with_label_values(&[jurisdiction, category, outcome]).inc();
 }
+
+/// Submissions per group-commit transaction (its `_count` is the number of transactions).
+pub static GROUP_COMMIT_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "crs_intake_group_commit_size",
+        "Submissions stored per transaction.",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+    )
+    .expect("registers once")
+});

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(ProjectionVersion),
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(AgencyLanguageAndSettingsVersion),
+            Box::new(EventsInCommitOrder),
         ]
     }
 }
@@ -358,5 +359,56 @@ impl MigrationTrait for AgencyLanguageAndSettingsVersion {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Status events ordered by the transaction that wrote them (`txid`, then `seq`) instead of a
+/// per-agency number taken under the agency row's lock: writers of one agency no longer wait on
+/// each other. Events written before keep `txid` 0 (they come first) and their `agency_seq`, which
+/// cursors given out before still name.
+struct EventsInCommitOrder;
+
+impl MigrationName for EventsInCommitOrder {
+    fn name(&self) -> &str {
+        "m20261206_000001_events_in_commit_order"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for EventsInCommitOrder {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("status_events"))
+                    .add_column(ColumnDef::new(Alias::new("txid")).big_integer().not_null().default(0))
+                    .to_owned(),
+            )
+            .await?;
+        // New events carry no per-agency number (0); the old ones stay unique by theirs.
+        manager
+            .drop_index(Index::drop().name("status_events_agency_seq").table(Alias::new("status_events")).to_owned())
+            .await?;
+        for (name, columns) in [
+            ("status_events_agency_seq", &["agency_id", "agency_seq"][..]),
+            ("status_events_agency_order", &["agency_id", "txid", "seq"][..]),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(Alias::new("status_events")).if_not_exists();
+            for c in columns {
+                index.col(Alias::new(*c));
+            }
+            manager.create_index(index.to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for name in ["status_events_agency_order", "status_events_agency_seq"] {
+            manager.drop_index(Index::drop().name(name).table(Alias::new("status_events")).to_owned()).await?;
+        }
+        manager
+            .alter_table(Table::alter().table(Alias::new("status_events")).drop_column(Alias::new("txid")).to_owned())
+            .await
     }
 }

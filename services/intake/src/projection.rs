@@ -12,7 +12,8 @@ use sea_orm::{ActiveModelTrait, EntityTrait, QuerySelect, Set, TransactionTrait}
 
 use crate::entities::{request, request_item};
 use crate::error::IntakeError;
-use crate::service::{Intake, Result, record_event};
+use crate::events::record_event;
+use crate::service::{Intake, Result};
 
 impl Intake {
     pub(crate) async fn update_status(&self, req: UpdateStatusRequest) -> Result<UpdateStatusResponse> {

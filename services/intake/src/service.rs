@@ -4,22 +4,19 @@
 use std::sync::Arc;
 
 use crs_platform::auth::{self, Principal, Role, TokenIssuer};
-use crs_platform::outbox::{Outbox, statement};
+use crs_platform::outbox::Outbox;
 use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
 use crs_platform::revocation::Revocations;
 use crs_platform::secrets::SecretBox;
-use crs_proto::common::RequestStatus;
 use crs_proto::intake::AgencyStatus;
 use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
-use crate::entities::{agency, request, request_item, status_event};
+use crate::entities::{agency, request, request_item};
 use crate::error::IntakeError;
 
 pub(crate) type Result<T> = std::result::Result<T, IntakeError>;
@@ -47,6 +44,8 @@ pub struct Intake {
     pub(crate) secrets: SecretBox,
     /// Open `WatchRequests` streams per agency.
     pub(crate) watchers: crate::watch::Watchers,
+    /// Where submissions are stored, many to a transaction.
+    pub(crate) group_commit: crate::group_commit::GroupCommit,
 }
 
 impl Intake {
@@ -62,8 +61,18 @@ impl Intake {
         idempotency_secs: i64,
         rate_limits: crate::limits::RateLimitConfig,
         secrets: SecretBox,
+        group_commit: &crate::config::GroupCommitConfig,
     ) -> Self {
         let limiter = Arc::new(crs_ratelimit::Limiter::new(redis.clone(), &rate_limits.key_prefix));
+        let events = Arc::new(Notify::new());
+        let committed = {
+            let (outbox, events) = (outbox.clone(), events.clone());
+            Arc::new(move || {
+                outbox.wake();
+                events.notify_waiters();
+            })
+        };
+        let group_commit = crate::group_commit::GroupCommit::start(db.clone(), group_commit, committed);
         Self {
             rate_limits: Arc::new(rate_limits),
             limiter,
@@ -74,11 +83,12 @@ impl Intake {
             revocations,
             limits: Arc::new(limits),
             idempotency_secs,
-            events: Arc::new(Notify::new()),
+            events,
             stopping: CancellationToken::new(),
             review,
             secrets,
             watchers: Default::default(),
+            group_commit,
         }
     }
 
@@ -119,36 +129,4 @@ impl Intake {
             .all(&self.db)
             .await?)
     }
-}
-
-/// Appends a status event to the agency's history. The agency row's lock orders its events:
-/// sequence numbers become visible in the order they were given, so a cursor never skips one.
-pub(crate) async fn record_event<C: ConnectionTrait>(
-    conn: &C,
-    row: &request::Model,
-    status: RequestStatus,
-    note: &str,
-) -> Result<()> {
-    let bump = statement(
-        conn.get_database_backend(),
-        "UPDATE agencies SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
-        vec![row.agency_id.clone().into()],
-    );
-    let seq: i64 = conn
-        .query_one_raw(bump)
-        .await?
-        .ok_or_else(|| IntakeError::Internal(anyhow::anyhow!("agency {} vanished", row.agency_id)))?
-        .try_get("", "event_seq")?;
-    status_event::ActiveModel {
-        agency_id: Set(row.agency_id.clone()),
-        request_id: Set(row.id.clone()),
-        status: Set(status as i32),
-        note: Set(note.to_owned()),
-        occurred_at: Set(row.status_at),
-        agency_seq: Set(seq),
-        ..Default::default()
-    }
-    .insert(conn)
-    .await?;
-    Ok(())
 }

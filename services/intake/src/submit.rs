@@ -1,7 +1,9 @@
-//! Submissions: validated, rate-limited, stored with their hand-offs in one transaction, and
-//! answered from storage when retried with the same idempotency key.
+//! Submissions: validated, rate-limited, stored with their hand-offs in one transaction (shared
+//! with concurrent submissions, see `crate::group_commit`), and answered from storage when
+//! retried with the same idempotency key.
 
 use crs_platform::auth::Principal;
+use crs_platform::outbox::OutboxBatch;
 use crs_platform::time::now_millis;
 use crs_proto::common::{ItemOutcome, RequestStatus};
 use crs_proto::intake::*;
@@ -9,13 +11,13 @@ use crs_proto::notification::{NotificationKind, NotifyRequest};
 use crs_proto::triage::AssessRequestRequest;
 use prost::Message;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sha2::{Digest, Sha256};
-use tracing::Instrument;
 
 use crate::entities::{request, request_item};
 use crate::error::IntakeError;
-use crate::service::{Intake, Result, record_event};
+use crate::group_commit::{Stored, Submission};
+use crate::service::{Intake, Result};
 use crate::validate;
 use crate::views::{to_government_request, to_submission};
 
@@ -96,42 +98,22 @@ impl Intake {
         submission.agency_name = agency.name.clone();
         submission.language = req.content_language.clone();
 
-        let txn = self.db.begin().await?;
-        let inserted = request::ActiveModel::from(row.clone())
-            .insert(&txn)
-            .instrument(crs_platform::db::span(&txn, "requests insert"))
-            .await;
-        if let Err(e) = inserted {
+        let mut handoffs = OutboxBatch::default();
+        handoffs.send(&AssessRequestRequest { event_id: String::new(), submission: Some(submission.clone()) });
+        handoffs.send(&NotifyRequest {
+            kind: NotificationKind::Acknowledged as i32,
+            submission: Some(submission),
+            message: "request received".into(),
+            ..Default::default()
+        });
+        let stored = self.group_commit.store(Submission { row: row.clone(), items: items.clone(), handoffs }).await?;
+        if stored == Stored::KeyTaken {
             // A concurrent retry with the same key won the race: answer as it did.
-            if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-                drop(txn);
-                let existing = self.find_by_key(&agency.id, &req.idempotency_key).await?.ok_or_else(|| {
-                    IntakeError::Internal(anyhow::anyhow!("idempotency key conflict but no request found"))
-                })?;
-                return Ok((self.replay(existing, &row.body_hash, &req.idempotency_key).await?, None));
-            }
-            return Err(e.into());
+            let existing = self.find_by_key(&agency.id, &req.idempotency_key).await?.ok_or_else(|| {
+                IntakeError::Internal(anyhow::anyhow!("idempotency key conflict but no request found"))
+            })?;
+            return Ok((self.replay(existing, &row.body_hash, &req.idempotency_key).await?, None));
         }
-        request_item::Entity::insert_many(items.iter().cloned().map(request_item::ActiveModel::from))
-            .exec(&txn)
-            .await?;
-        record_event(&txn, &row, RequestStatus::Received, "received").await?;
-        self.outbox
-            .send(&txn, &AssessRequestRequest { event_id: String::new(), submission: Some(submission.clone()) })
-            .await?;
-        self.outbox
-            .send(
-                &txn,
-                &NotifyRequest {
-                    kind: NotificationKind::Acknowledged as i32,
-                    submission: Some(submission),
-                    message: "request received".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        txn.commit().await?;
-        self.committed();
         tracing::info!(request_id = %row.id, agency_id = %row.agency_id, items = items.len(), "request received");
         Ok((
             SubmitRequestResponse { request: Some(to_government_request(&row, &items)), replayed: false },

@@ -1,7 +1,8 @@
 //! `WatchRequests`: a server stream of the agency's status changes, resumable from a cursor.
 //!
-//! The cursor is the agency's event sequence number, which becomes visible in order (see
-//! `record_event`), so resuming from the last cursor received neither misses nor repeats one.
+//! The cursor is the position of the last event sent, in commit order (see `crate::events`), so
+//! resuming from the last cursor received neither misses nor repeats one. Cursors given out
+//! before that order existed (the agency's own event numbers) still resume where they were.
 //!
 //! A stream lives only as long as its caller may: each turn it checks the token's expiry, the
 //! revocation list and (every few seconds) the agency's status, and ends with UNAUTHENTICATED or
@@ -18,8 +19,9 @@ use crs_proto::intake::{RequestUpdate, WatchRequestsRequest};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tonic::Status;
 
-use crate::entities::status_event;
+use crate::entities::{agency, status_event};
 use crate::error::IntakeError;
+use crate::events::{self, Position};
 use crate::service::{Intake, Result};
 
 /// Events sent per database read.
@@ -40,14 +42,7 @@ impl Intake {
         let slot = StreamSlot::take(&self.watchers, &agency.id, self.limits.max_watch_streams_per_agency).ok_or_else(
             || IntakeError::TooManyStreams { agency: agency.id.clone(), max: self.limits.max_watch_streams_per_agency },
         )?;
-        let mut cursor = match req.cursor.as_str() {
-            // No cursor: from now on.
-            "" => agency.event_seq,
-            c => match c.parse::<i64>() {
-                Ok(n) if (0..=agency.event_seq).contains(&n) => n,
-                _ => return Err(IntakeError::invalid("cursor", "is not a cursor this stream gave out")),
-            },
-        };
+        let mut position = self.start_position(&agency, &req.cursor).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(BATCH as usize);
         let this = self.clone();
         tokio::spawn(async move {
@@ -60,13 +55,7 @@ impl Intake {
                 }
                 // Register for the wake-up before reading, so a commit in between is not missed.
                 let woken = this.events.notified();
-                let batch = status_event::Entity::find()
-                    .filter(status_event::Column::AgencyId.eq(agency.id.clone()))
-                    .filter(status_event::Column::AgencySeq.gt(cursor))
-                    .order_by_asc(status_event::Column::AgencySeq)
-                    .limit(BATCH)
-                    .all(&this.db)
-                    .await;
+                let batch = this.events_after(&agency.id, position).await;
                 let batch = match batch {
                     Ok(b) => b,
                     Err(e) => {
@@ -78,9 +67,9 @@ impl Intake {
                 };
                 let full = batch.len() as u64 == BATCH;
                 for event in batch {
-                    cursor = event.agency_seq;
+                    position = events::position_of(&event);
                     let update = RequestUpdate {
-                        cursor: event.agency_seq.to_string(),
+                        cursor: events::cursor(position),
                         request_id: event.request_id,
                         status: event.status,
                         occurred_at: Some(timestamp_from_millis(event.occurred_at)),
@@ -109,6 +98,56 @@ impl Intake {
 const AGENCY_RECHECK: Duration = Duration::from_secs(3);
 
 impl Intake {
+    /// Where a stream starts: after the event its cursor names, or for an empty cursor after
+    /// every event already final (so updates from now on, none missed).
+    async fn start_position(&self, agency: &agency::Model, cursor: &str) -> Result<Position> {
+        let not_ours = || IntakeError::invalid("cursor", "is not a cursor this stream gave out");
+        let newest = status_event::Entity::find()
+            .select_only()
+            .column_as(status_event::Column::Seq.max(), "last")
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await?
+            .flatten()
+            .unwrap_or(0);
+        if cursor.is_empty() {
+            return Ok(Position::after_final(events::horizon(&self.db).await?, newest));
+        }
+        if let Some(position) = events::parse_cursor(cursor) {
+            return if position.seq <= newest { Ok(position) } else { Err(not_ours()) };
+        }
+        // A cursor given out before events were ordered by transaction: the agency's own number.
+        let legacy: i64 = cursor.parse().map_err(|_| not_ours())?;
+        if legacy == 0 {
+            return Ok(Position { txid: 0, seq: 0 });
+        }
+        let event = status_event::Entity::find()
+            .filter(status_event::Column::AgencyId.eq(agency.id.clone()))
+            .filter(status_event::Column::AgencySeq.eq(legacy))
+            .one(&self.db)
+            .await?
+            .ok_or_else(not_ours)?;
+        Ok(events::position_of(&event))
+    }
+
+    /// The agency's next events after `position`, in commit order, those of finished
+    /// transactions only (see `crate::events`).
+    async fn events_after(
+        &self,
+        agency_id: &str,
+        position: Position,
+    ) -> std::result::Result<Vec<status_event::Model>, sea_orm::DbErr> {
+        let horizon = events::horizon(&self.db).await?;
+        status_event::Entity::find()
+            .filter(status_event::Column::AgencyId.eq(agency_id))
+            .filter(events::readable_after(status_event::Column::Txid, status_event::Column::Seq, position, horizon))
+            .order_by_asc(status_event::Column::Txid)
+            .order_by_asc(status_event::Column::Seq)
+            .limit(BATCH)
+            .all(&self.db)
+            .await
+    }
+
     /// Whether the stream's caller may still receive: the token unexpired and unrevoked, the
     /// agency active.
     async fn still_authorised(

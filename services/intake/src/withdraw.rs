@@ -17,7 +17,8 @@ use sea_orm::{
 
 use crate::entities::{request, request_item};
 use crate::error::IntakeError;
-use crate::service::{Intake, Result, record_event};
+use crate::events::record_event;
+use crate::service::{Intake, Result};
 use crate::validate;
 use crate::views::{to_government_request, to_submission};
 

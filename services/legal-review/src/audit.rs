@@ -1,19 +1,34 @@
-//! The audit trail: every action on a case appended, in the transaction of the action, to one
-//! hash chain over the whole trail (see `crs_domain::audit`), and read back or verified.
+//! The audit trail: every action on a case recorded in the transaction of the action, then
+//! sealed into one hash chain over the whole trail (see `crs_domain::audit`), and read back or
+//! verified.
 //!
-//! Appends are serialised (an advisory lock on PostgreSQL; SQLite has one writer) so sequence
-//! numbers have no gaps and each entry links to the one committed before it. Commands append
-//! last, just before committing, to hold that lock as briefly as possible.
+//! Recording takes no lock: a command inserts its entries into `audit_pending`, so commands on
+//! different cases never wait on each other for the chain. The sealer ([`seal`], run every
+//! [`SEAL_INTERVAL`] and before every read of the trail) moves pending entries into
+//! `audit_entries` in the order they were committed, numbering and linking them; one sealing
+//! transaction at a time holds the chain's end (an advisory lock on PostgreSQL; SQLite has one
+//! writer), so sequence numbers have no gaps and each entry links to the one sealed before it.
+//! Two actions on one case are committed one after the other (the case's row is locked), so
+//! they are sealed in that order too.
+
+use std::time::Duration;
 
 use crs_domain::audit::{Entry, Verification, Verifier};
 use crs_platform::outbox::statement;
-use sea_orm::{ColumnTrait, DatabaseConnection, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, Set, TransactionTrait};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tokio_util::sync::CancellationToken;
 
-use crate::entities::audit_entry;
+use crate::entities::{audit_entry, audit_pending};
 
-/// The advisory lock that serialises appends on PostgreSQL.
+/// The advisory lock that serialises sealing on PostgreSQL.
 const APPEND_LOCK: i64 = 0x0c25_a0d1_7000_0001;
+
+/// How often pending entries are sealed.
+pub const SEAL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Entries sealed per transaction.
+const SEAL_BATCH: u64 = 1000;
 
 /// An action to record.
 #[derive(Debug, Clone)]
@@ -27,44 +42,94 @@ pub struct Action {
     pub details: serde_json::Value,
 }
 
-/// Appends `actions` to the trail inside `txn`, in order.
+/// Records `actions` inside `txn`, in order, to be sealed into the chain once committed.
 pub async fn append(txn: &DatabaseTransaction, actions: Vec<Action>, at: i64) -> Result<(), sea_orm::DbErr> {
     if actions.is_empty() {
         return Ok(());
     }
-    let backend = txn.get_database_backend();
-    if backend == DbBackend::Postgres {
-        txn.execute_raw(statement(backend, "SELECT pg_advisory_xact_lock($1)", vec![APPEND_LOCK.into()])).await?;
-    }
-    let last = audit_entry::Entity::find().order_by_desc(audit_entry::Column::Sequence).limit(1).one(txn).await?;
-    let mut previous: Option<(u64, String)> = last.map(|e| (e.sequence as u64, e.hash));
     let trace_id = crs_platform::telemetry::current_trace_id().unwrap_or_default();
-    let mut rows = Vec::with_capacity(actions.len());
-    for a in actions {
-        let entry = Entry::next(
-            previous.as_ref().map(|(s, h)| (*s, h.as_str())),
-            &a.case_id,
-            &a.actor,
-            a.action,
-            a.details.to_string(),
-            trace_id.clone(),
-            at,
-        );
-        previous = Some((entry.sequence, entry.hash.clone()));
-        rows.push(audit_entry::ActiveModel {
-            sequence: Set(entry.sequence as i64),
-            case_id: Set(entry.case_id),
-            actor: Set(entry.actor),
-            action: Set(entry.action),
-            details: Set(entry.details_json),
-            trace_id: Set(entry.trace_id),
-            at: Set(entry.at),
-            previous_hash: Set(entry.previous_hash),
-            hash: Set(entry.hash),
-        });
-    }
-    audit_entry::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    let rows = actions.into_iter().map(|a| audit_pending::ActiveModel {
+        case_id: Set(a.case_id),
+        actor: Set(a.actor),
+        action: Set(a.action.to_owned()),
+        details: Set(a.details.to_string()),
+        trace_id: Set(trace_id.clone()),
+        at: Set(at),
+        ..Default::default()
+    });
+    audit_pending::Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(())
+}
+
+/// Seals every committed pending entry into the chain, oldest first; returns how many.
+pub async fn seal(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
+    let mut sealed = 0;
+    loop {
+        let txn = db.begin().await?;
+        let backend = txn.get_database_backend();
+        if backend == DbBackend::Postgres {
+            txn.execute_raw(statement(backend, "SELECT pg_advisory_xact_lock($1)", vec![APPEND_LOCK.into()])).await?;
+        }
+        // Read after the lock: another sealer's work is visible by then.
+        let pending =
+            audit_pending::Entity::find().order_by_asc(audit_pending::Column::Id).limit(SEAL_BATCH).all(&txn).await?;
+        if pending.is_empty() {
+            return Ok(sealed);
+        }
+        let full = pending.len() as u64 == SEAL_BATCH;
+        let last = audit_entry::Entity::find().order_by_desc(audit_entry::Column::Sequence).limit(1).one(&txn).await?;
+        let mut previous: Option<(u64, String)> = last.map(|e| (e.sequence as u64, e.hash));
+        let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
+        let mut rows = Vec::with_capacity(pending.len());
+        for p in pending {
+            let entry = Entry::next(
+                previous.as_ref().map(|(s, h)| (*s, h.as_str())),
+                &p.case_id,
+                &p.actor,
+                &p.action,
+                p.details,
+                p.trace_id,
+                p.at,
+            );
+            previous = Some((entry.sequence, entry.hash.clone()));
+            rows.push(audit_entry::ActiveModel {
+                sequence: Set(entry.sequence as i64),
+                case_id: Set(entry.case_id),
+                actor: Set(entry.actor),
+                action: Set(entry.action),
+                details: Set(entry.details_json),
+                trace_id: Set(entry.trace_id),
+                at: Set(entry.at),
+                previous_hash: Set(entry.previous_hash),
+                hash: Set(entry.hash),
+            });
+        }
+        sealed += rows.len() as u64;
+        audit_entry::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        audit_pending::Entity::delete_many().filter(audit_pending::Column::Id.is_in(ids)).exec(&txn).await?;
+        txn.commit().await?;
+        if !full {
+            return Ok(sealed);
+        }
+    }
+}
+
+/// Seals pending entries every [`SEAL_INTERVAL`] until shut down, and once more then.
+pub async fn run_sealer(db: DatabaseConnection, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SEAL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if let Err(e) = seal(&db).await {
+            tracing::warn!(error = %e, "audit entries not sealed this round; will retry");
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 pub fn to_entry(m: audit_entry::Model) -> Entry {

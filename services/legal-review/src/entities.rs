@@ -146,6 +146,31 @@ pub mod audit_entry {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod audit_pending {
+    use sea_orm::entity::prelude::*;
+
+    /// Audit entries recorded with their actions and not yet sealed into the chain: the sealer
+    /// moves them to `audit_entries` in the order they were committed (see `crate::audit`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_pending")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub case_id: String,
+        pub actor: String,
+        pub action: String,
+        #[sea_orm(column_type = "Text")]
+        pub details: String,
+        pub trace_id: String,
+        pub at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod command_result {
     use sea_orm::entity::prelude::*;
 

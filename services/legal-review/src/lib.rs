@@ -96,6 +96,9 @@ impl crs_platform::app::Service for Application {
         let mut known = review.cfg.queues.clone();
         known.push(review.cfg.escalation_queue.clone());
         let queues = tokio::spawn(metrics::watch_queues(platform.db.clone(), known, queue_metrics, shutdown.clone()));
+        // Stopped after the server has drained, so the last commands' entries are sealed too.
+        let sealing_done = CancellationToken::new();
+        let sealing = tokio::spawn(audit::run_sealer(platform.db.clone(), sealing_done.clone()));
         let routes = tonic::service::Routes::new(crs_platform::bounded!(LegalReviewServiceServer::new(review.clone())))
             .add_service(crs_platform::bounded!(LegalReviewInternalServiceServer::new(review)));
         let names = [
@@ -103,6 +106,8 @@ impl crs_platform::app::Service for Application {
             <LegalReviewInternalServiceServer<LegalReview> as NamedService>::NAME,
         ];
         let served = platform.serve(routes, &names, relay, shutdown).await;
+        sealing_done.cancel();
+        let _ = sealing.await;
         let _ = sweeping.await;
         let _ = queues.await;
         served

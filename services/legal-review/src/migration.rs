@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(CaseTextRetention),
             Box::new(KnownQueues),
             Box::new(Merges),
+            Box::new(AuditPending),
         ]
     }
 }
@@ -488,5 +489,40 @@ async fn backfill_content(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
                 conn.execute(&held).await?;
             }
         }
+    }
+}
+
+/// Audit entries recorded with their actions, waiting to be sealed into the chain: commands no
+/// longer serialise on the chain's end (see `crate::audit`).
+struct AuditPending;
+
+impl MigrationName for AuditPending {
+    fn name(&self) -> &str {
+        "m20261206_000004_audit_pending"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AuditPending {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(t("audit_pending"))
+                    .if_not_exists()
+                    .col(big("id").auto_increment().primary_key())
+                    .col(string("case_id"))
+                    .col(string("actor"))
+                    .col(string("action"))
+                    .col(text("details"))
+                    .col(string("trace_id"))
+                    .col(big("at"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(t("audit_pending")).to_owned()).await
     }
 }

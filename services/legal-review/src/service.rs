@@ -301,6 +301,8 @@ impl LegalReview {
             auth::require_role(&p, &[Role::SeniorReviewer, Role::Admin])?;
             store::find(&self.db, &req.case_id).await?;
         }
+        // The trail as of now: what is committed and still pending joins the chain first.
+        crate::audit::seal(&self.db).await?;
         let after = paging::decode(&req.page_token, "audit", &req.case_id)?;
         let size = paging::page_size(req.page_size);
         let mut query = audit_entry::Entity::find().order_by_asc(audit_entry::Column::Sequence).limit(size + 1);
@@ -348,6 +350,7 @@ impl LegalReview {
         auth::require_role(&p, &[Role::Admin])?;
         let from = req.from.as_ref().map(crs_platform::time::millis_from_timestamp);
         let to = req.to.as_ref().map(crs_platform::time::millis_from_timestamp);
+        crate::audit::seal(&self.db).await?;
         let v = crate::audit::verify(&self.db, from, to).await?;
         if let Some(broken) = v.first_broken {
             tracing::error!(first_broken = broken, problem = ?v.problem, "the audit trail does not verify");

@@ -19,6 +19,7 @@ async fn check(backend: Backend) {
             expected::<crs_legal_review::entities::decision::Entity>(b),
             expected::<crs_legal_review::entities::information::Entity>(b),
             expected::<crs_legal_review::entities::audit_entry::Entity>(b),
+            expected::<crs_legal_review::entities::audit_pending::Entity>(b),
             expected::<crs_legal_review::entities::command_result::Entity>(b),
             expected::<crs_legal_review::entities::known_queue::Entity>(b),
             expected::<crs_legal_review::entities::case_content::Entity>(b),

@@ -29,6 +29,7 @@ async fn a_database_of_the_previous_version_upgrades_with_its_data() {
             expected::<crs_legal_review::entities::decision::Entity>(b),
             expected::<crs_legal_review::entities::information::Entity>(b),
             expected::<crs_legal_review::entities::audit_entry::Entity>(b),
+            expected::<crs_legal_review::entities::audit_pending::Entity>(b),
             expected::<crs_legal_review::entities::command_result::Entity>(b),
         ],
     )

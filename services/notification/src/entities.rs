@@ -47,10 +47,11 @@ pub mod message {
         pub schema: String,
         #[sea_orm(column_type = "Text")]
         pub payload: String,
-        /// Its position on the Subscribe stream, when published there; positions become visible
-        /// in order (see `stream::next_position`).
+        /// Its position on the Subscribe stream, when published there, after the transaction
+        /// that published it (`stream_txid`; see `stream::next_position`).
         #[sea_orm(unique)]
         pub stream_seq: Option<i64>,
+        pub stream_txid: i64,
         pub created_at: i64,
     }
 

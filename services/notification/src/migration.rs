@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(ChannelsAndDeliveryQueue),
             Box::new(TransparencyRecords),
+            Box::new(StreamInCommitOrder),
         ]
     }
 }
@@ -357,5 +358,70 @@ impl MigrationTrait for TransparencyRecords {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(Alias::new("transparency_records")).to_owned()).await
+    }
+}
+
+/// The Subscribe stream ordered by the transaction that published each message
+/// (`stream_txid`, then `stream_seq`; see `crs_platform::db::commit_order`) instead of one
+/// counter row that every publishing transaction held until it committed. On PostgreSQL
+/// positions come from a sequence, starting after the counter's last; SQLite, with one writer,
+/// keeps the counter.
+struct StreamInCommitOrder;
+
+impl MigrationName for StreamInCommitOrder {
+    fn name(&self) -> &str {
+        "m20261211_000001_stream_in_commit_order"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for StreamInCommitOrder {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("messages"))
+                    .add_column(ColumnDef::new(Alias::new("stream_txid")).big_integer().not_null().default(0))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("messages_stream_order")
+                    .table(Alias::new("messages"))
+                    .col(Alias::new("audience"))
+                    .col(Alias::new("stream_txid"))
+                    .col(Alias::new("stream_seq"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let db = manager.get_connection();
+            db.execute_unprepared("CREATE SEQUENCE IF NOT EXISTS stream_positions").await?;
+            db.execute_unprepared(
+                "SELECT setval('stream_positions', COALESCE((SELECT last FROM sequences WHERE name = 'stream'), 0) + 1, false)",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let db = manager.get_connection();
+            db.execute_unprepared(
+                "UPDATE sequences SET last = (SELECT COALESCE(MAX(stream_seq), 0) FROM messages) WHERE name = 'stream'",
+            )
+            .await?;
+            db.execute_unprepared("DROP SEQUENCE IF EXISTS stream_positions").await?;
+        }
+        manager
+            .drop_index(Index::drop().name("messages_stream_order").table(Alias::new("messages")).to_owned())
+            .await?;
+        manager
+            .alter_table(Table::alter().table(Alias::new("messages")).drop_column(Alias::new("stream_txid")).to_owned())
+            .await
     }
 }

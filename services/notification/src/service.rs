@@ -139,7 +139,13 @@ impl Notifications {
             }
             let on_stream =
                 subs.iter().any(|s| self.channels.get(s.channel).is_some_and(|c| c.complete_when_recorded()));
-            let stream_seq = if on_stream { Some(crate::stream::next_position(&txn).await?) } else { None };
+            let (stream_txid, stream_seq) = match on_stream {
+                true => {
+                    let p = crate::stream::next_position(&txn).await?;
+                    (p.txid, Some(p.seq))
+                }
+                false => (0, None),
+            };
             published |= on_stream;
             message::ActiveModel::from(message::Model {
                 notification_id: id.clone(),
@@ -150,6 +156,7 @@ impl Notifications {
                 schema: msg.schema,
                 payload: msg.payload,
                 stream_seq,
+                stream_txid,
                 created_at: now,
             })
             .insert(&txn)

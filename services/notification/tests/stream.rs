@@ -149,3 +149,44 @@ async fn concurrent_events_reach_a_live_consumer_in_order_with_none_skipped() {
     running.stop().await;
     env.db.drop_now().await.unwrap();
 }
+
+/// A message still being published (its transaction open) holds up no other publication; the
+/// consumer gets the later one only after it, so the order it reads is never broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_publication_holds_up_no_other_and_is_read_first() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let env = env(Backend::Postgres).await;
+    let running = start(&env).await;
+    stream_subscription(&running, Audience::Enforcement).await;
+    let mut stream = open(&running, "", false).await;
+    let mut notify = internal(&running, "legal-review").await;
+    notify.notify(decided("before", "agency-1")).await.unwrap();
+    assert_eq!(next(&mut stream).await.request_id, "before");
+
+    let db = env.db.connect().await.unwrap();
+    let slow = db.begin().await.unwrap();
+    slow.execute_unprepared(&format!(
+        "INSERT INTO messages (notification_id, audience, kind, request_id, agency_id, schema, payload, \
+         stream_seq, stream_txid, created_at) VALUES ('slow-1', {}, 1, 'slow', 'agency-1', 'test', '{{}}', \
+         nextval('stream_positions'), pg_current_xact_id()::text::bigint, 0)",
+        Audience::Enforcement as i32
+    ))
+    .await
+    .unwrap();
+
+    tokio::time::timeout(Duration::from_secs(10), notify.notify(decided("after", "agency-1")))
+        .await
+        .expect("publishing does not wait for the open publication")
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), stream.next()).await.is_err(),
+        "the later message waits for the earlier transaction"
+    );
+    slow.commit().await.unwrap();
+    let order = [next(&mut stream).await.request_id, next(&mut stream).await.request_id];
+    assert_eq!(order, ["slow", "after"]);
+    db.close().await.unwrap();
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}

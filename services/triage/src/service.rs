@@ -80,15 +80,15 @@ impl Triage {
         })
         .insert(&txn)
         .await?;
-        for item in &submission.items {
+        // One statement for every item (a request names at most `limits.max_items` at intake).
+        let indexed = submission.items.iter().map(|item| {
             content_index::ActiveModel::from(content_index::Model {
                 content_key: item.content_key.clone(),
                 request_id: submission.request_id.clone(),
                 indexed_at: now,
             })
-            .insert(&txn)
-            .await?;
-        }
+        });
+        content_index::Entity::insert_many(indexed).exec_without_returning(&txn).await?;
         self.outbox
             .send(
                 &txn,

@@ -313,6 +313,14 @@ impl Review {
             .try_get_by_index::<i64>(0)
             .unwrap()
     }
+
+    /// Audit entries matching `filter` (SQL), sealed into the chain or still pending.
+    pub async fn audit_entries(&self, filter: &str) -> i64 {
+        self.count(&format!(
+            "SELECT (SELECT COUNT(*) FROM audit_entries WHERE {filter}) + (SELECT COUNT(*) FROM audit_pending WHERE {filter})"
+        ))
+        .await
+    }
 }
 
 /// Restricts every item in the requesting jurisdiction, under local law.

@@ -1,0 +1,240 @@
+//! Group commit: concurrent submissions stored together, one transaction and one commit for
+//! many, so the rate of accepted submissions is not bounded by one commit (and its disk flush)
+//! each.
+//!
+//! A submission handed to [`GroupCommit::store`] waits in a queue. A writer takes what is
+//! queued, up to `group_commit.max_batch`; when submissions are arriving faster than it writes
+//! (the batch it took, or its last one, held more than one) it waits up to
+//! `group_commit.max_wait_us` for more to join. A lone submission is written at once. It then
+//! stores the whole batch with a few multi-row statements: requests, items, the agencies'
+//! status events and every hand-off. Each caller is answered after the commit.
+//!
+//! One failing submission never fails its neighbours: if the batch's transaction fails, each
+//! of its submissions is written again on its own and answered with its own outcome. A
+//! submission whose idempotency key another request took meanwhile (a twin in the same batch,
+//! or one committed by another replica) is answered [`Stored::KeyTaken`], so the caller
+//! answers as that request was answered.
+//!
+//! Nothing is locked that another submission waits on: the agencies' status events are ordered
+//! by the transaction that wrote them (`crate::events`), not numbered under the agency's row.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crs_platform::outbox::OutboxBatch;
+use crs_proto::common::RequestStatus;
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set, TransactionTrait, TryInsertResult};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::config::GroupCommitConfig;
+use crate::entities::{request, request_item, status_event};
+use crate::error::IntakeError;
+use crate::service::Result;
+
+/// A submission ready to be stored: the request, its items and its hand-offs.
+#[derive(Debug, Clone)]
+pub(crate) struct Submission {
+    pub row: request::Model,
+    pub items: Vec<request_item::Model>,
+    pub handoffs: OutboxBatch,
+}
+
+/// What became of a submission.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Committed: the request is accepted.
+    Committed,
+    /// Not stored: another request of the agency holds its idempotency key.
+    KeyTaken,
+}
+
+struct Pending {
+    submission: Submission,
+    answer: oneshot::Sender<Result<Stored>>,
+}
+
+/// The queue of submissions waiting to be stored, and its writers.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Pending>,
+}
+
+/// Submissions that may wait for a writer before callers are held back.
+const QUEUE_BOUND: usize = 16_384;
+
+/// Rows of request items per `INSERT` (9 values each, within SQLite's bound on parameters).
+const ITEM_ROWS_PER_INSERT: usize = 1000;
+
+impl GroupCommit {
+    /// Starts `cfg.writers` writers on `db`; `committed` runs after each commit (it wakes the
+    /// relay and open streams). The writers stop when every handle is dropped.
+    pub(crate) fn start(
+        db: DatabaseConnection,
+        cfg: &GroupCommitConfig,
+        committed: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_BOUND);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..cfg.writers.max(1) {
+            let writer = Writer {
+                db: db.clone(),
+                receiver: receiver.clone(),
+                max_batch: cfg.max_batch.max(1),
+                max_wait: Duration::from_micros(cfg.max_wait_us),
+                committed: committed.clone(),
+            };
+            tokio::spawn(writer.run());
+        }
+        Self { queue }
+    }
+
+    /// Stores `submission` with whatever else is being submitted; returns after the commit.
+    pub(crate) async fn store(&self, submission: Submission) -> Result<Stored> {
+        let (answer, answered) = oneshot::channel();
+        let gone = || IntakeError::Unavailable("intake is shutting down".into());
+        self.queue.send(Pending { submission, answer }).await.map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+}
+
+struct Writer {
+    db: DatabaseConnection,
+    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_batch: usize,
+    max_wait: Duration,
+    committed: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Writer {
+    async fn run(self) {
+        let mut busy = false;
+        while let Some(batch) = self.gather(busy).await {
+            busy = batch.len() > 1;
+            crate::metrics::GROUP_COMMIT_SIZE.observe(batch.len() as f64);
+            self.write(batch).await;
+        }
+    }
+
+    /// The next batch; `None` once every handle is dropped and the queue is empty. One writer
+    /// gathers at a time, while the others write.
+    async fn gather(&self, busy: bool) -> Option<Vec<Pending>> {
+        let mut receiver = self.receiver.lock().await;
+        let first = receiver.recv().await?;
+        let mut batch = vec![first];
+        while batch.len() < self.max_batch {
+            match receiver.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if (busy || batch.len() > 1) && !self.max_wait.is_zero() {
+            let until = tokio::time::Instant::now() + self.max_wait;
+            while batch.len() < self.max_batch {
+                match tokio::time::timeout_at(until, receiver.recv()).await {
+                    Ok(Some(p)) => batch.push(p),
+                    _ => break,
+                }
+            }
+        }
+        Some(batch)
+    }
+
+    async fn write(&self, batch: Vec<Pending>) {
+        // A twin (the same agency and key) waits for the batch: it is then stored alone, which
+        // finds the key taken by the first if that one was stored.
+        let mut keys = HashSet::new();
+        let (together, twins): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
+            let row = &p.submission.row;
+            keys.insert((row.agency_id.clone(), row.idempotency_key.clone()))
+        });
+        let submissions: Vec<&Submission> = together.iter().map(|p| &p.submission).collect();
+        let mut alone = twins;
+        match store_together(&self.db, &submissions).await {
+            Ok(taken) => {
+                (self.committed)();
+                for p in together {
+                    let stored =
+                        if taken.contains(&p.submission.row.id) { Stored::KeyTaken } else { Stored::Committed };
+                    let _ = p.answer.send(Ok(stored));
+                }
+            }
+            Err(e) if together.len() == 1 => {
+                let _ = together.into_iter().next().expect("one").answer.send(Err(e.into()));
+            }
+            Err(e) if crs_platform::db::is_unavailable(&e) => {
+                tracing::warn!(error = %e, submissions = together.len(), "database unavailable; a batch of submissions was not stored");
+                for p in together {
+                    let _ = p.answer.send(Err(IntakeError::Unavailable(e.to_string())));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, submissions = together.len(), "a batch of submissions failed; storing each alone");
+                alone.extend(together);
+            }
+        }
+        for p in alone {
+            let result = store_together(&self.db, &[&p.submission]).await;
+            if result.is_ok() {
+                (self.committed)();
+            }
+            let answer = result
+                .map_err(IntakeError::from)
+                .map(|taken| if taken.contains(&p.submission.row.id) { Stored::KeyTaken } else { Stored::Committed });
+            let _ = p.answer.send(answer);
+        }
+    }
+}
+
+/// Stores `submissions` in one transaction; returns the ids of those not stored because their
+/// idempotency key was taken. Nothing is stored if it fails.
+async fn store_together(
+    db: &DatabaseConnection,
+    submissions: &[&Submission],
+) -> std::result::Result<HashSet<String>, DbErr> {
+    let txn = db.begin().await?;
+    let inserted = request::Entity::insert_many(submissions.iter().map(|s| request::ActiveModel::from(s.row.clone())))
+        .on_conflict_do_nothing_on([request::Column::AgencyId, request::Column::IdempotencyKey])
+        .exec_with_returning_keys(&txn)
+        .await?;
+    let stored_ids: HashSet<String> = match inserted {
+        TryInsertResult::Inserted(ids) => ids.into_iter().collect(),
+        TryInsertResult::Conflicted | TryInsertResult::Empty => HashSet::new(),
+    };
+    let (stored, taken): (Vec<&Submission>, Vec<&Submission>) =
+        submissions.iter().copied().partition(|s| stored_ids.contains(&s.row.id));
+    let taken: HashSet<String> = taken.into_iter().map(|s| s.row.id.clone()).collect();
+    if stored.is_empty() {
+        return Ok(taken);
+    }
+
+    let items: Vec<request_item::ActiveModel> =
+        stored.iter().flat_map(|s| s.items.iter().cloned().map(request_item::ActiveModel::from)).collect();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk: Vec<_> = items.by_ref().take(ITEM_ROWS_PER_INSERT).collect();
+        request_item::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+    }
+
+    // Every event of the batch is ordered by this transaction (see `crate::events`).
+    let txid = crate::events::current_txid(&txn).await?;
+    let events = stored.iter().map(|s| status_event::ActiveModel {
+        agency_id: Set(s.row.agency_id.clone()),
+        request_id: Set(s.row.id.clone()),
+        status: Set(RequestStatus::Received as i32),
+        note: Set("received".to_owned()),
+        occurred_at: Set(s.row.status_at),
+        agency_seq: Set(0),
+        txid: Set(txid),
+        ..Default::default()
+    });
+    status_event::Entity::insert_many(events).exec_without_returning(&txn).await?;
+
+    let mut handoffs = OutboxBatch::default();
+    for s in &stored {
+        handoffs.extend(s.handoffs.clone());
+    }
+    handoffs.write(&txn).await?;
+    txn.commit().await?;
+    Ok(taken)
+}

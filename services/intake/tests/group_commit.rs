@@ -1,0 +1,236 @@
+//! Concurrent submissions share transactions (group commit): every one is answered with its own
+//! outcome after its commit, each agency's status events stay numbered without gaps, and one
+//! failing submission never fails its neighbours.
+
+mod support;
+
+use std::collections::HashSet;
+
+use crs_proto::intake::SubmitRequestRequest;
+use sea_orm::{ConnectionTrait, Statement};
+use support::{Backend, Intake, valid_request};
+
+/// Submits `requests` at once as `agency`, each over its own connection; the answers in order.
+async fn submit_all(
+    intake: &Intake,
+    agency: &str,
+    requests: Vec<SubmitRequestRequest>,
+) -> Vec<Result<crs_proto::intake::SubmitRequestResponse, tonic::Status>> {
+    let mut clients = Vec::new();
+    for _ in 0..requests.len() {
+        clients.push(intake.intake(intake.as_agency(agency)).await);
+    }
+    let calls = clients.into_iter().zip(requests).map(|(mut client, request)| async move {
+        client.submit_request(request).await.map(tonic::Response::into_inner)
+    });
+    futures::future::join_all(calls).await
+}
+
+async fn numbers(intake: &Intake, sql: String) -> Vec<i64> {
+    let backend = intake.db.get_database_backend();
+    let rows = intake.db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap();
+    rows.into_iter().map(|r| r.try_get::<i64>("", "n").unwrap()).collect()
+}
+
+/// The agency's events: how many, and how many distinct requests they name.
+async fn events_of(intake: &Intake, agency: &str) -> (i64, i64) {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM status_events WHERE agency_id = '{agency}' UNION ALL \
+         SELECT COUNT(DISTINCT request_id) AS n FROM status_events WHERE agency_id = '{agency}'"
+    );
+    let n = numbers(intake, sql).await;
+    (n[0], n[1])
+}
+
+async fn next_update(
+    stream: &mut tonic::Streaming<crs_proto::intake::RequestUpdate>,
+) -> crs_proto::intake::RequestUpdate {
+    use futures::StreamExt;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next());
+    next.await.expect("an update in time").unwrap().unwrap()
+}
+
+async fn concurrent(backend: Backend) {
+    let intake = Intake::start(backend).await;
+    let agencies = [intake.agency().await, intake.agency().await, intake.agency().await];
+    let bursts = agencies.iter().map(|agency| submit_all(&intake, agency, (0..20).map(|_| valid_request()).collect()));
+    let answers: Vec<_> = futures::future::join_all(bursts).await.into_iter().flatten().collect();
+
+    let mut ids = HashSet::new();
+    for answer in answers {
+        let answer = answer.expect("every submission is accepted");
+        assert!(!answer.replayed);
+        ids.insert(answer.request.unwrap().id);
+    }
+    assert_eq!(ids.len(), 60, "each submission is its own request");
+    let [requests, items, events, _] = intake.written().await;
+    assert_eq!((requests, items, events), (60, 120, 60), "every request stored whole");
+    for agency in &agencies {
+        assert_eq!(events_of(&intake, agency).await, (20, 20), "one event per request");
+    }
+    if backend == Backend::Postgres {
+        // The transactions that wrote the 60 requests: fewer than 60 means commits were shared.
+        let transactions = numbers(&intake, "SELECT COUNT(DISTINCT xmin::text) AS n FROM requests".into()).await[0];
+        assert!(transactions < 60, "60 concurrent submissions took {transactions} transactions");
+    }
+    intake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_share_transactions_on_sqlite() {
+    concurrent(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_share_transactions_on_postgres() {
+    concurrent(Backend::Postgres).await;
+}
+
+/// Makes the database refuse any request whose reference is `POISON`, as a failure no check
+/// before the transaction could foresee.
+async fn poison(intake: &Intake) {
+    let statements: &[&str] = match intake.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.reference = 'POISON' THEN RAISE EXCEPTION 'poisoned request'; END IF; RETURN NEW; \
+             END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON requests FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+        _ => &["CREATE TRIGGER refuse_poison BEFORE INSERT ON requests WHEN NEW.reference = 'POISON' \
+                BEGIN SELECT RAISE(ABORT, 'poisoned request'); END"],
+    };
+    for sql in statements {
+        intake.db.execute_unprepared(sql).await.unwrap();
+    }
+}
+
+async fn neighbours(backend: Backend) {
+    let intake = Intake::start(backend).await;
+    let agency = intake.agency().await;
+    poison(&intake).await;
+
+    let mut burst: Vec<SubmitRequestRequest> = (0..30).map(|_| valid_request()).collect();
+    for i in [3, 14, 25] {
+        burst[i].reference = "POISON".into();
+    }
+    // A retry sent before the first answer (same key, same body), and a key reused for another body.
+    let retried = valid_request();
+    let reused = valid_request();
+    let mut other_body = reused.clone();
+    other_body.justification = "Something else entirely.".into();
+    burst.extend([retried.clone(), retried, reused, other_body]);
+
+    let answers = submit_all(&intake, &agency, burst).await;
+    for i in [3, 14, 25] {
+        let refused = answers[i].as_ref().expect_err("the poisoned submission fails");
+        assert_eq!(refused.code(), tonic::Code::Internal);
+    }
+    let accepted: Vec<_> =
+        answers[..30].iter().enumerate().filter(|(i, _)| ![3, 14, 25].contains(i)).map(|(_, a)| a).collect();
+    assert!(accepted.iter().all(|a| a.is_ok()), "its 27 neighbours are accepted: {accepted:?}");
+
+    let (first, second) = (answers[30].as_ref().unwrap(), answers[31].as_ref().unwrap());
+    assert_eq!(
+        first.request.as_ref().unwrap().id,
+        second.request.as_ref().unwrap().id,
+        "a retry names the same request"
+    );
+    assert_eq!([first.replayed, second.replayed].iter().filter(|r| **r).count(), 1, "one of them is the replay");
+    let reuse: Vec<_> = answers[32..].iter().map(|a| a.as_ref().map(|_| ()).map_err(|s| s.code())).collect();
+    assert!(reuse.contains(&Ok(())) && reuse.contains(&Err(tonic::Code::AlreadyExists)), "{reuse:?}");
+
+    let [requests, items, events, _] = intake.written().await;
+    assert_eq!((requests, items, events), (29, 58, 29), "nothing of the poisoned ones is stored");
+    assert_eq!(events_of(&intake, &agency).await, (29, 29), "one event per stored request");
+    intake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_submission_never_fails_its_neighbours_on_sqlite() {
+    neighbours(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_submission_never_fails_its_neighbours_on_postgres() {
+    neighbours(Backend::Postgres).await;
+}
+
+/// Nothing a submission writes waits on the agency's row: a transaction holding it (an admin's
+/// change to the agency, say) holds up no submission. And a status change still being written
+/// when a later submission commits holds that submission's event back in the stream, so the
+/// stream gives both, in order, and never skips one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_of_the_agency_holds_up_no_submission_on_postgres() {
+    use crs_proto::common::RequestStatus;
+    use crs_proto::intake::WatchRequestsRequest;
+    use futures::StreamExt;
+    use sea_orm::TransactionTrait;
+    use std::time::Duration;
+
+    let intake = Intake::start(Backend::Postgres).await;
+    let agency = intake.agency().await;
+    let mut client = intake.intake(intake.as_agency(&agency)).await;
+    let mut stream = client.watch_requests(WatchRequestsRequest { cursor: String::new() }).await.unwrap().into_inner();
+    let first = client.submit_request(valid_request()).await.unwrap().into_inner().request.unwrap().id;
+    assert_eq!(next_update(&mut stream).await.request_id, first);
+
+    let held = intake.db.begin().await.unwrap();
+    held.execute_unprepared(&format!("SELECT id FROM agencies WHERE id = '{agency}' FOR UPDATE")).await.unwrap();
+    held.execute_unprepared(&format!(
+        "INSERT INTO status_events (agency_id, request_id, status, note, occurred_at, agency_seq, txid) \
+         VALUES ('{agency}', '{first}', {}, 'slow', 0, 0, pg_current_xact_id()::text::bigint)",
+        RequestStatus::InReview as i32
+    ))
+    .await
+    .unwrap();
+
+    let second = tokio::time::timeout(Duration::from_secs(10), client.submit_request(valid_request()))
+        .await
+        .expect("the submission does not wait for the agency's open transaction")
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap()
+        .id;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), stream.next()).await.is_err(),
+        "the later event waits for the earlier transaction"
+    );
+    held.commit().await.unwrap();
+    let (a, b) = (next_update(&mut stream).await, next_update(&mut stream).await);
+    assert_eq!((a.request_id.as_str(), a.note.as_str()), (first.as_str(), "slow"));
+    assert_eq!((b.request_id.as_str(), b.status), (second.as_str(), RequestStatus::Received as i32));
+
+    // Resuming from the last cursor gives nothing more.
+    let mut resumed = client.watch_requests(WatchRequestsRequest { cursor: b.cursor }).await.unwrap().into_inner();
+    assert!(tokio::time::timeout(Duration::from_millis(700), resumed.next()).await.is_err());
+    intake.stop().await;
+}
+
+/// A cursor given out by the previous version (the agency's own event number) resumes right
+/// after its event, and the events written since follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_from_before_resumes_where_it_was() {
+    use crs_proto::intake::WatchRequestsRequest;
+
+    let intake = Intake::start(Backend::Sqlite).await;
+    let agency = intake.agency().await;
+    let mut client = intake.intake(intake.as_agency(&agency)).await;
+    for (n, note) in [(1, "old one"), (2, "old two")] {
+        intake
+            .db
+            .execute_unprepared(&format!(
+                "INSERT INTO status_events (agency_id, request_id, status, note, occurred_at, agency_seq, txid) \
+                 VALUES ('{agency}', 'r-old', 1, '{note}', 0, {n}, 0)"
+            ))
+            .await
+            .unwrap();
+    }
+    let new = client.submit_request(valid_request()).await.unwrap().into_inner().request.unwrap().id;
+    let mut stream = client.watch_requests(WatchRequestsRequest { cursor: "1".into() }).await.unwrap().into_inner();
+    assert_eq!(next_update(&mut stream).await.note, "old two");
+    assert_eq!(next_update(&mut stream).await.request_id, new);
+    let unknown = client.watch_requests(WatchRequestsRequest { cursor: "3".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    intake.stop().await;
+}
