@@ -10,7 +10,9 @@
 #   limiter (beside redis-benchmark) and SLA timer benchmarks.
 #
 # BENCH_SECS (10), BENCH_ROUNDS (3), BENCH_CLIENTS (64), BENCH_OPEN_RATE (1000),
-# BENCH_OPEN_SECS (60), BENCH_PG (postgres://postgres@127.0.0.1:5432) change the shape;
+# BENCH_OPEN_SECS (60), BENCH_LIGHT_RATE (100) and BENCH_LIGHT_SECS (30) (an open loop at a rate
+# the machine keeps up with, for the hops themselves), BENCH_PG (postgres://postgres@127.0.0.1:5432)
+# change the shape;
 # BENCH_PROFILE=debug and BENCH_MICRO=0 make a quick check of the script itself (figures from a
 # debug build mean nothing).
 set -euo pipefail
@@ -21,6 +23,8 @@ rounds="${BENCH_ROUNDS:-3}"
 clients="${BENCH_CLIENTS:-64}"
 open_rate="${BENCH_OPEN_RATE:-1000}"
 open_secs="${BENCH_OPEN_SECS:-60}"
+light_rate="${BENCH_LIGHT_RATE:-100}"
+light_secs="${BENCH_LIGHT_SECS:-30}"
 pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 target="${CARGO_TARGET_DIR:-target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
@@ -188,7 +192,16 @@ if [ -n "$perf_pid" ]; then
   perf report -i "$work/perf.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12 >"$results/cpu.txt" || true
 fi
 
+# Each open loop starts from an idle system: the profiled run's hand-offs would otherwise still
+# be draining through it.
+echo "== open loop at a rate this machine keeps up with: $light_rate/s for $light_secs s"
+stop_services
+start_services postgres
+crs_load --rate "$light_rate" --secs "$light_secs" --warmup-secs 0 --follow 20 --decide --json "$results/open-light.json" || true
+
 echo "== open loop: $open_rate/s for $open_secs s, a sample followed to legal review and the webhook"
+stop_services
+start_services postgres
 (
   samples=()
   while sleep 5; do

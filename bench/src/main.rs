@@ -150,8 +150,12 @@ struct Tally {
 
 impl Tally {
     fn record(&mut self, started: Instant, result: Result<(), tonic::Code>) {
+        self.record_took(started.elapsed(), result);
+    }
+
+    fn record_took(&mut self, took: Duration, result: Result<(), tonic::Code>) {
         match result {
-            Ok(()) => self.latencies_us.push(started.elapsed().as_micros() as u64),
+            Ok(()) => self.latencies_us.push(took.as_micros() as u64),
             Err(code) => *self.errors.entry(format!("{code:?}")).or_default() += 1,
         }
     }
@@ -238,14 +242,15 @@ where
                             tokio::spawn(async move {
                                 let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let r = call(n).await;
-                                let _ = tx.send((scheduled, r));
+                                // Timed here, at the answer: the results are read only once the offer ends.
+                                let _ = tx.send((scheduled.elapsed(), r));
                             });
                             due += interval;
                         }
                     }
                     drop(tx);
-                    while let Some((scheduled, r)) = rx.recv().await {
-                        tally.record(scheduled, r);
+                    while let Some((took, r)) = rx.recv().await {
+                        tally.record_took(took, r);
                     }
                 }
             }
