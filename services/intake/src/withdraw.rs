@@ -52,33 +52,21 @@ impl Intake {
                 outcomes.join(", ")
             )));
         }
-        if !State::new(status).allows(Command::Withdraw) {
-            return Err(IntakeError::WrongState {
-                id: row.id,
-                status: status.name().to_owned(),
-                action: "withdraw it",
-            });
-        }
-        let mut review = self.review.clone();
-        let case = review
-            .withdraw_case(WithdrawCaseRequest {
-                event_id: format!("withdraw:{}", row.id),
-                case_id: row.id.clone(),
-                reason: req.reason.clone(),
-            })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::FailedPrecondition => IntakeError::Refused(s.message().to_owned()),
-                _ => IntakeError::PeerUnavailable { peer: "legal review", why: s.message().to_owned() },
-            })?
-            .into_inner();
-        if crs_proto::convert::status(case.status) != Some(crs_domain::Status::Withdrawn) {
-            return Err(IntakeError::Refused(format!(
-                "legal review kept case {} {}",
-                case.id,
-                crs_proto::convert::short_name_of::<RequestStatus>(case.status)
-            )));
-        }
+        // Already withdrawn: a retry, perhaps of a call whose answer was lost after legal review
+        // had withdrawn the case. It is answered as the first was, and its confirmation to the
+        // agency (one event, however often sent) is made sure of below.
+        let case_version = if status == crs_domain::Status::Withdrawn {
+            0
+        } else {
+            if !State::new(status).allows(Command::Withdraw) {
+                return Err(IntakeError::WrongState {
+                    id: row.id,
+                    status: status.name().to_owned(),
+                    action: "withdraw it",
+                });
+            }
+            self.withdraw_case(&row.id, &req.reason).await?
+        };
 
         let now = now_millis();
         let txn = self.db.begin().await?;
@@ -96,7 +84,7 @@ impl Intake {
             active.status_at = Set(now);
             active.status_note = Set(req.reason.clone());
             active.pending_question = Set(String::new());
-            active.status_version = Set(row.status_version.max(case.version as i64));
+            active.status_version = Set(row.status_version.max(case_version));
             active.updated_at = Set(now);
             let updated = active.update(&txn).await?;
             record_event(&txn, &updated, RequestStatus::Withdrawn, &req.reason).await?;
@@ -124,5 +112,32 @@ impl Intake {
         self.committed();
         tracing::info!(request_id = %updated.id, "request withdrawn");
         Ok(WithdrawRequestResponse { request: Some(to_government_request(&updated, &items)) })
+    }
+
+    /// Asks legal review to withdraw the request's case; returns the case's version. UNAVAILABLE
+    /// when it cannot be reached (a retry asks again with the same event id, which legal review
+    /// applies once).
+    async fn withdraw_case(&self, request_id: &str, reason: &str) -> Result<i64> {
+        let mut review = self.review.clone();
+        let case = review
+            .withdraw_case(WithdrawCaseRequest {
+                event_id: format!("withdraw:{request_id}"),
+                case_id: request_id.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::FailedPrecondition => IntakeError::Refused(s.message().to_owned()),
+                _ => IntakeError::PeerUnavailable { peer: "legal review", why: s.message().to_owned() },
+            })?
+            .into_inner();
+        if crs_proto::convert::status(case.status) != Some(crs_domain::Status::Withdrawn) {
+            return Err(IntakeError::Refused(format!(
+                "legal review kept case {} {}",
+                case.id,
+                crs_proto::convert::short_name_of::<RequestStatus>(case.status)
+            )));
+        }
+        Ok(case.version as i64)
     }
 }
