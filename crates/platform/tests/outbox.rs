@@ -84,6 +84,20 @@ async fn enqueue(outbox: &Outbox, db: &DatabaseConnection, n: usize) {
     outbox.wake();
 }
 
+/// A handler that counts what it is handed, and the count.
+fn counting_handler() -> (Arc<Mutex<usize>>, crs_platform::outbox::Handler) {
+    let delivered: Arc<Mutex<usize>> = Default::default();
+    let count = delivered.clone();
+    let h = handler(move |_| {
+        let count = count.clone();
+        async move {
+            *count.lock().unwrap() += 1;
+            Ok(())
+        }
+    });
+    (delivered, h)
+}
+
 async fn wait_empty(outbox: &Outbox) {
     for _ in 0..400 {
         if outbox.backlog().await.unwrap().0 == 0 {
@@ -278,15 +292,7 @@ async fn a_relay_with_its_own_connections_forwards_while_the_pool_is_held() {
 
     // Every connection of the service's pool is taken, as by submissions under load.
     let held = requests.begin().await.unwrap();
-    let delivered: Arc<Mutex<usize>> = Default::default();
-    let count = delivered.clone();
-    let h = handler(move |_| {
-        let count = count.clone();
-        async move {
-            *count.lock().unwrap() += 1;
-            Ok(())
-        }
-    });
+    let (delivered, h) = counting_handler();
     let shutdown = CancellationToken::new();
     let relay = Outbox::new(requests.clone()).with_relay_connections(relay_pool).relay(
         "test",
@@ -350,15 +356,7 @@ async fn a_slow_batch_does_not_hold_up_the_rows_behind_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_on_one_replica_wakes_the_relay_of_another() {
     let (db, name) = postgres().await;
-    let delivered: Arc<Mutex<usize>> = Default::default();
-    let count = delivered.clone();
-    let h = handler(move |_| {
-        let count = count.clone();
-        async move {
-            *count.lock().unwrap() += 1;
-            Ok(())
-        }
-    });
+    let (delivered, h) = counting_handler();
     // Replica B relays; it would poll only once a minute.
     let shutdown = CancellationToken::new();
     let cfg = OutboxConfig { poll_interval_ms: 60_000, ..config() };

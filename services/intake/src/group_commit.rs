@@ -159,8 +159,11 @@ impl Writer {
                     let _ = p.answer.send(Ok(stored));
                 }
             }
+            // A batch of one has failed alone already.
             Err(e) if together.len() == 1 => {
-                let _ = together.into_iter().next().expect("one").answer.send(Err(e.into()));
+                if let Some(p) = together.into_iter().next() {
+                    let _ = p.answer.send(Err(e.into()));
+                }
             }
             Err(e) if crs_platform::db::is_unavailable(&e) => {
                 tracing::warn!(error = %e, submissions = together.len(), "database unavailable; a batch of submissions was not stored");
