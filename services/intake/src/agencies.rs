@@ -181,6 +181,7 @@ impl Intake {
                         language: row.language.clone(),
                         recipient_name: row.name.clone(),
                         source_version: row.settings_version as u64,
+                        settings_changed_at: Some(crs_platform::time::timestamp_from_millis(row.updated_at)),
                         sealed_secret,
                         ..Default::default()
                     },

@@ -80,6 +80,9 @@ async fn callback_secrets_are_shown_once_and_sealed_everywhere(backend: Backend)
     assert!(webhook.secret.is_empty());
     assert_eq!(webhook.endpoint, "https://portal.ministry.kz/crs/hook");
     assert_eq!((webhook.language.as_str(), webhook.source_version), ("kk", 1));
+    // When the settings changed, so notification can give the new subscription what overtook it.
+    let changed_at = webhook.settings_changed_at.as_ref().map(crs_platform::time::millis_from_timestamp);
+    assert_eq!(changed_at, Some(read.updated_at.as_ref().map(crs_platform::time::millis_from_timestamp).unwrap()));
     // Notification, holding the same key, opens it; it is the secret the agency was given.
     let notification = SecretBox::new(crs_testkit::service::WEBHOOK_SECRET_KEY.as_bytes());
     let sealed = std::str::from_utf8(&webhook.sealed_secret).unwrap();
@@ -105,6 +108,9 @@ async fn callback_secrets_are_shown_once_and_sealed_everywhere(backend: Backend)
     let sent = handoffs(&intake).await;
     assert_eq!(sent.len(), 4);
     assert!(sent[2..].iter().all(|(_, m)| m.source_version == 2 && m.language == "ru"));
+    let millis =
+        |m: &PutSubscriptionRequest| m.settings_changed_at.as_ref().map(crs_platform::time::millis_from_timestamp);
+    assert!(sent[2..].iter().all(|(_, m)| millis(m) >= changed_at && millis(m).is_some()));
     let webhook = sent[2..].iter().map(|(_, m)| m).find(|m| m.channel == Channel::Webhook as i32).unwrap();
     let sealed = std::str::from_utf8(&webhook.sealed_secret).unwrap();
     assert_eq!(notification.open_webhook_secret(sealed, &agency_callback_context(&created.id)).unwrap(), own);

@@ -98,6 +98,39 @@ pub mod delivery {
         pub created_at: i64,
     }
 
+    impl Model {
+        /// A new delivery of one audience's message through `sub`: due at once, or delivered
+        /// already when its channel is complete once recorded (the stream).
+        pub fn new(
+            notification_id: &str,
+            audience: i32,
+            sub: &super::subscription::Model,
+            complete: bool,
+            now: i64,
+            trace_context: Option<String>,
+        ) -> Self {
+            use crs_proto::notification::DeliveryState;
+            Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                notification_id: notification_id.to_owned(),
+                audience,
+                channel: sub.channel,
+                subscription_id: sub.id.clone(),
+                endpoint: sub.endpoint.clone(),
+                state: if complete { DeliveryState::Delivered } else { DeliveryState::Pending } as i32,
+                attempts: 0,
+                delivered_at: complete.then_some(now),
+                last_error: String::new(),
+                failure: String::new(),
+                next_attempt_at: (!complete).then_some(now),
+                locked_until: None,
+                retry_from: now,
+                trace_context,
+                created_at: now,
+            }
+        }
+    }
+
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

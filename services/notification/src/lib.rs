@@ -79,6 +79,7 @@ impl crs_platform::app::Service for Application {
             channels.clone(),
             secrets,
             cfg.webhooks.rotation_overlap_secs,
+            scheduler.clone(),
         );
         let notifications = Notifications::new(
             platform.db.clone(),

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(ChannelsAndDeliveryQueue),
             Box::new(TransparencyRecords),
             Box::new(StreamInCommitOrder),
+            Box::new(MessagesByAgency),
         ]
     }
 }
@@ -423,5 +424,37 @@ impl MigrationTrait for StreamInCommitOrder {
         manager
             .alter_table(Table::alter().table(Alias::new("messages")).drop_column(Alias::new("stream_txid")).to_owned())
             .await
+    }
+}
+
+/// An index on each agency's messages by time: a new agency subscription looks up the messages
+/// that overtook it (`Subscriptions::put`).
+struct MessagesByAgency;
+
+impl MigrationName for MessagesByAgency {
+    fn name(&self) -> &str {
+        "m20261212_000001_messages_by_agency"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for MessagesByAgency {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("messages_agency_created")
+                    .table(Alias::new("messages"))
+                    .col(Alias::new("agency_id"))
+                    .col(Alias::new("audience"))
+                    .col(Alias::new("created_at"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_index(Index::drop().name("messages_agency_created").table(Alias::new("messages")).to_owned()).await
     }
 }

@@ -122,9 +122,9 @@ impl Notifications {
                 .all(&txn)
                 .await?
                 .into_iter()
-                .filter(|s| match self.channels.get(s.channel) {
-                    Some(c) if c.enabled() => true,
-                    _ => {
+                .filter(|s| match self.channels.enabled(s.channel) {
+                    Some(_) => true,
+                    None => {
                         tracing::warn!(subscription_id = %s.id, channel = %crate::channels::name(s.channel), "channel not configured; not delivered");
                         false
                     }
@@ -134,8 +134,13 @@ impl Notifications {
                 continue;
             };
             if subs.is_empty() {
-                tracing::warn!(audience = audience.as_str_name(), request_id = %submission.request_id, "no subscription; not delivered");
-                continue;
+                if *audience != Audience::Agency {
+                    tracing::warn!(audience = audience.as_str_name(), request_id = %submission.request_id, "no subscription; not delivered");
+                    continue;
+                }
+                // Recorded all the same: the agency's subscription may still be on its way from
+                // intake, and gets the message when it arrives (`Subscriptions::put`).
+                tracing::info!(request_id = %submission.request_id, agency_id = %submission.agency_id, "the agency has no subscription yet; message kept for it");
             }
             let on_stream =
                 subs.iter().any(|s| self.channels.get(s.channel).is_some_and(|c| c.complete_when_recorded()));
@@ -163,26 +168,8 @@ impl Notifications {
             .await?;
             for sub in subs {
                 let complete = self.channels.get(sub.channel).is_some_and(|c| c.complete_when_recorded());
-                delivery::ActiveModel::from(delivery::Model {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    notification_id: id.clone(),
-                    audience: *audience as i32,
-                    channel: sub.channel,
-                    subscription_id: sub.id,
-                    endpoint: sub.endpoint,
-                    state: if complete { DeliveryState::Delivered } else { DeliveryState::Pending } as i32,
-                    attempts: 0,
-                    delivered_at: complete.then_some(now),
-                    last_error: String::new(),
-                    failure: String::new(),
-                    next_attempt_at: (!complete).then_some(now),
-                    locked_until: None,
-                    retry_from: now,
-                    trace_context: trace_context.clone(),
-                    created_at: now,
-                })
-                .insert(&txn)
-                .await?;
+                let row = delivery::Model::new(&id, *audience as i32, &sub, complete, now, trace_context.clone());
+                delivery::ActiveModel::from(row).insert(&txn).await?;
                 deliveries += 1;
             }
         }

@@ -17,7 +17,7 @@ use crs_platform::auth::{Principal, Role};
 use crs_platform::error::FieldViolations;
 use crs_platform::outbox::inbox_first_time;
 use crs_platform::secrets::{SecretBox, WebhookSecret, agency_callback_context, is_sealed};
-use crs_platform::time::{now_millis, timestamp_from_millis};
+use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
 use crs_proto::notification::{
     Audience, Channel as ChannelKind, ListSubscriptionsRequest, PutSubscriptionRequest, Subscription,
 };
@@ -28,13 +28,19 @@ use sea_orm::{
 
 use crate::channels::Channels;
 use crate::channels::webhook::secret_context;
-use crate::entities::subscription;
+use crate::entities::{delivery, message, subscription};
 use crate::error::NotificationError;
+use crate::scheduler::Scheduler;
 
 type Result<T> = std::result::Result<T, NotificationError>;
 
 /// The longest recipient name accepted.
 const MAX_NAME_LEN: usize = 256;
+
+/// How long before intake's `settings_changed_at` (its clock) a message recorded here (this
+/// service's clock) still counts as one that overtook the agency's new subscription: the clocks
+/// of two hosts may differ by this much.
+const CLOCK_SKEW_ALLOWANCE_MS: i64 = 60_000;
 
 /// Whether `s` has the shape of an ISO 639-1 code: two lower-case letters.
 pub fn is_language_code(s: &str) -> bool {
@@ -55,11 +61,18 @@ pub struct Subscriptions {
     channels: Channels,
     secrets: SecretBox,
     overlap_ms: i64,
+    scheduler: Scheduler,
 }
 
 impl Subscriptions {
-    pub fn new(db: DatabaseConnection, channels: Channels, secrets: SecretBox, overlap_secs: u64) -> Self {
-        Subscriptions { db, channels, secrets, overlap_ms: (overlap_secs as i64).saturating_mul(1000) }
+    pub fn new(
+        db: DatabaseConnection,
+        channels: Channels,
+        secrets: SecretBox,
+        overlap_secs: u64,
+        scheduler: Scheduler,
+    ) -> Self {
+        Subscriptions { db, channels, secrets, overlap_ms: (overlap_secs as i64).saturating_mul(1000), scheduler }
     }
 
     /// Checks a change; returns the audience, the channel, and the secret it sets (if any).
@@ -111,6 +124,9 @@ impl Subscriptions {
             }
             if req.source_version != 0 {
                 v.add("source_version", "is only for hand-offs between services; use expected_version");
+            }
+            if req.settings_changed_at.is_some() {
+                v.add("settings_changed_at", "is only for hand-offs between services");
             }
         }
         if !req.secret.is_empty() && !req.sealed_secret.is_empty() {
@@ -187,6 +203,7 @@ impl Subscriptions {
             )));
         }
         let now = now_millis();
+        let mut overtaken = 0;
         let (row, returned) = match existing {
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
@@ -212,6 +229,9 @@ impl Subscriptions {
                     updated_at: now,
                 };
                 let inserted = subscription::ActiveModel::from(row).insert(&txn).await.map_err(concurrent)?;
+                if let (Source::Intake, Audience::Agency, Some(since)) = (source, audience, &req.settings_changed_at) {
+                    overtaken = self.deliver_overtaken(&txn, &inserted, millis_from_timestamp(since), now).await?;
+                }
                 (inserted, generated)
             }
             Some(row) => {
@@ -236,15 +256,53 @@ impl Subscriptions {
             }
         };
         txn.commit().await?;
+        if overtaken > 0 {
+            self.scheduler.wake();
+        }
         tracing::info!(
             subscription_id = %row.id,
             audience = audience.as_str_name(),
             channel = kind.as_str_name(),
             agency_id = %row.agency_id,
             version = row.version,
+            overtaken,
             "subscription set"
         );
         Ok(to_subscription(&row, returned.as_ref()))
+    }
+
+    /// Gives a new agency subscription the agency's messages recorded since its settings changed
+    /// at intake (`since`): hand-offs travel independently, so an acknowledgement or a decision
+    /// may have overtaken the subscription on its way here, and was then kept with no delivery
+    /// for the agency. Returns how many deliveries it added.
+    async fn deliver_overtaken<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        sub: &subscription::Model,
+        since: i64,
+        now: i64,
+    ) -> Result<usize> {
+        let Some(channel) = self.channels.enabled(sub.channel) else {
+            return Ok(0);
+        };
+        let complete = channel.complete_when_recorded();
+        let overtaken = message::Entity::find()
+            .filter(message::Column::AgencyId.eq(sub.agency_id.clone()))
+            .filter(message::Column::Audience.eq(Audience::Agency as i32))
+            .filter(message::Column::CreatedAt.gte(since.saturating_sub(CLOCK_SKEW_ALLOWANCE_MS)))
+            .order_by_asc(message::Column::CreatedAt)
+            .all(conn)
+            .await?;
+        let rows: Vec<delivery::ActiveModel> = overtaken
+            .iter()
+            .map(|m| delivery::Model::new(&m.notification_id, m.audience, sub, complete, now, None).into())
+            .collect();
+        let added = rows.len();
+        if added > 0 {
+            delivery::Entity::insert_many(rows).exec(conn).await?;
+            tracing::info!(subscription_id = %sub.id, agency_id = %sub.agency_id, added, "messages that overtook the agency's subscription are delivered to it");
+        }
+        Ok(added)
     }
 
     /// Makes `new` the current secret; the current one (if different) signs beside it until the

@@ -148,6 +148,15 @@ async fn bad_subscriptions_are_refused_field_by_field_and_nothing_is_written() {
             },
             "source_version",
         ),
+        (
+            PutSubscriptionRequest {
+                audience: Audience::Enforcement as i32,
+                endpoint: "http://127.0.0.1:9/".into(),
+                settings_changed_at: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+                ..Default::default()
+            },
+            "settings_changed_at",
+        ),
     ] {
         let refused = admin.put_subscription(request.clone()).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{request:?}");

@@ -18,6 +18,16 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Subscribes the agency's callback as intake does: the secret sealed with the shared key.
 async fn subscribe_agency(running: &crs_testkit::Running, agency_id: &str, endpoint: &str) -> WebhookSecret {
+    subscribe_agency_changed_at(running, agency_id, endpoint, crs_platform::time::now_millis()).await
+}
+
+/// Subscribes the agency's callback as intake does, for settings that changed at `changed_at`.
+async fn subscribe_agency_changed_at(
+    running: &crs_testkit::Running,
+    agency_id: &str,
+    endpoint: &str,
+    changed_at: i64,
+) -> WebhookSecret {
     let secret = WebhookSecret::generate();
     let sealer = SecretBox::new(crs_testkit::service::WEBHOOK_SECRET_KEY.as_bytes());
     internal(running, "intake")
@@ -32,6 +42,7 @@ async fn subscribe_agency(running: &crs_testkit::Running, agency_id: &str, endpo
             recipient_name: "Ministry of Digital Development".into(),
             language: "kk".into(),
             event_id: uuid::Uuid::new_v4().to_string(),
+            settings_changed_at: Some(crs_platform::time::timestamp_from_millis(changed_at)),
             ..Default::default()
         })
         .await
@@ -504,4 +515,86 @@ async fn a_timed_out_attempt_is_retried_until_the_endpoint_answers() {
     assert_eq!(delivered.header("webhook-id"), timed_out.id);
     running.stop().await;
     env.db.drop_now().await.unwrap();
+}
+
+/// Hand-offs travel independently: an agency's acknowledgement may reach notification before
+/// the agency's subscription does. It is kept for the agency and delivered, signed, once the
+/// subscription arrives; a subscription whose settings changed after it was recorded does not
+/// get it, and the messages that follow reach both as usual.
+async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it(backend: Backend) {
+    let env = env(backend).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let mut intake = internal(&running, "intake").await;
+    let before = crs_platform::time::now_millis();
+    intake.notify(acknowledged("r-early", "agency-new")).await.unwrap();
+    intake.notify(acknowledged("r-old", "agency-later")).await.unwrap();
+
+    let secret = subscribe_agency_changed_at(&running, "agency-new", &receiver.url("new"), before).await;
+    receiver.register("new", &secret.encoded());
+    // Its contact address arrives too, but this deployment sends no email: nothing is due there.
+    intake
+        .put_agency_subscription(PutSubscriptionRequest {
+            audience: Audience::Agency as i32,
+            agency_id: "agency-new".into(),
+            endpoint: "requests@ministry.example".into(),
+            channel: Channel::Email as i32,
+            source_version: 1,
+            event_id: uuid::Uuid::new_v4().to_string(),
+            settings_changed_at: Some(crs_platform::time::timestamp_from_millis(before)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // This agency's callback was set long after its earlier request was acknowledged.
+    let later = before + 10 * 60 * 1000;
+    let secret = subscribe_agency_changed_at(&running, "agency-later", &receiver.url("later"), later).await;
+    receiver.register("later", &secret.encoded());
+    intake.notify(acknowledged("r-next", "agency-new")).await.unwrap();
+    intake.notify(acknowledged("r-new", "agency-later")).await.unwrap();
+
+    let ids = |name: &str| -> Vec<String> {
+        receiver
+            .received(name)
+            .iter()
+            .map(|r| r.json()["data"]["request_id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    eventually("both acknowledgements reach the new agency", PATIENCE, || async {
+        (receiver.received("new").len() >= 2).then_some(())
+    })
+    .await;
+    let mut new = ids("new");
+    new.sort();
+    assert_eq!(new, ["r-early", "r-next"]);
+    assert!(receiver.received("new").iter().all(|r| r.verified.is_ok()), "every delivery is signed");
+    eventually("the later agency's new acknowledgement arrives", PATIENCE, || async {
+        (!receiver.received("later").is_empty()).then_some(())
+    })
+    .await;
+    // Deliveries are attempted oldest first, so the earlier one would have come by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ids("later"), ["r-new"], "what was recorded before its settings changed is not sent");
+    let early = agency(&running, "agency-new")
+        .await
+        .list_notifications(ListNotificationsRequest { request_id: "r-early".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications;
+    assert_eq!(early.len(), 1);
+    assert_eq!(early[0].deliveries.len(), 1, "its webhook only: {early:?}");
+    assert_eq!(early[0].deliveries[0].state, DeliveryState::Delivered as i32);
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it_on_sqlite() {
+    a_notification_that_overtakes_the_agencys_subscription_still_reaches_it(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it_on_postgres() {
+    a_notification_that_overtakes_the_agencys_subscription_still_reaches_it(Backend::Postgres).await;
 }

@@ -104,6 +104,12 @@ impl Channels {
     pub fn get(&self, kind: i32) -> Option<&Arc<dyn Channel>> {
         self.by_kind.get(&kind)
     }
+
+    /// The channel of `kind` if this deployment can deliver on it: a subscription on any other
+    /// is kept, but gets no deliveries.
+    pub fn enabled(&self, kind: i32) -> Option<&Arc<dyn Channel>> {
+        self.get(kind).filter(|c| c.enabled())
+    }
 }
 
 /// The wire name of a channel without its prefix, in lower case, for labels and messages.
