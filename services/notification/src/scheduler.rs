@@ -6,6 +6,8 @@
 //! LOCKED`, so replicas never attempt the same delivery at once). Its outcome is written before
 //! the lease is given back, so a restart never repeats a delivery that succeeded (an attempt cut
 //! off mid-flight is repeated with the same `webhook-id`, which receivers use to drop repeats).
+//! A claim reads its deliveries' messages and subscription in two statements, and deliveries
+//! made at about the same time have their outcomes written in one transaction.
 //!
 //! Each endpoint (a subscription) has its own lane: at most `delivery.per_endpoint_concurrency`
 //! attempts in flight, claimed per endpoint, so a slow or hanging endpoint holds only its own
@@ -26,8 +28,11 @@ use crs_platform::time::now_millis;
 use crs_proto::ShortName;
 use crs_proto::notification::{Audience, DeliveryState};
 use rand::Rng;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait};
-use tokio::sync::Notify;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    TransactionTrait,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -80,11 +85,16 @@ struct Inner {
     lease_ms: i64,
     wake: Notify,
     lanes: Mutex<HashMap<String, Lane>>,
+    /// Deliveries made, to [`Inner::write_delivered`].
+    delivered: mpsc::Sender<Delivered>,
+    /// Its receiving end, until `run` starts the writer.
+    to_write: Mutex<Option<mpsc::Receiver<Delivered>>>,
 }
 
 impl Scheduler {
     pub fn new(db: DatabaseConnection, channels: Channels, cfg: DeliveryConfig, longest_attempt: Duration) -> Self {
         let lease_ms = longest_attempt.as_millis() as i64 + 5_000;
+        let (delivered, to_write) = mpsc::channel(OUTCOMES_PER_WRITE * 4);
         Scheduler {
             inner: Arc::new(Inner {
                 db,
@@ -93,6 +103,8 @@ impl Scheduler {
                 lease_ms,
                 wake: Notify::new(),
                 lanes: Mutex::new(HashMap::new()),
+                delivered,
+                to_write: Mutex::new(Some(to_write)),
             }),
         }
     }
@@ -105,6 +117,8 @@ impl Scheduler {
     /// Attempts due deliveries until `shutdown`; attempts in flight then get a moment to finish
     /// (an attempt cut off is repeated after its lease).
     pub async fn run(self, shutdown: CancellationToken) {
+        let to_write = self.inner.to_write.lock().expect("writer").take();
+        let writer = to_write.map(|made| tokio::spawn(self.inner.clone().write_delivered(made)));
         let mut attempts = JoinSet::new();
         let mut housekeeping = tokio::time::Instant::now() - HOUSEKEEPING;
         let poll = Duration::from_millis(self.inner.cfg.poll_interval_ms);
@@ -138,6 +152,10 @@ impl Scheduler {
             tokio::time::timeout(Duration::from_secs(5), async { while attempts.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             attempts.abort_all();
+        }
+        // Every attempt has ended, so no outcome is waiting to be written.
+        if let Some(writer) = writer {
+            writer.abort();
         }
     }
 
@@ -183,18 +201,20 @@ impl Scheduler {
                     &format!(
                         "UPDATE deliveries SET locked_until = $3, attempts = attempts + 1 WHERE id IN \
                          (SELECT id FROM deliveries WHERE subscription_id = $2 AND {due} \
-                          ORDER BY next_attempt_at, id LIMIT $4 {lock}) RETURNING id"
+                          ORDER BY next_attempt_at, id LIMIT $4 {lock}) RETURNING *"
                     ),
                     vec![now.into(), endpoint.clone().into(), lease.into(), (free as i64).into()],
                 ))
-                .await?;
-            for row in claimed {
-                let id: String = row.try_get("", "id")?;
+                .await?
+                .iter()
+                .map(|row| delivery::Model::from_query_result(row, ""))
+                .collect::<Result<Vec<_>, DbErr>>()?;
+            for claimed in inner.load(claimed, &endpoint).await? {
                 inner.lanes.lock().expect("lanes").entry(endpoint.clone()).or_default().in_flight += 1;
                 let this = self.clone();
                 let endpoint = endpoint.clone();
                 attempts.spawn(async move {
-                    this.attempt(&id, lease).await;
+                    this.attempt(claimed, lease).await;
                     this.inner.release(&endpoint);
                     this.wake();
                 });
@@ -212,26 +232,9 @@ impl Scheduler {
     }
 
     /// One attempt at a claimed delivery, in the request's trace, and its outcome recorded.
-    async fn attempt(&self, id: &str, lease: i64) {
+    async fn attempt(&self, claimed: Claimed, lease: i64) {
         let inner = &self.inner;
-        let loaded = async {
-            let Some(d) = delivery::Entity::find_by_id(id.to_owned()).one(&inner.db).await? else {
-                return Ok::<_, DbErr>(None);
-            };
-            let m = message::Entity::find_by_id((d.notification_id.clone(), d.audience)).one(&inner.db).await?;
-            let s = subscription::Entity::find_by_id(d.subscription_id.clone()).one(&inner.db).await?;
-            Ok(Some((d, m, s)))
-        }
-        .await;
-        let (delivery, message, sub) = match loaded {
-            Ok(Some(found)) => found,
-            Ok(None) => return,
-            Err(e) => {
-                // The lease runs out and the delivery is tried again.
-                tracing::warn!(delivery_id = %id, error = %e, "cannot load a delivery; it will be retried");
-                return;
-            }
-        };
+        let Claimed { delivery, message, subscription: sub } = claimed;
         let channel = crate::channels::name(delivery.channel);
         let audience = crs_proto::convert::short_name_of::<Audience>(delivery.audience);
         let span = tracing::info_span!(
@@ -270,12 +273,111 @@ impl Scheduler {
     }
 }
 
+/// A claimed delivery with what its attempt needs: its message, and its subscription as it is
+/// now (so a retry signs with the secrets in force at its attempt).
+struct Claimed {
+    delivery: delivery::Model,
+    message: Option<message::Model>,
+    subscription: Option<subscription::Model>,
+}
+
+/// A delivery made, waiting for its outcome to be written.
+struct Delivered {
+    id: String,
+    lease: i64,
+    endpoint: String,
+    written: oneshot::Sender<Result<(), String>>,
+}
+
+/// The most outcomes written in one transaction.
+const OUTCOMES_PER_WRITE: usize = 256;
+
 /// A delivery that cannot be made at all.
 fn gone(why: &str) -> Failure {
     Failure { permanent: true, summary: why.into(), detail: why.into(), retry_after: None, endpoint_unwell: false }
 }
 
 impl Inner {
+    /// Reads, for deliveries just claimed for one subscription, their messages and the
+    /// subscription: two statements for the whole claim.
+    async fn load(&self, claimed: Vec<delivery::Model>, subscription_id: &str) -> Result<Vec<Claimed>, DbErr> {
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notification_ids: Vec<String> = claimed.iter().map(|d| d.notification_id.clone()).collect();
+        let mut messages: HashMap<(String, i32), message::Model> = message::Entity::find()
+            .filter(message::Column::NotificationId.is_in(notification_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| ((m.notification_id.clone(), m.audience), m))
+            .collect();
+        let subscription = subscription::Entity::find_by_id(subscription_id.to_owned()).one(&self.db).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|delivery| Claimed {
+                message: messages.remove(&(delivery.notification_id.clone(), delivery.audience)),
+                subscription: subscription.clone(),
+                delivery,
+            })
+            .collect())
+    }
+
+    /// Writes the outcomes of deliveries made, as they come, many in one transaction: attempts
+    /// finishing together share a commit. Each attempt is told once its outcome is written.
+    async fn write_delivered(self: Arc<Self>, mut made: mpsc::Receiver<Delivered>) {
+        while let Some(first) = made.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < OUTCOMES_PER_WRITE {
+                match made.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let outcome = self.mark_delivered(&batch).await.map_err(|e| e.to_string());
+            for d in batch {
+                let _ = d.written.send(outcome.clone());
+            }
+        }
+    }
+
+    /// Marks deliveries made as DELIVERED and gives their leases back, in one transaction; a
+    /// delivery whose lease ran out meanwhile (another attempt may have it now) is left alone.
+    async fn mark_delivered(&self, batch: &[Delivered]) -> Result<(), DbErr> {
+        let backend = self.db.get_database_backend();
+        let now = now_millis();
+        let mut groups: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
+        for d in batch {
+            groups.entry((d.endpoint.as_str(), d.lease)).or_default().push(d.id.as_str());
+        }
+        let txn = self.db.begin().await?;
+        for ((endpoint, lease), ids) in groups {
+            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+            let mut values: Vec<sea_orm::Value> =
+                vec![(DeliveryState::Delivered as i32).into(), now.into(), endpoint.into(), lease.into()];
+            values.extend(ids.iter().map(|id| (*id).into()));
+            let written = txn
+                .query_all_raw(statement(
+                    backend,
+                    &format!(
+                        "UPDATE deliveries SET state = $1, delivered_at = $2, next_attempt_at = NULL, \
+                         locked_until = NULL, last_error = '', failure = '', endpoint = $3 \
+                         WHERE locked_until = $4 AND id IN ({}) RETURNING id",
+                        placeholders.join(", ")
+                    ),
+                    values,
+                ))
+                .await?;
+            if written.len() < ids.len() {
+                let written: Vec<String> = written.iter().filter_map(|r| r.try_get("", "id").ok()).collect();
+                for id in ids.iter().filter(|id| !written.iter().any(|w| w == *id)) {
+                    tracing::warn!(delivery_id = %id, "the delivery's lease ran out before its outcome was written; it may be attempted again");
+                }
+            }
+        }
+        txn.commit().await
+    }
+
     fn release(&self, endpoint: &str) {
         let mut lanes = self.lanes.lock().expect("lanes");
         if let Some(lane) = lanes.get_mut(endpoint) {
@@ -323,18 +425,18 @@ impl Inner {
             Outcome::Delivered => {
                 self.observe(&d.subscription_id, true, false);
                 tracing::info!(delivery_id = %d.id, attempts = d.attempts, "delivered");
-                (
-                    "UPDATE deliveries SET state = $1, delivered_at = $2, next_attempt_at = NULL, locked_until = NULL, \
-                     last_error = '', failure = '', endpoint = $3 WHERE id = $4 AND locked_until = $5",
-                    vec![
-                        (DeliveryState::Delivered as i32).into(),
-                        now.into(),
-                        endpoint.into(),
-                        d.id.clone().into(),
-                        lease.into(),
-                    ],
-                    DeliveryState::Delivered,
-                )
+                tracing::Span::current().record("crs.delivery.outcome", "delivered");
+                crate::metrics::DELIVERIES.with_label_values(&[audience, &channel, "delivered"]).inc();
+                let (written, done) = oneshot::channel();
+                let made = Delivered { id: d.id.clone(), lease, endpoint: endpoint.to_owned(), written };
+                if self.delivered.send(made).await.is_err() {
+                    return Err(DbErr::Custom("the scheduler is stopping".into()));
+                }
+                return match done.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(DbErr::Custom(e)),
+                    Err(_) => Err(DbErr::Custom("the scheduler is stopping".into())),
+                };
             }
             Outcome::Failed(f) => {
                 self.observe(&d.subscription_id, false, f.endpoint_unwell);

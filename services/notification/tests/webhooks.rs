@@ -598,3 +598,50 @@ async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it
 async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it_on_postgres() {
     a_notification_that_overtakes_the_agencys_subscription_still_reaches_it(Backend::Postgres).await;
 }
+
+/// Deliveries made together have their outcomes written together: attempts held at the
+/// endpoints and answered at once share commits, and each is recorded DELIVERED once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_made_together_are_recorded_together_on_postgres() {
+    let env = env(Backend::Postgres).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let agencies: Vec<String> = (0..8).map(|i| format!("agency-{i}")).collect();
+    for agency in &agencies {
+        let secret = subscribe_agency(&running, agency, &receiver.url(agency)).await;
+        receiver.register(agency, &secret.encoded());
+    }
+    receiver.hold();
+    let mut intake = internal(&running, "intake").await;
+    for (i, agency) in agencies.iter().cycle().take(32).enumerate() {
+        intake.notify(acknowledged(&format!("r-{i}"), agency)).await.unwrap();
+    }
+    // Four attempts per endpoint are under way at once (delivery.per_endpoint_concurrency).
+    eventually("every endpoint holds four attempts", PATIENCE, || async {
+        agencies.iter().all(|a| receiver.arrived(a) == 4).then_some(())
+    })
+    .await;
+    receiver.release();
+    eventually("every acknowledgement is recorded delivered", PATIENCE, || async {
+        let all = deliveries(&running).await;
+        (all.len() == 32 && all.iter().all(|d| d.state == DeliveryState::Delivered as i32)).then_some(())
+    })
+    .await;
+    let received: usize = agencies.iter().map(|a| receiver.received(a).len()).sum();
+    assert_eq!(received, 32, "each delivered once");
+    let conn = env.db.connect().await.unwrap();
+    let commits: i64 = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(DISTINCT xmin::text) AS n FROM deliveries WHERE delivered_at IS NOT NULL",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert!(commits < 32, "32 outcomes written in {commits} transactions");
+    conn.close().await.unwrap();
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}

@@ -286,13 +286,19 @@ pub struct Receiver {
     state: Arc<Mutex<ReceiverState>>,
     /// Requests that arrived, by endpoint, including ones never answered.
     arrived: Arc<Mutex<HashMap<String, usize>>>,
+    /// While false, requests wait before they are answered (see [`Receiver::hold`]).
+    open: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let receiver =
-            Receiver { addr: listener.local_addr().unwrap(), state: Default::default(), arrived: Default::default() };
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            state: Default::default(),
+            arrived: Default::default(),
+            open: Arc::new(tokio::sync::watch::Sender::new(true)),
+        };
         let app = Router::new().route("/hook/{name}", post(hook)).with_state(receiver.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -310,6 +316,16 @@ impl Receiver {
 
     pub fn register(&self, name: &str, secret: &str) {
         self.state.lock().unwrap().secrets.insert(name.into(), secret.into());
+    }
+
+    /// Holds every request that arrives from now on unanswered until [`Receiver::release`].
+    pub fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Answers the requests held, and those that follow at once.
+    pub fn release(&self) {
+        self.open.send_replace(true);
     }
 
     pub fn redirect_to(&self, url: &str) {
@@ -332,6 +348,7 @@ async fn hook(
     body: axum::body::Bytes,
 ) -> Response {
     *r.arrived.lock().unwrap().entry(name.clone()).or_default() += 1;
+    let _ = r.open.subscribe().wait_for(|open| *open).await;
     let (behaviour, secret, redirect) = {
         let s = r.state.lock().unwrap();
         (
