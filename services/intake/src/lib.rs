@@ -26,7 +26,7 @@ mod projection;
 mod relay;
 mod retention;
 mod service;
-mod submit;
+pub mod submit;
 pub mod validate;
 mod views;
 mod watch;

@@ -99,10 +99,7 @@ impl Intake {
             .one(&self.db)
             .await?
             .ok_or_else(|| auth::AuthError::Invalid(format!("unknown agency {id}")))?;
-        if agency.status != AgencyStatus::Active as i32 {
-            return Err(IntakeError::AgencySuspended(agency.id));
-        }
-        Ok(agency)
+        active(agency)
     }
 
     /// A request the caller may see: its own agency's, or any for reviewers and admins. Services
@@ -129,4 +126,12 @@ impl Intake {
             .all(&self.db)
             .await?)
     }
+}
+
+/// The agency, if it may act: a suspended agency may not.
+pub(crate) fn active(agency: agency::Model) -> Result<agency::Model> {
+    if agency.status != AgencyStatus::Active as i32 {
+        return Err(IntakeError::AgencySuspended(agency.id));
+    }
+    Ok(agency)
 }

@@ -2,6 +2,7 @@
 //! with concurrent submissions, see `crate::group_commit`), and answered from storage when
 //! retried with the same idempotency key.
 
+use crs_platform::auth;
 use crs_platform::auth::Principal;
 use crs_platform::outbox::OutboxBatch;
 use crs_platform::time::now_millis;
@@ -10,11 +11,13 @@ use crs_proto::intake::*;
 use crs_proto::notification::{NotificationKind, NotifyRequest};
 use crs_proto::triage::AssessRequestRequest;
 use prost::Message;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, Statement,
+};
 use sha2::{Digest, Sha256};
 
-use crate::entities::{request, request_item};
+use crate::entities::{agency, request, request_item};
 use crate::error::IntakeError;
 use crate::group_commit::{Stored, Submission};
 use crate::service::{Intake, Result};
@@ -33,11 +36,11 @@ impl Intake {
         principal: Principal,
         req: SubmitRequestRequest,
     ) -> Result<(SubmitRequestResponse, Option<crs_ratelimit::Decision>)> {
-        let agency = self.calling_agency(&principal).await?;
+        let (agency, holder) = self.calling_agency_and_key(&principal, &req.idempotency_key).await?;
         let valid = validate::submission(&req, &agency, &self.limits)?;
         let body_hash = body_hash(&req);
 
-        if let Some(existing) = self.find_by_key(&agency.id, &req.idempotency_key).await? {
+        if let Some(existing) = holder {
             return Ok((self.replay(existing, &body_hash, &req.idempotency_key).await?, None));
         }
 
@@ -127,6 +130,27 @@ impl Intake {
         self.events.notify_waiters();
     }
 
+    /// The calling agency, if active, and the live request holding `key` for it: the two reads
+    /// every submission starts with, in one statement.
+    async fn calling_agency_and_key(
+        &self,
+        principal: &Principal,
+        key: &str,
+    ) -> Result<(agency::Model, Option<request::Model>)> {
+        let id = auth::require_agency(principal)?;
+        let row = self
+            .db
+            .query_one_raw(agency_and_key_statement(self.db.get_database_backend(), id, key))
+            .await?
+            .ok_or_else(|| auth::AuthError::Invalid(format!("unknown agency {id}")))?;
+        let agency = crate::service::active(agency::Model::from_query_result(&row, AGENCY)?)?;
+        let holder = match row.try_get::<Option<String>>(HOLDER, request::Column::Id.as_str())? {
+            Some(_) => Some(request::Model::from_query_result(&row, HOLDER)?),
+            None => None,
+        };
+        Ok((agency, self.live(holder).await?))
+    }
+
     /// The live request holding `key` for the agency. A key older than the retention period is
     /// released first, so it can name a new request.
     async fn find_by_key(&self, agency_id: &str, key: &str) -> Result<Option<request::Model>> {
@@ -135,6 +159,12 @@ impl Intake {
             .filter(request::Column::IdempotencyKey.eq(key))
             .one(&self.db)
             .await?;
+        self.live(found).await
+    }
+
+    /// The request holding an idempotency key, unless the key is past its retention: then it is
+    /// released, so it can name a new request.
+    async fn live(&self, found: Option<request::Model>) -> Result<Option<request::Model>> {
         match found {
             Some(row) if row.received_at < now_millis() - self.idempotency_secs * 1000 => {
                 self.expire_key(&row.id).await?;
@@ -160,6 +190,35 @@ impl Intake {
         let items = self.items_of(&existing.id).await?;
         Ok(SubmitRequestResponse { request: Some(to_government_request(&existing, &items)), replayed: true })
     }
+}
+
+/// Column prefixes of [`agency_and_key_statement`]'s two rows.
+const AGENCY: &str = "a_";
+const HOLDER: &str = "r_";
+
+/// The agency `agency_id` and the request of its holding `key`, if any, as one row (columns
+/// prefixed `a_` and `r_`): public so that its plan is checked.
+pub fn agency_and_key_statement(backend: DbBackend, agency_id: &str, key: &str) -> Statement {
+    let (a, r) = (Alias::new("a"), Alias::new("r"));
+    let mut select = Query::select();
+    for c in agency::Column::iter() {
+        select.expr_as(Expr::col((a.clone(), c)), Alias::new(format!("{AGENCY}{}", c.as_str())));
+    }
+    for c in request::Column::iter() {
+        select.expr_as(Expr::col((r.clone(), c)), Alias::new(format!("{HOLDER}{}", c.as_str())));
+    }
+    select
+        .from_as(agency::Entity, a.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            request::Entity,
+            r.clone(),
+            Condition::all()
+                .add(Expr::col((r.clone(), request::Column::AgencyId)).equals((a.clone(), agency::Column::Id)))
+                .add(Expr::col((r, request::Column::IdempotencyKey)).eq(key)),
+        )
+        .and_where(Expr::col((a, agency::Column::Id)).eq(agency_id));
+    backend.build(&select)
 }
 
 /// The body's fingerprint, without the idempotency key itself.

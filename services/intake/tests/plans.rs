@@ -1,6 +1,7 @@
 //! The hot lookups use the indexes meant for them on PostgreSQL, with statistics as a started
 //! service leaves them (it refreshes them after migrating): the idempotency lookup reads one row
-//! through `requests_agency_idempotency_key`, however long the agency's history.
+//! through `requests_agency_idempotency_key`, however long the agency's history, alone and as
+//! a submission reads it with its agency.
 
 mod support;
 
@@ -41,5 +42,13 @@ async fn the_idempotency_lookup_reads_one_row_through_its_index() {
     assert!(plan.contains("requests_agency_idempotency_key"), "the lookup uses its unique index:\n{plan}");
     assert!(!plan.contains("Seq Scan"), "no scan of the table:\n{plan}");
     assert!(plan.contains("rows=1 "), "the planner expects one row:\n{plan}");
+
+    // As a submission reads it: with its agency, in one statement.
+    let mut submission = crs_intake::submit::agency_and_key_statement(sea_orm::DbBackend::Postgres, &agency, "key-17");
+    submission.sql = format!("EXPLAIN {}", submission.sql);
+    let rows = intake.db.query_all_raw(submission).await.unwrap();
+    let plan = rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect::<Vec<_>>().join("\n");
+    assert!(plan.contains("requests_agency_idempotency_key"), "the submission's read uses the index:\n{plan}");
+    assert!(!plan.contains("Seq Scan on requests"), "no scan of the requests:\n{plan}");
     intake.stop().await;
 }
