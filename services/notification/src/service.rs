@@ -15,8 +15,8 @@ use crs_proto::notification::notification_internal_service_server::NotificationI
 use crs_proto::notification::notification_service_server::NotificationService;
 use crs_proto::notification::*;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
@@ -108,28 +108,10 @@ impl Notifications {
         let trace_context = crs_platform::telemetry::current_traceparent();
         let (mut deliveries, mut published) = (0, false);
         for audience in messages::audiences(kind).iter().filter(|a| !merged || **a == Audience::Agency) {
-            // An agency is told at its own subscriptions, and on the stream of every agency's.
-            let scope = if *audience == Audience::Agency {
-                Condition::any()
-                    .add(subscription::Column::AgencyId.eq(submission.agency_id.clone()))
-                    .add(subscription::Column::AgencyId.eq(""))
-            } else {
-                Condition::all().add(subscription::Column::AgencyId.eq(""))
-            };
-            let subs: Vec<subscription::Model> = subscription::Entity::find()
-                .filter(subscription::Column::Audience.eq(*audience as i32))
-                .filter(scope)
-                .all(&txn)
-                .await?
-                .into_iter()
-                .filter(|s| match self.channels.enabled(s.channel) {
-                    Some(_) => true,
-                    None => {
-                        tracing::warn!(subscription_id = %s.id, channel = %crate::channels::name(s.channel), "channel not configured; not delivered");
-                        false
-                    }
-                })
-                .collect();
+            if *audience == Audience::Agency {
+                crate::subscriptions::hold_agency_subscriptions(&txn, &submission.agency_id).await?;
+            }
+            let subs = self.subscriptions_of(&txn, *audience, &submission.agency_id).await?;
             let Some(msg) = messages::message(*audience, &event, &self.appeal, self.transparency.config()) else {
                 continue;
             };
@@ -180,6 +162,37 @@ impl Notifications {
         }
         tracing::info!(notification_id = %id, kind = kind.as_str_name(), request_id = %submission.request_id, deliveries, "notification recorded");
         Ok(NotifyResponse { notification_id: id, replayed: false })
+    }
+
+    /// The subscriptions an audience's message goes to, on channels this deployment has: an
+    /// agency is told at its own subscriptions, and on the stream of every agency's.
+    async fn subscriptions_of<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        audience: Audience,
+        agency_id: &str,
+    ) -> Result<Vec<subscription::Model>> {
+        let scope = if audience == Audience::Agency {
+            Condition::any()
+                .add(subscription::Column::AgencyId.eq(agency_id))
+                .add(subscription::Column::AgencyId.eq(""))
+        } else {
+            Condition::all().add(subscription::Column::AgencyId.eq(""))
+        };
+        Ok(subscription::Entity::find()
+            .filter(subscription::Column::Audience.eq(audience as i32))
+            .filter(scope)
+            .all(conn)
+            .await?
+            .into_iter()
+            .filter(|s| match self.channels.enabled(s.channel) {
+                Some(_) => true,
+                None => {
+                    tracing::warn!(subscription_id = %s.id, channel = %crate::channels::name(s.channel), "channel not configured; not delivered");
+                    false
+                }
+            })
+            .collect())
     }
 
     async fn list(&self, principal: Principal, req: ListNotificationsRequest) -> Result<ListNotificationsResponse> {

@@ -47,6 +47,31 @@ pub fn is_language_code(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase())
 }
 
+/// The advisory lock (PostgreSQL) that orders a new agency subscription against the agency's
+/// messages being recorded: `put` holds it while it gives the new subscription what overtook
+/// it, and `Notify` shares it before it reads the agency's subscriptions. Without it, each could
+/// miss the other's uncommitted row. SQLite runs one writing transaction at a time and needs none.
+fn agency_lock(agency_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("crs.notification.agency-subscription:{agency_id}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
+}
+
+/// Waits until no new subscription of the agency is being committed, and keeps one from being
+/// committed until this transaction ends (shared: recording notifications never wait on each
+/// other).
+pub(crate) async fn hold_agency_subscriptions<C: sea_orm::ConnectionTrait>(conn: &C, agency_id: &str) -> Result<()> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        conn.execute_raw(crs_platform::outbox::statement(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            vec![agency_lock(agency_id).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Where a change comes from: an admin's call, or intake's hand-off (which alone may carry a
 /// sealed secret and a source version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +310,14 @@ impl Subscriptions {
         let Some(channel) = self.channels.enabled(sub.channel) else {
             return Ok(0);
         };
+        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            conn.execute_raw(crs_platform::outbox::statement(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                vec![agency_lock(&sub.agency_id).into()],
+            ))
+            .await?;
+        }
         let complete = channel.complete_when_recorded();
         let overtaken = message::Entity::find()
             .filter(message::Column::AgencyId.eq(sub.agency_id.clone()))

@@ -645,3 +645,48 @@ async fn deliveries_made_together_are_recorded_together_on_postgres() {
     running.stop().await;
     env.db.drop_now().await.unwrap();
 }
+
+/// The agency's subscription is committed while its acknowledgement is being recorded, each
+/// transaction unable to see the other's rows: the acknowledgement still reaches the
+/// subscription. (A trigger holds the acknowledgement's transaction open at its message.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_committed_while_a_notification_is_recorded_still_gets_it_on_postgres() {
+    let env = env(Backend::Postgres).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let conn = env.db.connect().await.unwrap();
+    conn.execute_unprepared(
+        "CREATE FUNCTION slow_message() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_message BEFORE INSERT ON messages FOR EACH ROW \
+         WHEN (NEW.agency_id = 'agency-racing') EXECUTE FUNCTION slow_message();",
+    )
+    .await
+    .unwrap();
+    let before = crs_platform::time::now_millis();
+    let mut intake = internal(&running, "intake").await;
+    let recording = tokio::spawn(async move { intake.notify(acknowledged("r-racing", "agency-racing")).await });
+    eventually("the acknowledgement's transaction is under way", PATIENCE, || async {
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        (row.try_get::<i64>("", "n").unwrap() == 1).then_some(())
+    })
+    .await;
+    let secret = subscribe_agency_changed_at(&running, "agency-racing", &receiver.url("racing"), before).await;
+    receiver.register("racing", &secret.encoded());
+    recording.await.unwrap().unwrap();
+    eventually("the acknowledgement arrives", PATIENCE, || async {
+        (receiver.received("racing").len() == 1).then_some(())
+    })
+    .await;
+    assert!(receiver.received("racing")[0].verified.is_ok());
+    conn.close().await.unwrap();
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
