@@ -305,7 +305,7 @@ impl Inner {
             return Ok(Vec::new());
         }
         let notification_ids: Vec<String> = claimed.iter().map(|d| d.notification_id.clone()).collect();
-        let mut messages: HashMap<(String, i32), message::Model> = message::Entity::find()
+        let messages: HashMap<(String, i32), message::Model> = message::Entity::find()
             .filter(message::Column::NotificationId.is_in(notification_ids))
             .all(&self.db)
             .await?
@@ -316,7 +316,7 @@ impl Inner {
         Ok(claimed
             .into_iter()
             .map(|delivery| Claimed {
-                message: messages.remove(&(delivery.notification_id.clone(), delivery.audience)),
+                message: messages.get(&(delivery.notification_id.clone(), delivery.audience)).cloned(),
                 subscription: subscription.clone(),
                 delivery,
             })

@@ -28,7 +28,7 @@ use sea_orm::{
 
 use crate::channels::Channels;
 use crate::channels::webhook::secret_context;
-use crate::entities::{delivery, message, subscription};
+use crate::entities::{delivery, subscription};
 use crate::error::NotificationError;
 use crate::scheduler::Scheduler;
 
@@ -41,6 +41,9 @@ const MAX_NAME_LEN: usize = 256;
 /// service's clock) still counts as one that overtook the agency's new subscription: the clocks
 /// of two hosts may differ by this much.
 const CLOCK_SKEW_ALLOWANCE_MS: i64 = 60_000;
+
+/// Deliveries per `INSERT` when a subscription is given what overtook it (16 values each).
+const DELIVERY_ROWS_PER_INSERT: usize = 500;
 
 /// Whether `s` has the shape of an ISO 639-1 code: two lower-case letters.
 pub fn is_language_code(s: &str) -> bool {
@@ -217,7 +220,12 @@ impl Subscriptions {
                 )));
             }
             if source == Source::Intake && req.source_version != 0 && row.source_version as u64 >= req.source_version {
+                // Stale, yet it may cover earlier messages than the newer change did.
+                let overtaken = self.deliver_overtaken(&txn, &req, row, now_millis()).await?;
                 txn.commit().await?;
+                if overtaken > 0 {
+                    self.scheduler.wake();
+                }
                 tracing::info!(subscription_id = %row.id, stale = req.source_version, applied = row.source_version, "stale subscription hand-off ignored");
                 return Ok(to_subscription(row, None));
             }
@@ -228,7 +236,6 @@ impl Subscriptions {
             )));
         }
         let now = now_millis();
-        let mut overtaken = 0;
         let (row, returned) = match existing {
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
@@ -254,9 +261,6 @@ impl Subscriptions {
                     updated_at: now,
                 };
                 let inserted = subscription::ActiveModel::from(row).insert(&txn).await.map_err(concurrent)?;
-                if let (Source::Intake, Audience::Agency, Some(since)) = (source, audience, &req.settings_changed_at) {
-                    overtaken = self.deliver_overtaken(&txn, &inserted, millis_from_timestamp(since), now).await?;
-                }
                 (inserted, generated)
             }
             Some(row) => {
@@ -280,6 +284,10 @@ impl Subscriptions {
                 (active.update(&txn).await?, generated)
             }
         };
+        let overtaken = match source {
+            Source::Intake => self.deliver_overtaken(&txn, &req, &row, now).await?,
+            Source::Admin => 0,
+        };
         txn.commit().await?;
         if overtaken > 0 {
             self.scheduler.wake();
@@ -296,43 +304,75 @@ impl Subscriptions {
         Ok(to_subscription(&row, returned.as_ref()))
     }
 
-    /// Gives a new agency subscription the agency's messages recorded since its settings changed
-    /// at intake (`since`): hand-offs travel independently, so an acknowledgement or a decision
-    /// may have overtaken the subscription on its way here, and was then kept with no delivery
-    /// for the agency. Returns how many deliveries it added.
+    /// Gives an agency subscription the agency's messages recorded since the settings that
+    /// intake's hand-off carries changed (`settings_changed_at`) that it has no delivery of yet:
+    /// hand-offs travel independently, so an acknowledgement or a decision may have overtaken the
+    /// subscription on its way here and been kept with nowhere of the agency's to go. Every
+    /// intake hand-off looks, stale ones too, since an older change relayed late may cover
+    /// earlier messages than the newer one applied first; what already has a delivery here is
+    /// left alone. Returns how many deliveries it added.
     async fn deliver_overtaken<C: sea_orm::ConnectionTrait>(
         &self,
         conn: &C,
+        req: &PutSubscriptionRequest,
         sub: &subscription::Model,
-        since: i64,
         now: i64,
     ) -> Result<usize> {
+        let Some(since) = req.settings_changed_at.as_ref().map(millis_from_timestamp) else {
+            return Ok(0);
+        };
         let Some(channel) = self.channels.enabled(sub.channel) else {
             return Ok(0);
         };
-        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        if sub.audience != Audience::Agency as i32 {
+            return Ok(0);
+        }
+        let backend = conn.get_database_backend();
+        if backend == sea_orm::DbBackend::Postgres {
             conn.execute_raw(crs_platform::outbox::statement(
-                sea_orm::DbBackend::Postgres,
+                backend,
                 "SELECT pg_advisory_xact_lock($1)",
                 vec![agency_lock(&sub.agency_id).into()],
             ))
             .await?;
         }
-        let complete = channel.complete_when_recorded();
-        let overtaken = message::Entity::find()
-            .filter(message::Column::AgencyId.eq(sub.agency_id.clone()))
-            .filter(message::Column::Audience.eq(Audience::Agency as i32))
-            .filter(message::Column::CreatedAt.gte(since.saturating_sub(CLOCK_SKEW_ALLOWANCE_MS)))
-            .order_by_asc(message::Column::CreatedAt)
-            .all(conn)
+        let overtaken = conn
+            .query_all_raw(crs_platform::outbox::statement(
+                backend,
+                "SELECT m.notification_id, m.audience FROM messages m \
+                 WHERE m.agency_id = $1 AND m.audience = $2 AND m.created_at >= $3 \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = m.notification_id \
+                   AND d.audience = m.audience AND d.subscription_id = $4) \
+                 ORDER BY m.created_at",
+                vec![
+                    sub.agency_id.clone().into(),
+                    (Audience::Agency as i32).into(),
+                    since.saturating_sub(CLOCK_SKEW_ALLOWANCE_MS).into(),
+                    sub.id.clone().into(),
+                ],
+            ))
             .await?;
-        let rows: Vec<delivery::ActiveModel> = overtaken
-            .iter()
-            .map(|m| delivery::Model::new(&m.notification_id, m.audience, sub, complete, now, None).into())
-            .collect();
+        let complete = channel.complete_when_recorded();
+        let mut rows = Vec::with_capacity(overtaken.len());
+        for m in &overtaken {
+            let (notification_id, audience): (String, i32) =
+                (m.try_get("", "notification_id")?, m.try_get("", "audience")?);
+            rows.push(delivery::ActiveModel::from(delivery::Model::new(
+                &notification_id,
+                audience,
+                sub,
+                complete,
+                now,
+                None,
+            )));
+        }
         let added = rows.len();
+        // Within both backends' bounds on the parameters of one statement.
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(DELIVERY_ROWS_PER_INSERT));
+            delivery::Entity::insert_many(std::mem::replace(&mut rows, rest)).exec_without_returning(conn).await?;
+        }
         if added > 0 {
-            delivery::Entity::insert_many(rows).exec(conn).await?;
             tracing::info!(subscription_id = %sub.id, agency_id = %sub.agency_id, added, "messages that overtook the agency's subscription are delivered to it");
         }
         Ok(added)

@@ -28,6 +28,18 @@ async fn subscribe_agency_changed_at(
     endpoint: &str,
     changed_at: i64,
 ) -> WebhookSecret {
+    subscribe_agency_as_of(running, agency_id, endpoint, 1, changed_at).await
+}
+
+/// Subscribes the agency's callback as intake does, for its settings at `version`, changed at
+/// `changed_at`.
+async fn subscribe_agency_as_of(
+    running: &crs_testkit::Running,
+    agency_id: &str,
+    endpoint: &str,
+    version: u64,
+    changed_at: i64,
+) -> WebhookSecret {
     let secret = WebhookSecret::generate();
     let sealer = SecretBox::new(crs_testkit::service::WEBHOOK_SECRET_KEY.as_bytes());
     internal(running, "intake")
@@ -38,7 +50,7 @@ async fn subscribe_agency_changed_at(
             endpoint: endpoint.into(),
             channel: Channel::Webhook as i32,
             sealed_secret: sealer.seal_webhook_secret(&secret, &agency_callback_context(agency_id)).into_bytes(),
-            source_version: 1,
+            source_version: version,
             recipient_name: "Ministry of Digital Development".into(),
             language: "kk".into(),
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -585,6 +597,17 @@ async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it
     assert_eq!(early.len(), 1);
     assert_eq!(early[0].deliveries.len(), 1, "its webhook only: {early:?}");
     assert_eq!(early[0].deliveries[0].state, DeliveryState::Delivered as i32);
+
+    // Two changes of an agency's settings relayed out of order: the newer one creates the
+    // subscription, and the older one, stale when it arrives, still brings what came after it.
+    intake.notify(acknowledged("r-between", "agency-reordered")).await.unwrap();
+    let newer = subscribe_agency_as_of(&running, "agency-reordered", &receiver.url("reordered"), 2, later).await;
+    receiver.register("reordered", &newer.encoded());
+    subscribe_agency_as_of(&running, "agency-reordered", &receiver.url("reordered"), 1, before).await;
+    eventually("the acknowledgement before the newer change arrives", PATIENCE, || async {
+        (ids("reordered") == ["r-between"]).then_some(())
+    })
+    .await;
     running.stop().await;
     env.db.drop_now().await.unwrap();
 }
@@ -686,6 +709,48 @@ async fn a_subscription_committed_while_a_notification_is_recorded_still_gets_it
     })
     .await;
     assert!(receiver.received("racing")[0].verified.is_ok());
+    conn.close().await.unwrap();
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// An agency's subscription that arrives after thousands of its messages (its hand-off stuck
+/// for days, then replayed) is given every one of them: the deliveries are written in parts
+/// within the database's bound on one statement's parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_arriving_after_thousands_of_messages_gets_them_all_on_sqlite() {
+    const MESSAGES: usize = 2_100;
+    let env = env(Backend::Sqlite).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    receiver.behave("busy", Behaviour::Answer(204));
+    let before = crs_platform::time::now_millis();
+    let mut senders = Vec::new();
+    for lane in 0..8 {
+        let mut intake = internal(&running, "intake").await;
+        senders.push(tokio::spawn(async move {
+            for i in (lane..MESSAGES).step_by(8) {
+                intake.notify(acknowledged(&format!("r-{i}"), "agency-busy")).await.unwrap();
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    subscribe_agency_changed_at(&running, "agency-busy", &receiver.url("busy"), before).await;
+    let conn = env.db.connect().await.unwrap();
+    let due: i64 = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM deliveries d JOIN channel_subscriptions s ON s.id = d.subscription_id \
+             WHERE s.agency_id = 'agency-busy'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert_eq!(due, MESSAGES as i64, "one delivery per message kept for the agency");
     conn.close().await.unwrap();
     running.stop().await;
     env.db.drop_now().await.unwrap();
