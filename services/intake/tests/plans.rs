@@ -8,13 +8,10 @@ mod support;
 use sea_orm::{ConnectionTrait, Statement};
 use support::{Backend, Intake};
 
-/// PostgreSQL's plan for `sql`, as text.
-async fn plan(intake: &Intake, sql: &str) -> String {
-    let rows = intake
-        .db
-        .query_all_raw(Statement::from_string(sea_orm::DbBackend::Postgres, format!("EXPLAIN {sql}")))
-        .await
-        .unwrap();
+/// PostgreSQL's plan for `statement`, as text.
+async fn explain(intake: &Intake, mut statement: Statement) -> String {
+    statement.sql = format!("EXPLAIN {}", statement.sql);
+    let rows = intake.db.query_all_raw(statement).await.unwrap();
     rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect::<Vec<_>>().join("\n")
 }
 
@@ -38,16 +35,14 @@ async fn the_idempotency_lookup_reads_one_row_through_its_index() {
     crs_platform::db::refresh_statistics(&intake.db).await.unwrap();
 
     let lookup = format!("SELECT * FROM requests WHERE agency_id = '{agency}' AND idempotency_key = 'key-17'");
-    let plan = plan(&intake, &lookup).await;
+    let plan = explain(&intake, Statement::from_string(sea_orm::DbBackend::Postgres, lookup)).await;
     assert!(plan.contains("requests_agency_idempotency_key"), "the lookup uses its unique index:\n{plan}");
     assert!(!plan.contains("Seq Scan"), "no scan of the table:\n{plan}");
     assert!(plan.contains("rows=1 "), "the planner expects one row:\n{plan}");
 
     // As a submission reads it: with its agency, in one statement.
-    let mut submission = crs_intake::submit::agency_and_key_statement(sea_orm::DbBackend::Postgres, &agency, "key-17");
-    submission.sql = format!("EXPLAIN {}", submission.sql);
-    let rows = intake.db.query_all_raw(submission).await.unwrap();
-    let plan = rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect::<Vec<_>>().join("\n");
+    let submission = crs_intake::submit::agency_and_key_statement(sea_orm::DbBackend::Postgres, &agency, "key-17");
+    let plan = explain(&intake, submission).await;
     assert!(plan.contains("requests_agency_idempotency_key"), "the submission's read uses the index:\n{plan}");
     assert!(!plan.contains("Seq Scan on requests"), "no scan of the requests:\n{plan}");
     intake.stop().await;

@@ -64,10 +64,16 @@ fn agency_lock(agency_id: &str) -> i64 {
 /// committed until this transaction ends (shared: recording notifications never wait on each
 /// other).
 pub(crate) async fn hold_agency_subscriptions<C: sea_orm::ConnectionTrait>(conn: &C, agency_id: &str) -> Result<()> {
+    lock_agency(conn, agency_id, "pg_advisory_xact_lock_shared").await
+}
+
+/// Takes the agency's lock (`function`: shared or exclusive) until the transaction ends, on
+/// PostgreSQL.
+async fn lock_agency<C: sea_orm::ConnectionTrait>(conn: &C, agency_id: &str, function: &str) -> Result<()> {
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         conn.execute_raw(crs_platform::outbox::statement(
             sea_orm::DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock_shared($1)",
+            &format!("SELECT {function}($1)"),
             vec![agency_lock(agency_id).into()],
         ))
         .await?;
@@ -327,15 +333,8 @@ impl Subscriptions {
         if sub.audience != Audience::Agency as i32 {
             return Ok(0);
         }
+        lock_agency(conn, &sub.agency_id, "pg_advisory_xact_lock").await?;
         let backend = conn.get_database_backend();
-        if backend == sea_orm::DbBackend::Postgres {
-            conn.execute_raw(crs_platform::outbox::statement(
-                backend,
-                "SELECT pg_advisory_xact_lock($1)",
-                vec![agency_lock(&sub.agency_id).into()],
-            ))
-            .await?;
-        }
         let overtaken = conn
             .query_all_raw(crs_platform::outbox::statement(
                 backend,
