@@ -132,10 +132,14 @@ pub mod commit_order {
             .try_get_by_index(0)
     }
 
+    /// PostgreSQL's expression for the id of the current transaction, as a `bigint`; a column
+    /// may take it as its default, so that rows carry it without a statement to ask for it.
+    pub const CURRENT_TXID_SQL: &str = "pg_current_xact_id()::text::bigint";
+
     /// The id of the transaction `conn` is in (0 on SQLite).
     pub async fn current_txid<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
         match conn.get_database_backend() {
-            DbBackend::Postgres => one_number(conn, "SELECT pg_current_xact_id()::text::bigint").await,
+            DbBackend::Postgres => one_number(conn, &format!("SELECT {CURRENT_TXID_SQL}")).await,
             _ => Ok(0),
         }
     }

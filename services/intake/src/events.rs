@@ -2,7 +2,7 @@
 //! order by `WatchRequests` (`crs_platform::db::commit_order`), without any lock that writers of
 //! one agency wait on: each event carries the id of the transaction that wrote it (`txid`).
 
-pub(crate) use crs_platform::db::commit_order::{Position, current_txid, horizon, readable_after};
+pub(crate) use crs_platform::db::commit_order::{Position, horizon, readable_after};
 use crs_proto::common::RequestStatus;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 
@@ -23,7 +23,8 @@ pub(crate) async fn record_event<C: ConnectionTrait>(
         note: Set(note.to_owned()),
         occurred_at: Set(row.status_at),
         agency_seq: Set(0),
-        txid: Set(current_txid(conn).await?),
+        // `txid` is left to the column's default: the writing transaction's id (see the migration
+        // `EventsTakeTheirTransactionId`).
         ..Default::default()
     }
     .insert(conn)

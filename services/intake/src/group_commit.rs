@@ -219,8 +219,8 @@ async fn store_together(
         request_item::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
     }
 
-    // Every event of the batch is ordered by this transaction (see `crate::events`).
-    let txid = crate::events::current_txid(&txn).await?;
+    // Every event of the batch is ordered by this transaction: its id is `txid`'s default (see
+    // `crate::events`).
     let events = stored.iter().map(|s| status_event::ActiveModel {
         agency_id: Set(s.row.agency_id.clone()),
         request_id: Set(s.row.id.clone()),
@@ -228,7 +228,6 @@ async fn store_together(
         note: Set("received".to_owned()),
         occurred_at: Set(s.row.status_at),
         agency_seq: Set(0),
-        txid: Set(txid),
         ..Default::default()
     });
     status_event::Entity::insert_many(events).exec_without_returning(&txn).await?;

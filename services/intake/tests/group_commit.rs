@@ -72,6 +72,7 @@ async fn concurrent(backend: Backend) {
         // The transactions that wrote the 60 requests: fewer than 60 means commits were shared.
         let transactions = numbers(&intake, "SELECT COUNT(DISTINCT xmin::text) AS n FROM requests".into()).await[0];
         assert!(transactions < 60, "60 concurrent submissions took {transactions} transactions");
+        assert_eq!(intake.events_without_their_transaction().await, (0, 60), "each event names its transaction");
     }
     intake.stop().await;
 }

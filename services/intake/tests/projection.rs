@@ -58,6 +58,10 @@ async fn out_of_order(backend: Backend) {
     let seen = view(&mut client).await;
     assert_eq!(seen.status, RequestStatus::Escalated as i32);
     assert!(seen.pending_question.is_empty());
+    if backend == Backend::Postgres {
+        // RECEIVED, AWAITING_INFORMATION, ESCALATED: each ordered by the transaction that wrote it.
+        assert_eq!(intake.events_without_their_transaction().await, (0, 3));
+    }
     intake.stop().await;
 }
 

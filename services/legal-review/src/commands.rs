@@ -259,12 +259,22 @@ impl LegalReview {
         idempotency: Option<Idempotency>,
         now: i64,
     ) -> Result<Case> {
-        audit::append(&txn, fx.audit, now).await?;
         let around = store::around(&txn, std::slice::from_ref(&row.id)).await?;
         let case = crate::views::to_case(&row, &around, now);
         if let Some(i) = &idempotency {
             i.remember(&txn, &case, now).await?;
         }
+        self.commit(txn, fx, now).await?;
+        Ok(case)
+    }
+
+    /// Appends the audit entries, commits, and does what must follow the commit: [`finish`]
+    /// without the case's view, for a caller that answers without it (a relayed hand-off), which
+    /// spares the four reads the view takes.
+    ///
+    /// [`finish`]: LegalReview::finish
+    async fn commit(&self, txn: DatabaseTransaction, fx: Effects, now: i64) -> Result<()> {
+        audit::append(&txn, fx.audit, now).await?;
         txn.commit().await?;
         self.outbox.wake();
         for (was, is) in fx.clocks {
@@ -273,7 +283,7 @@ impl LegalReview {
         if let Some((submission, decisions)) = fx.decided {
             crate::metrics::count_decisions(&submission, &decisions);
         }
-        Ok(case)
+        Ok(())
     }
 
     /// Locks the case and answers a retried command from its first result.
@@ -728,7 +738,7 @@ impl LegalReview {
                     "enqueue",
                     json!({ "withdrawn_before": true, "agency_id": submission.agency_id, "items": submission.items.len() }),
                 );
-                self.finish(txn, row, fx, None, now).await?;
+                self.commit(txn, fx, now).await?;
             }
             return Ok(EnqueueCaseResponse { case_id: id, replayed: true });
         }
@@ -745,8 +755,7 @@ impl LegalReview {
             crate::merges::Placed::Opened => id.clone(),
             crate::merges::Placed::Merged(case_id) => case_id,
         };
-        let row = store::find(&txn, &case_id).await?;
-        self.finish(txn, row, fx, None, now).await?;
+        self.commit(txn, fx, now).await?;
         Ok(EnqueueCaseResponse { case_id, replayed: false })
     }
 }

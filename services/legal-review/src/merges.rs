@@ -101,8 +101,9 @@ impl LegalReview {
         let keys = content_keys(s);
         let mut others = BTreeSet::new();
         for _ in 0..PLACEMENT_ATTEMPTS {
+            let mut claimed = 0;
             if !keys.is_empty() {
-                open_content::Entity::insert_many(keys.iter().map(|k| {
+                claimed = open_content::Entity::insert_many(keys.iter().map(|k| {
                     open_content::ActiveModel::from(open_content::Model {
                         jurisdiction: s.jurisdiction.clone(),
                         content_key: k.clone(),
@@ -116,6 +117,11 @@ impl LegalReview {
                 )
                 .exec_without_returning(txn)
                 .await?;
+            }
+            if claimed == keys.len() as u64 {
+                // Every item was free and is now this request's: no case to merge into or share
+                // with, and nothing to read back.
+                break;
             }
             let holders: BTreeSet<String> = open_content::Entity::find()
                 .filter(open_content::Column::Jurisdiction.eq(s.jurisdiction.clone()))

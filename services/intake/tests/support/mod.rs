@@ -133,6 +133,17 @@ impl Intake {
     }
 
     /// Rows in every table a submission writes to.
+    /// On PostgreSQL, how many status events (of how many) do not carry the id of the
+    /// transaction that wrote them, which the watch cursors order them by: the low 32 bits of
+    /// `txid` are the row's `xmin` on a cluster whose transaction ids have not wrapped.
+    pub async fn events_without_their_transaction(&self) -> (i64, i64) {
+        let sql = "SELECT COUNT(*) FILTER (WHERE txid = 0 OR txid % 4294967296 <> xmin::text::bigint) AS wrong, \
+                   COUNT(*) AS n FROM status_events";
+        let row =
+            self.db.query_one_raw(Statement::from_string(self.db.get_database_backend(), sql)).await.unwrap().unwrap();
+        (row.try_get::<i64>("", "wrong").unwrap(), row.try_get::<i64>("", "n").unwrap())
+    }
+
     pub async fn written(&self) -> [i64; 4] {
         let mut out = [0; 4];
         for (i, table) in ["requests", "request_items", "status_events", "outbox"].iter().enumerate() {
