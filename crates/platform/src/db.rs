@@ -132,9 +132,17 @@ pub mod commit_order {
             .try_get_by_index(0)
     }
 
-    /// PostgreSQL's expression for the id of the current transaction, as a `bigint`; a column
-    /// may take it as its default, so that rows carry it without a statement to ask for it.
-    pub const CURRENT_TXID_SQL: &str = "pg_current_xact_id()::text::bigint";
+    /// PostgreSQL's expression for the id of the current transaction, as a `bigint`.
+    const CURRENT_TXID_SQL: &str = "pg_current_xact_id()::text::bigint";
+
+    /// The id of the writing transaction as a value of the statement that writes a row (0 on
+    /// SQLite): the row carries it without a statement of its own to ask for it.
+    pub fn current_txid_value(backend: DbBackend) -> sea_orm::sea_query::Expr {
+        match backend {
+            DbBackend::Postgres => sea_orm::sea_query::Expr::cust(CURRENT_TXID_SQL),
+            _ => sea_orm::sea_query::Expr::val(0i64),
+        }
+    }
 
     /// The id of the transaction `conn` is in (0 on SQLite).
     pub async fn current_txid<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {

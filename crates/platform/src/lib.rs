@@ -19,6 +19,7 @@ pub mod retention;
 pub mod revocation;
 pub mod secrets;
 pub mod server;
+pub mod shared_txn;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

@@ -2,9 +2,11 @@
 //! order by `WatchRequests` (`crs_platform::db::commit_order`), without any lock that writers of
 //! one agency wait on: each event carries the id of the transaction that wrote it (`txid`).
 
+use crs_platform::db::commit_order::current_txid_value;
 pub(crate) use crs_platform::db::commit_order::{Position, horizon, readable_after};
 use crs_proto::common::RequestStatus;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::entities::{request, status_event};
 use crate::service::Result;
@@ -16,19 +18,48 @@ pub(crate) async fn record_event<C: ConnectionTrait>(
     status: RequestStatus,
     note: &str,
 ) -> Result<()> {
-    status_event::ActiveModel {
-        agency_id: Set(row.agency_id.clone()),
-        request_id: Set(row.id.clone()),
-        status: Set(status as i32),
-        note: Set(note.to_owned()),
-        occurred_at: Set(row.status_at),
-        agency_seq: Set(0),
-        // `txid` is left to the column's default: the writing transaction's id (see the migration
-        // `EventsTakeTheirTransactionId`).
-        ..Default::default()
+    record_events(conn, &[(row, status, note)]).await?;
+    Ok(())
+}
+
+/// Events per `INSERT` (7 values each, within SQLite's bound on parameters).
+const EVENT_ROWS_PER_INSERT: usize = 1000;
+
+/// Appends status events (the request, its new status, the note) in a statement per thousand, inside
+/// the caller's transaction. Each carries the id of that transaction, taken by the statement itself.
+pub(crate) async fn record_events<C: ConnectionTrait>(
+    conn: &C,
+    events: &[(&request::Model, RequestStatus, &str)],
+) -> std::result::Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
     }
-    .insert(conn)
-    .await?;
+    use status_event::Column;
+    let backend = conn.get_database_backend();
+    for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
+        let mut insert = Query::insert();
+        insert.into_table(status_event::Entity).columns([
+            Column::AgencyId,
+            Column::RequestId,
+            Column::Status,
+            Column::Note,
+            Column::OccurredAt,
+            Column::AgencySeq,
+            Column::Txid,
+        ]);
+        for (row, status, note) in chunk {
+            insert.values_panic([
+                Expr::val(row.agency_id.clone()),
+                Expr::val(row.id.clone()),
+                Expr::val(*status as i32),
+                Expr::val(note.to_string()),
+                Expr::val(row.status_at),
+                Expr::val(0i64),
+                current_txid_value(backend),
+            ]);
+        }
+        conn.execute(&insert).await?;
+    }
     Ok(())
 }
 

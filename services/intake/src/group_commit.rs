@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use crs_platform::outbox::OutboxBatch;
 use crs_proto::common::RequestStatus;
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set, TransactionTrait, TryInsertResult};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, TransactionTrait, TryInsertResult};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
-use crate::entities::{request, request_item, status_event};
+use crate::entities::{request, request_item};
 use crate::error::IntakeError;
 use crate::service::Result;
 
@@ -219,18 +219,9 @@ async fn store_together(
         request_item::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
     }
 
-    // Every event of the batch is ordered by this transaction: its id is `txid`'s default (see
-    // `crate::events`).
-    let events = stored.iter().map(|s| status_event::ActiveModel {
-        agency_id: Set(s.row.agency_id.clone()),
-        request_id: Set(s.row.id.clone()),
-        status: Set(RequestStatus::Received as i32),
-        note: Set("received".to_owned()),
-        occurred_at: Set(s.row.status_at),
-        agency_seq: Set(0),
-        ..Default::default()
-    });
-    status_event::Entity::insert_many(events).exec_without_returning(&txn).await?;
+    // Every event of the batch is ordered by this transaction (see `crate::events`).
+    let events: Vec<_> = stored.iter().map(|s| (&s.row, RequestStatus::Received, "received")).collect();
+    crate::events::record_events(&txn, &events).await?;
 
     let mut handoffs = OutboxBatch::default();
     for s in &stored {

@@ -21,7 +21,6 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(AgencyLanguageAndSettingsVersion),
             Box::new(EventsInCommitOrder),
-            Box::new(EventsTakeTheirTransactionId),
         ]
     }
 }
@@ -412,37 +411,4 @@ impl MigrationTrait for EventsInCommitOrder {
             .alter_table(Table::alter().table(Alias::new("status_events")).drop_column(Alias::new("txid")).to_owned())
             .await
     }
-}
-
-/// On PostgreSQL a status event's `txid` defaults to the id of the transaction that writes it, so
-/// writing an event no longer asks for that id in a statement of its own first. SQLite's one
-/// writer keeps 0 (see `crs_platform::db::commit_order`).
-struct EventsTakeTheirTransactionId;
-
-impl MigrationName for EventsTakeTheirTransactionId {
-    fn name(&self) -> &str {
-        "m20261213_000001_events_take_their_transaction_id"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for EventsTakeTheirTransactionId {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        set_txid_default(manager, crs_platform::db::commit_order::CURRENT_TXID_SQL).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        set_txid_default(manager, "0").await
-    }
-}
-
-async fn set_txid_default(manager: &SchemaManager<'_>, default: &str) -> Result<(), DbErr> {
-    if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return Ok(());
-    }
-    manager
-        .get_connection()
-        .execute_unprepared(&format!("ALTER TABLE status_events ALTER COLUMN txid SET DEFAULT ({default})"))
-        .await?;
-    Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crs_platform::auth::{self, Role};
 use crs_platform::outbox::{Outbox, inbox_first_time};
+use crs_platform::shared_txn::{self, SharedTransactions};
 use crs_platform::time::{millis_from_timestamp, now_millis};
 use crs_proto::common::{Assessment, ItemOutcome, Submission};
 use crs_proto::review::EnqueueCaseRequest;
@@ -14,8 +15,8 @@ use crs_proto::triage::*;
 use prost::Message;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
@@ -34,11 +35,23 @@ pub struct Triage {
     db: DatabaseConnection,
     outbox: Outbox,
     policies: LivePolicies,
+    /// Assessments relayed together are stored together (see `crs_platform::shared_txn`).
+    assessments: SharedTransactions<Assessed, TriageError>,
+}
+
+/// What became of one relayed request.
+struct Assessed {
+    assessment: Assessment,
+    replayed: bool,
+    /// The rule that routed it and the policy set's digest, for the log.
+    route: String,
+    policies: String,
 }
 
 impl Triage {
     pub fn new(db: DatabaseConnection, outbox: Outbox, policies: LivePolicies) -> Self {
-        Self { db, outbox, policies }
+        let assessments = SharedTransactions::start(db.clone());
+        Self { db, outbox, policies, assessments }
     }
 
     async fn assess(&self, req: AssessRequestRequest) -> Result<AssessRequestResponse> {
@@ -55,30 +68,61 @@ impl Triage {
             .map(millis_from_timestamp)
             .ok_or_else(|| TriageError::invalid("submission.received_at", "is required"))?;
 
-        let txn = self.db.begin().await?;
-        if !inbox_first_time(&txn, &req.event_id).await? {
-            drop(txn);
-            return Ok(AssessRequestResponse {
-                assessment: Some(self.stored(&submission.request_id).await?),
-                replayed: true,
-            });
+        let request_id = submission.request_id.clone();
+        let this = self.clone();
+        let event_id = req.event_id;
+        let assessed = self
+            .assessments
+            .run(shared_txn::unit(move |txn| {
+                let (this, event_id, submission) = (this.clone(), event_id.clone(), submission.clone());
+                Box::pin(async move { this.store_assessment(txn, &event_id, submission, received_at).await })
+            }))
+            .await?;
+        if !assessed.replayed {
+            self.outbox.wake();
+            let assessment = &assessed.assessment;
+            tracing::info!(
+                request_id = %request_id,
+                policy = %assessment.policy.as_ref().map(|p| p.id.as_str()).unwrap_or_default(),
+                priority = assessment.priority,
+                queue = %assessment.queue,
+                route = %assessed.route,
+                policies = %assessed.policies,
+                "request triaged"
+            );
+        }
+        Ok(AssessRequestResponse { assessment: Some(assessed.assessment), replayed: assessed.replayed })
+    }
+
+    /// Assesses `submission` and stores the assessment, its content and the hand-off to legal
+    /// review inside `txn`; a replayed event answers with the assessment stored the first time.
+    async fn store_assessment(
+        &self,
+        txn: &DatabaseTransaction,
+        event_id: &str,
+        submission: Submission,
+        received_at: i64,
+    ) -> Result<Assessed> {
+        if !inbox_first_time(txn, event_id).await? {
+            let assessment = stored(txn, &submission.request_id).await?;
+            return Ok(Assessed { assessment, replayed: true, route: String::new(), policies: String::new() });
         }
         let set = self.policies.current();
         let now = now_millis();
-        let ctx = context(&txn, &submission, set.rules.related.recent_decision_days, now).await?;
+        let ctx = context(txn, &submission, set.rules.related.recent_decision_days, now).await?;
         let assessment = assess(&submission, &set, received_at, &ctx, now).assessment;
         let policy_id = assessment.policy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         assessment::ActiveModel::from(assessment::Model {
             request_id: submission.request_id.clone(),
             priority: assessment.priority as i32,
-            policy_id: policy_id.clone(),
+            policy_id,
             queue: assessment.queue.clone(),
             human_rights_review: assessment.human_rights_review,
             duplicate_of: assessment.duplicate_of.clone(),
             encoded: assessment.encode_to_vec(),
             assessed_at: now,
         })
-        .insert(&txn)
+        .insert(txn)
         .await?;
         // One statement for every item (a request names at most `limits.max_items` at intake).
         let indexed = submission.items.iter().map(|item| {
@@ -88,29 +132,19 @@ impl Triage {
                 indexed_at: now,
             })
         });
-        content_index::Entity::insert_many(indexed).exec_without_returning(&txn).await?;
+        content_index::Entity::insert_many(indexed).exec_without_returning(txn).await?;
+        let route = assessment.route_rule.clone();
         self.outbox
             .send(
-                &txn,
+                txn,
                 &EnqueueCaseRequest {
                     event_id: String::new(),
-                    submission: Some(submission.clone()),
+                    submission: Some(submission),
                     assessment: Some(assessment.clone()),
                 },
             )
             .await?;
-        txn.commit().await?;
-        self.outbox.wake();
-        tracing::info!(
-            request_id = %submission.request_id,
-            policy = %policy_id,
-            priority = assessment.priority,
-            queue = %assessment.queue,
-            route = %assessment.route_rule,
-            policies = %set.digest,
-            "request triaged"
-        );
-        Ok(AssessRequestResponse { assessment: Some(assessment), replayed: false })
+        Ok(Assessed { assessment, replayed: false, route, policies: set.digest.clone() })
     }
 
     async fn explain(&self, req: ExplainAssessmentRequest) -> Result<ExplainAssessmentResponse> {
@@ -202,12 +236,17 @@ impl Triage {
     }
 
     async fn stored(&self, request_id: &str) -> Result<Assessment> {
-        let row = assessment::Entity::find_by_id(request_id.to_owned())
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| TriageError::NotFound(request_id.to_owned()))?;
-        Assessment::decode(row.encoded.as_slice()).map_err(|e| TriageError::Internal(e.into()))
+        stored(&self.db, request_id).await
     }
+}
+
+/// The assessment stored for `request_id`.
+async fn stored(db: &impl ConnectionTrait, request_id: &str) -> Result<Assessment> {
+    let row = assessment::Entity::find_by_id(request_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| TriageError::NotFound(request_id.to_owned()))?;
+    Assessment::decode(row.encoded.as_slice()).map_err(|e| TriageError::Internal(e.into()))
 }
 
 /// What triage already knows about `s`'s content and agency.

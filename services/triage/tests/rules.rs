@@ -296,6 +296,79 @@ async fn routing_rules_choose_queues_and_explain_matches_assessment_on_postgres(
     routes_and_explanations(Backend::Postgres).await;
 }
 
+/// Relayed requests arriving together are assessed in shared transactions: each is answered
+/// with its own assessment, a repeated event with the first one's, and a request assessed again
+/// under another event fails alone, without failing its neighbours.
+async fn assessed_together(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    const N: usize = 40;
+    let files = Files::new(RULES);
+    let (triage, db) = start(backend, &files).await;
+    let taken = submission("taken-1", "FR", Category::ScamsAndFraud, &["https://x.fr/taken"]);
+    assess(&triage, &taken).await;
+
+    let running = &triage;
+    let call = |event_id: String, s: Submission| async move {
+        intake(running)
+            .await
+            .assess_request(AssessRequestRequest { event_id, submission: Some(s) })
+            .await
+            .map(tonic::Response::into_inner)
+    };
+    let fresh: Vec<Submission> = (0..N)
+        .map(|i| submission(&format!("together-{i}"), "FR", Category::ScamsAndFraud, &[&format!("https://x.fr/{i}")]))
+        .collect();
+    let repeated = fresh[0].clone();
+    let (answers, repeat, again) = tokio::join!(
+        futures::future::join_all(fresh.iter().map(|s| call(format!("assess-{}", s.request_id), s.clone()))),
+        call(format!("assess-{}", repeated.request_id), repeated.clone()),
+        call("another-event-for-taken-1".into(), taken.clone()),
+    );
+    let mut first = None;
+    for (s, answer) in fresh.iter().zip(answers) {
+        let answer = answer.unwrap_or_else(|e| panic!("{} was not assessed: {e}", s.request_id));
+        let assessment = answer.assessment.unwrap();
+        assert_eq!(assessment.queue, "general", "{}", s.request_id);
+        if s.request_id == repeated.request_id {
+            first = Some((answer.replayed, assessment));
+        }
+    }
+    let repeat = repeat.expect("a repeated event is answered");
+    let (first_replayed, first) = first.unwrap();
+    assert!(first_replayed != repeat.replayed, "exactly one of the two deliveries of the event assessed it");
+    assert_eq!(repeat.assessment.unwrap(), first, "both are answered with the one assessment");
+    assert!(again.is_err(), "a second assessment of a request under another event is refused: {again:?}");
+
+    let conn = db.connect().await.unwrap();
+    let count = |sql: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let row = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap();
+            row.unwrap().try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM assessments").await, N as i64 + 1, "every request assessed once");
+    assert_eq!(count("SELECT COUNT(*) FROM outbox").await, N as i64 + 1, "and handed on once");
+    if backend == Backend::Postgres {
+        let transactions =
+            count("SELECT COUNT(DISTINCT xmin::text)::bigint FROM assessments WHERE request_id LIKE 'together-%'")
+                .await;
+        assert!(transactions < N as i64, "{N} concurrent assessments took {transactions} transactions");
+    }
+    triage.stop().await;
+    db.drop_now().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_relayed_together_are_assessed_together_on_sqlite() {
+    assessed_together(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_relayed_together_are_assessed_together_on_postgres() {
+    assessed_together(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_recorded_inform_later_requests_and_the_agencys_priority() {
     let files = Files::new(RULES);

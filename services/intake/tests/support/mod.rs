@@ -132,10 +132,9 @@ impl Intake {
         self.bearer(Principal::Agency { id: id.to_owned() })
     }
 
-    /// Rows in every table a submission writes to.
     /// On PostgreSQL, how many status events (of how many) do not carry the id of the
-    /// transaction that wrote them, which the watch cursors order them by: the low 32 bits of
-    /// `txid` are the row's `xmin` on a cluster whose transaction ids have not wrapped.
+    /// transaction that wrote them, which the watch cursors order them by: `txid`'s low 32 bits
+    /// are the row's `xmin` (for rows not updated since, and not written under a savepoint).
     pub async fn events_without_their_transaction(&self) -> (i64, i64) {
         let sql = "SELECT COUNT(*) FILTER (WHERE txid = 0 OR txid % 4294967296 <> xmin::text::bigint) AS wrong, \
                    COUNT(*) AS n FROM status_events";
@@ -144,6 +143,7 @@ impl Intake {
         (row.try_get::<i64>("", "wrong").unwrap(), row.try_get::<i64>("", "n").unwrap())
     }
 
+    /// Rows in every table a submission writes to.
     pub async fn written(&self) -> [i64; 4] {
         let mut out = [0; 4];
         for (i, table) in ["requests", "request_items", "status_events", "outbox"].iter().enumerate() {

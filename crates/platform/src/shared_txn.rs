@@ -1,0 +1,188 @@
+//! Group commit for hand-off receivers: concurrent units of database work share one transaction
+//! and one commit.
+//!
+//! A receiver of relayed hand-offs does a few statements per call, inside a transaction of its
+//! own. With relays keeping many calls in flight, a good part of its database work is beginning
+//! and committing (a round trip each, and a flush of the write-ahead log per commit).
+//! [`SharedTransactions::run`] queues a unit of work; a writer takes what is queued, up to
+//! [`MAX_UNITS`], runs the units one after the other in one transaction and commits once. A lone
+//! unit runs at once: nothing waits for company, so an idle receiver answers as fast as before.
+//!
+//! One unit never fails its neighbours: if a unit fails, or the commit does, the transaction is
+//! rolled back and each unit of the batch runs again alone, answered with its own outcome. A unit
+//! is therefore database work only, safe to run again after a rollback; what must follow the
+//! commit (waking a relay, logging what was stored) its caller does once `run` returns. Units
+//! in one transaction run in the order they were queued and see each other's writes, as if they
+//! had committed one after the other.
+//!
+//! A unit runs in its caller's span, so what it records of the trace (the `traceparent` of the
+//! hand-offs it writes, its log lines) is its caller's.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
+
+/// Units per shared transaction: bounds how long one transaction holds the rows it wrote.
+pub const MAX_UNITS: usize = 64;
+
+/// Transactions in progress at once, each on a connection of its own.
+pub const WRITERS: usize = 4;
+
+/// Units that may wait for a writer before callers are held back.
+const QUEUE_BOUND: usize = 4096;
+
+/// A unit of work: run inside the transaction it is given, possibly more than once.
+pub type Unit<T, E> = Arc<dyn for<'t> Fn(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T, E>> + Send + Sync>;
+
+/// Wraps an async closure over a transaction as a [`Unit`].
+pub fn unit<T, E, F>(work: F) -> Unit<T, E>
+where
+    F: for<'t> Fn(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
+{
+    Arc::new(work)
+}
+
+struct Queued<T, E> {
+    unit: Unit<T, E>,
+    span: tracing::Span,
+    answer: oneshot::Sender<Result<T, E>>,
+}
+
+/// The queue of units waiting for a transaction, and its writers.
+pub struct SharedTransactions<T, E> {
+    queue: mpsc::Sender<Queued<T, E>>,
+}
+
+impl<T, E> Clone for SharedTransactions<T, E> {
+    fn clone(&self) -> Self {
+        Self { queue: self.queue.clone() }
+    }
+}
+
+impl<T, E> SharedTransactions<T, E>
+where
+    T: Send + 'static,
+    E: From<DbErr> + Send + 'static,
+{
+    /// Starts [`WRITERS`] writers on `db`. They stop once every handle is dropped.
+    pub fn start(db: DatabaseConnection) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_BOUND);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(Writer { db: db.clone(), receiver: receiver.clone() }.run());
+        }
+        Self { queue }
+    }
+
+    /// Runs `unit` in a transaction it may share; returns its outcome once that transaction has
+    /// committed (or failed).
+    pub async fn run(&self, unit: Unit<T, E>) -> Result<T, E> {
+        let (answer, answered) = oneshot::channel();
+        let queued = Queued { unit, span: tracing::Span::current(), answer };
+        self.queue.send(queued).await.map_err(|_| E::from(stopped()))?;
+        answered.await.map_err(|_| E::from(stopped()))?
+    }
+}
+
+fn stopped() -> DbErr {
+    DbErr::Custom("the database writers have stopped".into())
+}
+
+struct Writer<T, E> {
+    db: DatabaseConnection,
+    receiver: Arc<Mutex<mpsc::Receiver<Queued<T, E>>>>,
+}
+
+impl<T, E> Writer<T, E>
+where
+    T: Send + 'static,
+    E: From<DbErr> + Send + 'static,
+{
+    async fn run(self) {
+        while let Some(batch) = self.gather().await {
+            if batch.len() == 1 {
+                for q in batch {
+                    self.alone(q).await;
+                }
+            } else {
+                self.together(batch).await;
+            }
+        }
+    }
+
+    /// What is queued now, up to [`MAX_UNITS`]; `None` once every handle is dropped. One writer
+    /// gathers at a time, while the others write.
+    async fn gather(&self) -> Option<Vec<Queued<T, E>>> {
+        let mut receiver = self.receiver.lock().await;
+        let mut batch = vec![receiver.recv().await?];
+        while batch.len() < MAX_UNITS {
+            match receiver.try_recv() {
+                Ok(q) => batch.push(q),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Runs `batch` in one transaction; on any failure, each of its units again alone.
+    async fn together(&self, batch: Vec<Queued<T, E>>) {
+        let txn = match self.db.begin().await {
+            Ok(txn) => txn,
+            Err(e) if crate::db::is_unavailable(&e) => return unavailable(batch, &e),
+            Err(_) => return self.each_alone(batch).await,
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for q in &batch {
+            match (q.unit)(&txn).instrument(q.span.clone()).await {
+                Ok(t) => outcomes.push(t),
+                Err(_) => {
+                    let _ = txn.rollback().await;
+                    tracing::debug!(units = batch.len(), "a unit failed in a shared transaction; running each alone");
+                    return self.each_alone(batch).await;
+                }
+            }
+        }
+        match txn.commit().await {
+            Ok(()) => {
+                for (q, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = q.answer.send(Ok(outcome));
+                }
+            }
+            Err(e) if crate::db::is_unavailable(&e) => unavailable(batch, &e),
+            Err(e) => {
+                tracing::warn!(error = %e, units = batch.len(), "a shared transaction did not commit; running each unit alone");
+                self.each_alone(batch).await
+            }
+        }
+    }
+
+    async fn each_alone(&self, batch: Vec<Queued<T, E>>) {
+        for q in batch {
+            self.alone(q).await;
+        }
+    }
+
+    async fn alone(&self, q: Queued<T, E>) {
+        let outcome = async {
+            let txn = self.db.begin().await?;
+            let t = (q.unit)(&txn).await?;
+            txn.commit().await?;
+            Ok(t)
+        }
+        .instrument(q.span.clone())
+        .await;
+        let _ = q.answer.send(outcome);
+    }
+}
+
+/// Answers every unit of `batch` that the database is unavailable: running them one by one
+/// would only wait for it once per unit.
+fn unavailable<T, E: From<DbErr>>(batch: Vec<Queued<T, E>>, cause: &DbErr) {
+    tracing::warn!(error = %cause, units = batch.len(), "database unavailable; a shared transaction was not written");
+    for q in batch {
+        let _ = q.answer.send(Err(E::from(DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::ConnectionClosed))));
+    }
+}

@@ -1,0 +1,101 @@
+//! Shared transactions against real databases: concurrent units are committed together, each
+//! answered with its own outcome, and a failing unit never fails its neighbours.
+
+use std::collections::HashSet;
+
+use crs_platform::shared_txn::{self, SharedTransactions};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+
+const UNITS: usize = 200;
+
+async fn postgres() -> (DatabaseConnection, String) {
+    let admin_url =
+        std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("crs_shared_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let admin = Database::connect(&admin_url).await.unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let server = admin_url.rsplit_once('/').unwrap().0.to_owned();
+    (Database::connect(format!("{server}/{name}")).await.unwrap(), name)
+}
+
+async fn drop_postgres(name: &str) {
+    let admin_url =
+        std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = Database::connect(&admin_url).await.unwrap();
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
+
+async fn sqlite() -> (DatabaseConnection, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("crs-shared-{}.db", uuid::Uuid::new_v4()));
+    (Database::connect(format!("sqlite://{}?mode=rwc", path.display())).await.unwrap(), path)
+}
+
+async fn numbers(db: &DatabaseConnection, sql: &str) -> Vec<i64> {
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.into_iter().map(|r| r.try_get_by_index::<i64>(0).unwrap()).collect()
+}
+
+/// Inserts row `n` and reads back how many rows its transaction sees: a unit sees the rows of
+/// the units before it in the same transaction. Row `poison` collides with a row already there.
+fn insert(n: i64) -> shared_txn::Unit<i64, DbErr> {
+    shared_txn::unit(move |txn| {
+        Box::pin(async move {
+            let backend = txn.get_database_backend();
+            txn.execute_raw(Statement::from_sql_and_values(backend, "INSERT INTO units (n) VALUES ($1)", [n.into()]))
+                .await?;
+            let seen = txn
+                .query_one_raw(Statement::from_string(backend, "SELECT COUNT(*) FROM units"))
+                .await?
+                .expect("a count")
+                .try_get_by_index::<i64>(0)?;
+            Ok(seen)
+        })
+    })
+}
+
+async fn units_share_transactions(db: DatabaseConnection) {
+    db.execute_unprepared("CREATE TABLE units (n BIGINT PRIMARY KEY)").await.unwrap();
+    let poison = 7;
+    db.execute_unprepared(&format!("INSERT INTO units (n) VALUES ({poison})")).await.unwrap();
+    let shared = SharedTransactions::<i64, DbErr>::start(db.clone());
+
+    let calls = (0..UNITS as i64).map(|n| {
+        let shared = shared.clone();
+        tokio::spawn(async move { (n, shared.run(insert(1000 + n)).await) })
+    });
+    let poisoned = {
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.run(insert(poison)).await })
+    };
+    let answers = futures::future::join_all(calls).await;
+    for answer in answers {
+        let (n, outcome) = answer.unwrap();
+        let seen = outcome.unwrap_or_else(|e| panic!("unit {n} failed: {e}"));
+        assert!(seen >= 2, "unit {n} saw its own row and the one there before: {seen}");
+    }
+    let refused = poisoned.await.unwrap();
+    assert!(refused.is_err(), "the colliding unit is answered with its own failure: {refused:?}");
+
+    let stored: HashSet<i64> = numbers(&db, "SELECT n FROM units").await.into_iter().collect();
+    assert_eq!(stored.len(), UNITS + 1, "every unit but the colliding one committed, and that one changed nothing");
+    assert!((0..UNITS as i64).all(|n| stored.contains(&(1000 + n))));
+    if db.get_database_backend() == DbBackend::Postgres {
+        let transactions =
+            numbers(&db, "SELECT COUNT(DISTINCT xmin::text)::bigint FROM units WHERE n >= 1000").await[0];
+        assert!(transactions < UNITS as i64, "{UNITS} concurrent units took {transactions} transactions");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_units_share_transactions_and_a_failing_one_fails_alone_on_postgres() {
+    let (db, name) = postgres().await;
+    units_share_transactions(db).await;
+    drop_postgres(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_units_share_transactions_and_a_failing_one_fails_alone_on_sqlite() {
+    let (db, path) = sqlite().await;
+    units_share_transactions(db).await;
+    let _ = std::fs::remove_file(path);
+}
