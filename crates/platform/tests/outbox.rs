@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use crs_platform::config::OutboxConfig;
 use crs_platform::outbox::{HandoffError, Outbox, OutboxDeadLetters, OutboxMigration, handler, inbox_first_time};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
+use sea_orm::{Database, DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{drop_postgres, fresh_postgres};
 
 struct Migrator;
 
@@ -37,22 +40,9 @@ fn config() -> OutboxConfig {
 }
 
 async fn postgres() -> (DatabaseConnection, String) {
-    let admin_url =
-        std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("crs_outbox_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let admin = Database::connect(&admin_url).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let server = admin_url.rsplit_once('/').unwrap().0.to_owned();
-    let db = Database::connect(format!("{server}/{name}")).await.unwrap();
+    let (db, name) = fresh_postgres("crs_outbox").await;
     Migrator::up(&db, None).await.unwrap();
     (db, name)
-}
-
-async fn drop_postgres(name: &str) {
-    let admin_url =
-        std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = Database::connect(&admin_url).await.unwrap();
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
 }
 
 /// The same test on both backends: a fresh SQLite file and a fresh PostgreSQL database.
@@ -273,14 +263,7 @@ async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_with_its_own_connections_forwards_while_the_pool_is_held() {
     let (db, name) = postgres().await;
-    let url = format!(
-        "{}/{name}",
-        std::env::var("CRS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-            .rsplit_once('/')
-            .unwrap()
-            .0
-    );
+    let url = format!("{}/{name}", support::admin_url().rsplit_once('/').unwrap().0);
     let pool_of = |n: u32| {
         let mut options = sea_orm::ConnectOptions::new(url.clone());
         options.max_connections(n).acquire_timeout(Duration::from_millis(500));

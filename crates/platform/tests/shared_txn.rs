@@ -6,24 +6,10 @@ use std::collections::HashSet;
 use crs_platform::shared_txn::{self, SharedTransactions};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
 
+mod support;
+use support::{drop_postgres, fresh_postgres};
+
 const UNITS: usize = 200;
-
-async fn postgres() -> (DatabaseConnection, String) {
-    let admin_url =
-        std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("crs_shared_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let admin = Database::connect(&admin_url).await.unwrap();
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let server = admin_url.rsplit_once('/').unwrap().0.to_owned();
-    (Database::connect(format!("{server}/{name}")).await.unwrap(), name)
-}
-
-async fn drop_postgres(name: &str) {
-    let admin_url =
-        std::env::var("CRS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = Database::connect(&admin_url).await.unwrap();
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-}
 
 async fn sqlite() -> (DatabaseConnection, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("crs-shared-{}.db", uuid::Uuid::new_v4()));
@@ -88,7 +74,7 @@ async fn units_share_transactions(db: DatabaseConnection) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_units_share_transactions_and_a_failing_one_fails_alone_on_postgres() {
-    let (db, name) = postgres().await;
+    let (db, name) = fresh_postgres("crs_shared").await;
     units_share_transactions(db).await;
     drop_postgres(&name).await;
 }
