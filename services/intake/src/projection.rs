@@ -4,16 +4,31 @@
 //! agency's view back.
 
 use crs_platform::outbox::inbox_first_time;
+use crs_platform::shared_txn;
 use crs_platform::time::{millis_from_timestamp, now_millis};
 use crs_proto::common::RequestStatus;
 use crs_proto::intake::{UpdateStatusRequest, UpdateStatusResponse};
 use prost::Message;
-use sea_orm::{ActiveModelTrait, EntityTrait, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, QuerySelect, Set};
 
 use crate::entities::{request, request_item};
 use crate::error::IntakeError;
 use crate::events::record_event;
 use crate::service::{Intake, Result};
+
+/// What a status update did.
+pub(crate) enum Projected {
+    /// Its event was applied before.
+    Replayed,
+    /// The projected status is as new or newer.
+    Stale {
+        request_id: String,
+    },
+    Applied {
+        request_id: String,
+        version: u64,
+    },
+}
 
 impl Intake {
     pub(crate) async fn update_status(&self, req: UpdateStatusRequest) -> Result<UpdateStatusResponse> {
@@ -22,13 +37,42 @@ impl Intake {
         }
         let status = crs_proto::convert::status(req.status)
             .ok_or_else(|| IntakeError::invalid("status", "must be a known status"))?;
-        let txn = self.db.begin().await?;
-        if !inbox_first_time(&txn, &req.event_id).await? {
-            return Ok(UpdateStatusResponse { applied: false });
+        let this = self.clone();
+        let projected = self
+            .status_updates
+            .run(shared_txn::unit(move |txn| {
+                let (this, req) = (this.clone(), req.clone());
+                Box::pin(async move { this.project_status(txn, status, &req).await })
+            }))
+            .await?;
+        match projected {
+            Projected::Replayed => Ok(UpdateStatusResponse { applied: false }),
+            Projected::Stale { request_id } => {
+                tracing::info!(request_id = %request_id, status = status.name(), "stale status update ignored");
+                Ok(UpdateStatusResponse { applied: false })
+            }
+            Projected::Applied { request_id, version } => {
+                self.events.notify_waiters();
+                tracing::info!(request_id = %request_id, status = status.name(), version, "status updated");
+                Ok(UpdateStatusResponse { applied: true })
+            }
+        }
+    }
+
+    /// Applies a status update inside `txn`, unless it was seen before or is no newer than the
+    /// status already projected.
+    async fn project_status(
+        &self,
+        txn: &DatabaseTransaction,
+        status: crs_domain::Status,
+        req: &UpdateStatusRequest,
+    ) -> Result<Projected> {
+        if !inbox_first_time(txn, &req.event_id).await? {
+            return Ok(Projected::Replayed);
         }
         let row = request::Entity::find_by_id(req.request_id.clone())
             .lock_exclusive()
-            .one(&txn)
+            .one(txn)
             .await?
             .ok_or_else(|| IntakeError::NotFound { kind: "request", id: req.request_id.clone() })?;
         let occurred_at = req.occurred_at.as_ref().map(millis_from_timestamp).unwrap_or_else(now_millis);
@@ -40,9 +84,7 @@ impl Intake {
             v => v as i64 > row.status_version,
         };
         if !newer {
-            txn.commit().await?;
-            tracing::info!(request_id = %row.id, status = status.name(), "stale status update ignored");
-            return Ok(UpdateStatusResponse { applied: false });
+            return Ok(Projected::Stale { request_id: row.id });
         }
         let mut active: request::ActiveModel = row.clone().into();
         active.status = Set(req.status);
@@ -56,25 +98,22 @@ impl Intake {
             active.deadline = Set(Some(deadline.encode_to_vec()));
         }
         active.updated_at = Set(now_millis());
-        let updated = active.update(&txn).await?;
+        let updated = active.update(txn).await?;
         for decision in &req.item_decisions {
             if let Some(item) =
-                request_item::Entity::find_by_id((row.id.clone(), decision.item_index as i32)).one(&txn).await?
+                request_item::Entity::find_by_id((row.id.clone(), decision.item_index as i32)).one(txn).await?
             {
                 let mut item: request_item::ActiveModel = item.into();
                 item.outcome = Set(decision.outcome);
                 item.no_action_reason = Set(decision.no_action_reason);
                 item.explanation = Set(decision.explanation.clone());
-                item.update(&txn).await?;
+                item.update(txn).await?;
             }
         }
         // A step that only moves the deadline (the clock paused or resumed) is no new event.
         if status != current {
-            record_event(&txn, &updated, RequestStatus::try_from(req.status).unwrap_or_default(), &req.note).await?;
+            record_event(txn, &updated, RequestStatus::try_from(req.status).unwrap_or_default(), &req.note).await?;
         }
-        txn.commit().await?;
-        self.events.notify_waiters();
-        tracing::info!(request_id = %row.id, status = status.name(), version = req.case_version, "status updated");
-        Ok(UpdateStatusResponse { applied: true })
+        Ok(Projected::Applied { request_id: row.id, version: req.case_version })
     }
 }

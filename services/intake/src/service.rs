@@ -9,6 +9,7 @@ use crs_platform::peers::PeerChannel;
 use crs_platform::redis::RedisHandle;
 use crs_platform::revocation::Revocations;
 use crs_platform::secrets::SecretBox;
+use crs_platform::shared_txn::SharedTransactions;
 use crs_proto::intake::AgencyStatus;
 use crs_proto::review::legal_review_internal_service_client::LegalReviewInternalServiceClient;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
@@ -46,6 +47,8 @@ pub struct Intake {
     pub(crate) watchers: crate::watch::Watchers,
     /// Where submissions are stored, many to a transaction.
     pub(crate) group_commit: crate::group_commit::GroupCommit,
+    /// Status updates relayed together are applied together (see `crs_platform::shared_txn`).
+    pub(crate) status_updates: SharedTransactions<crate::projection::Projected, IntakeError>,
 }
 
 impl Intake {
@@ -73,6 +76,7 @@ impl Intake {
             })
         };
         let group_commit = crate::group_commit::GroupCommit::start(db.clone(), group_commit, committed);
+        let status_updates = SharedTransactions::start(db.clone());
         Self {
             rate_limits: Arc::new(rate_limits),
             limiter,
@@ -89,6 +93,7 @@ impl Intake {
             secrets,
             watchers: Default::default(),
             group_commit,
+            status_updates,
         }
     }
 

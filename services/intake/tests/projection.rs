@@ -74,3 +74,60 @@ async fn late_updates_never_move_the_agencys_view_back_on_sqlite() {
 async fn late_updates_never_move_the_agencys_view_back_on_postgres() {
     out_of_order(Backend::Postgres).await;
 }
+
+/// Status updates relayed at once share transactions: each is answered with its own outcome, a
+/// repeated event applies once, and an update for an unknown request fails alone.
+async fn applied_together(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    const N: usize = 30;
+    let intake = Intake::start(backend).await;
+    let agency = intake.agency().await;
+    let mut client = intake.intake(intake.as_agency(&agency)).await;
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        ids.push(client.submit_request(valid_request()).await.unwrap().into_inner().request.unwrap().id);
+    }
+    let review = intake.bearer(Principal::Service { name: "legal-review".into() });
+    let internal = IntakeInternalServiceClient::new(connect(&intake.url, review).await.unwrap());
+    let call = |u: UpdateStatusRequest| {
+        let mut internal = internal.clone();
+        async move { internal.update_status(u).await.map(tonic::Response::into_inner) }
+    };
+    let updates: Vec<UpdateStatusRequest> = ids.iter().map(|id| update(id, RequestStatus::Triaged, 1, "")).collect();
+    let repeated = updates[0].clone();
+    let (answers, repeat, unknown) = tokio::join!(
+        futures::future::join_all(updates.iter().cloned().map(call)),
+        call(repeated),
+        call(update("no-such-request", RequestStatus::Triaged, 1, "")),
+    );
+    let applied: Vec<bool> = answers.into_iter().map(|a| a.expect("every update is answered").applied).collect();
+    assert!(applied[1..].iter().all(|a| *a), "every other update applies: {applied:?}");
+    let repeat = repeat.expect("a repeated event is answered").applied;
+    assert!(applied[0] != repeat, "exactly one of the two deliveries of the event applied it");
+    assert_eq!(unknown.expect_err("an unknown request is refused").code(), tonic::Code::NotFound);
+    for id in &ids {
+        let seen = client.get_request(GetRequestRequest { request_id: id.clone() }).await.unwrap().into_inner();
+        assert_eq!(seen.request.unwrap().status, RequestStatus::Triaged as i32, "{id}");
+    }
+    if backend == Backend::Postgres {
+        assert_eq!(intake.events_without_their_transaction().await, (0, 2 * N as i64), "RECEIVED and TRIAGED each");
+        let sql = format!(
+            "SELECT COUNT(DISTINCT xmin::text)::bigint FROM status_events WHERE status = {}",
+            RequestStatus::Triaged as i32
+        );
+        let row = intake.db.query_one_raw(Statement::from_string(intake.db.get_database_backend(), sql)).await;
+        let transactions = row.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap();
+        assert!(transactions < N as i64, "{N} concurrent updates took {transactions} transactions");
+    }
+    intake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_relayed_together_are_applied_together_on_sqlite() {
+    applied_together(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_relayed_together_are_applied_together_on_postgres() {
+    applied_together(Backend::Postgres).await;
+}

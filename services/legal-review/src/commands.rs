@@ -8,6 +8,7 @@ use crs_domain::case::{Change, Event, Reviewer, check_reason};
 use crs_domain::decision::{self, Request as DecisionRequest};
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::outbox::inbox_first_time;
+use crs_platform::shared_txn;
 use crs_platform::time::{now_millis, timestamp_from_millis};
 use crs_proto::common::{ItemDecision, RequestStatus, Submission};
 use crs_proto::convert::{self, wire};
@@ -55,6 +56,14 @@ impl Effects {
     pub fn record(&mut self, row: &case::Model, actor: &str, action: &'static str, details: serde_json::Value) {
         self.audit.push(Action { case_id: row.id.clone(), actor: actor.to_owned(), action, details });
     }
+}
+
+/// A triaged request to open a case for, as relayed from triage.
+struct Opening<'a> {
+    event_id: &'a str,
+    submission: Submission,
+    assessment: crs_proto::common::Assessment,
+    policy_name: &'a str,
 }
 
 /// One change to store: the locked row, what the rules made of it, the note for the agency's
@@ -273,9 +282,15 @@ impl LegalReview {
     /// spares the four reads the view takes.
     ///
     /// [`finish`]: LegalReview::finish
-    async fn commit(&self, txn: DatabaseTransaction, fx: Effects, now: i64) -> Result<()> {
-        audit::append(&txn, fx.audit, now).await?;
+    async fn commit(&self, txn: DatabaseTransaction, mut fx: Effects, now: i64) -> Result<()> {
+        audit::append(&txn, std::mem::take(&mut fx.audit), now).await?;
         txn.commit().await?;
+        self.committed(fx).await;
+        Ok(())
+    }
+
+    /// What follows a commit: the relay, the SLA timers and the metrics learn of it.
+    async fn committed(&self, fx: Effects) {
         self.outbox.wake();
         for (was, is) in fx.clocks {
             self.sync_clock(Some((was, is))).await;
@@ -283,7 +298,6 @@ impl LegalReview {
         if let Some((submission, decisions)) = fx.decided {
             crate::metrics::count_decisions(&submission, &decisions);
         }
-        Ok(())
     }
 
     /// Locks the case and answers a retried command from its first result.
@@ -691,10 +705,37 @@ impl LegalReview {
         if submission.request_id.is_empty() {
             return Err(ReviewError::invalid("submission.request_id", "is required"));
         }
+        let this = self.clone();
+        let event_id = req.event_id;
+        let (opened, fx) = self
+            .openings
+            .run(shared_txn::unit(move |txn| {
+                let (this, p, event_id) = (this.clone(), p.clone(), event_id.clone());
+                let (submission, assessment, policy) = (submission.clone(), assessment.clone(), policy.clone());
+                Box::pin(async move {
+                    let opening = Opening { event_id: &event_id, submission, assessment, policy_name: &policy.name };
+                    this.open_case(txn, &p, opening).await
+                })
+            }))
+            .await?;
+        self.committed(fx).await;
+        Ok(opened)
+    }
+
+    /// Opens the case of a triaged request inside `txn` (or merges the request into the case
+    /// already open on its content), with its audit entries; returns what must follow the
+    /// commit. A replayed event changes nothing.
+    async fn open_case(
+        &self,
+        txn: &DatabaseTransaction,
+        p: &Principal,
+        o: Opening<'_>,
+    ) -> Result<(EnqueueCaseResponse, Effects)> {
+        let Opening { event_id, submission, assessment, policy_name } = o;
         let id = submission.request_id.clone();
-        let txn = self.db.begin().await?;
-        if !inbox_first_time(&txn, &req.event_id).await? {
-            return Ok(EnqueueCaseResponse { case_id: id, replayed: true });
+        let mut fx = Effects::default();
+        if !inbox_first_time(txn, event_id).await? {
+            return Ok((EnqueueCaseResponse { case_id: id, replayed: true }, fx));
         }
         let now = now_millis();
         let trace = crs_platform::telemetry::current_traceparent();
@@ -703,11 +744,10 @@ impl LegalReview {
         let gate = crate::merges::opening(&submission, &assessment, 0, trace, now);
         let inserted = case::Entity::insert(case::ActiveModel::from(gate.clone()))
             .on_conflict(OnConflict::column(case::Column::Id).do_nothing().to_owned())
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
-        let mut fx = Effects::default();
         if inserted == 0 {
-            let existing = store::lock(&txn, &id).await?;
+            let existing = store::lock(txn, &id).await?;
             if store::is_placeholder(&existing) {
                 // The agency withdrew first: the case is kept, withdrawn, with its request.
                 let mut active: case::ActiveModel = existing.clone().into();
@@ -717,11 +757,11 @@ impl LegalReview {
                 active.priority = Set(assessment.priority as i32);
                 active.version = Set(existing.version + 1);
                 active.updated_at = Set(now);
-                let row = active.update(&txn).await?;
+                let row = active.update(txn).await?;
                 // Intake learnt of the withdrawal when it asked; this makes sure its view agrees.
                 self.outbox
                     .send(
-                        &txn,
+                        txn,
                         &UpdateStatusRequest {
                             request_id: id.clone(),
                             status: RequestStatus::Withdrawn as i32,
@@ -738,25 +778,25 @@ impl LegalReview {
                     "enqueue",
                     json!({ "withdrawn_before": true, "agency_id": submission.agency_id, "items": submission.items.len() }),
                 );
-                self.commit(txn, fx, now).await?;
+                audit::append(txn, std::mem::take(&mut fx.audit), now).await?;
             }
-            return Ok(EnqueueCaseResponse { case_id: id, replayed: true });
+            return Ok((EnqueueCaseResponse { case_id: id, replayed: true }, fx));
         }
         let placement = crate::merges::Placement {
             submission: &submission,
             assessment: &assessment,
             version: 0,
             actor: p.subject(),
-            note: format!("triaged under {}", policy.name),
+            note: format!("triaged under {policy_name}"),
             details: json!({}),
         };
-        let placed = self.place(&txn, gate, placement, &mut fx, now).await?;
+        let placed = self.place(txn, gate, placement, &mut fx, now).await?;
         let case_id = match placed {
             crate::merges::Placed::Opened => id.clone(),
             crate::merges::Placed::Merged(case_id) => case_id,
         };
-        self.commit(txn, fx, now).await?;
-        Ok(EnqueueCaseResponse { case_id, replayed: false })
+        audit::append(txn, std::mem::take(&mut fx.audit), now).await?;
+        Ok((EnqueueCaseResponse { case_id, replayed: false }, fx))
     }
 }
 

@@ -7,6 +7,7 @@ use crs_domain::approval::ApprovalPolicy;
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::outbox::Outbox;
 use crs_platform::paging;
+use crs_platform::shared_txn::SharedTransactions;
 use crs_platform::time::{duration, now_millis, timestamp_from_millis};
 use crs_proto::common::RequestStatus;
 use crs_proto::convert::wire;
@@ -19,7 +20,7 @@ use sea_orm::{
 };
 use tracing::Instrument;
 
-use crate::commands::{REVIEWERS, Result, reviewer};
+use crate::commands::{Effects, REVIEWERS, Result, reviewer};
 use crate::config::ReviewConfig;
 use crate::entities::{audit_entry, case};
 use crate::error::ReviewError;
@@ -42,6 +43,8 @@ pub struct LegalReview {
     pub(crate) timers: TimerIndex,
     pub(crate) cfg: Arc<ReviewConfig>,
     pub(crate) approval: Arc<ApprovalPolicy>,
+    /// Cases relayed together are opened together (see `crs_platform::shared_txn`).
+    pub(crate) openings: SharedTransactions<(EnqueueCaseResponse, Effects), ReviewError>,
 }
 
 /// The statuses a reviewer can still work on (those the state machine lets a reviewer claim),
@@ -67,7 +70,8 @@ impl LegalReview {
         cfg: ReviewConfig,
         approval: ApprovalPolicy,
     ) -> Self {
-        Self { db, outbox, timers, cfg: Arc::new(cfg), approval: Arc::new(approval) }
+        let openings = SharedTransactions::start(db.clone());
+        Self { db, outbox, timers, cfg: Arc::new(cfg), approval: Arc::new(approval), openings }
     }
 
     /// Runs a reviewer's action on a case inside the case's own trace (the request's), linked to

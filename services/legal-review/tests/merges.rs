@@ -292,3 +292,56 @@ async fn a_race_on_sqlite() {
 async fn a_race_on_postgres() {
     a_race_ends_in_one_case(Backend::Postgres).await;
 }
+
+/// Hand-offs relayed at once share transactions and are placed as if one after the other: each
+/// opens its case with its audit entry, a request naming content opened in the same batch
+/// follows that case, and a repeated event opens nothing more.
+async fn opened_together(backend: Backend) {
+    const N: usize = 40;
+    let review = Review::start(backend).await;
+    let t = uuid::Uuid::new_v4().simple().to_string();
+    let requests: Vec<EnqueueCaseRequest> = (0..N as u32)
+        .map(|i| Review::enqueue_request(&uuid::Uuid::now_v7().to_string(), &spec("agency-t", "KZ", vec![key(&t, i)])))
+        .collect();
+    let follower =
+        Review::enqueue_request(&uuid::Uuid::now_v7().to_string(), &spec("agency-u", "KZ", vec![key(&t, 0)]));
+    let repeated = requests[1].clone();
+    let client = review.internal("triage").await;
+    let call = |r: EnqueueCaseRequest| {
+        let mut client = client.clone();
+        async move { client.enqueue_case(r).await.map(|r| r.into_inner()) }
+    };
+    let (answers, follows, repeat) = tokio::join!(
+        futures::future::join_all(requests.iter().cloned().map(call)),
+        call(follower.clone()),
+        call(repeated),
+    );
+    let answers: Vec<EnqueueCaseResponse> = answers.into_iter().map(|a| a.expect("every hand-off is taken")).collect();
+    let follows = follows.expect("the follower is taken");
+    let repeat = repeat.expect("a repeated event is answered");
+    assert!(answers[1].replayed != repeat.replayed, "exactly one of the two deliveries of the event opened the case");
+    assert_eq!(answers[1].case_id, repeat.case_id);
+    let first = answers[0].case_id.clone();
+    assert_eq!(follows.case_id, first, "the request and its follower share one case");
+    for (r, a) in requests.iter().zip(&answers).skip(1) {
+        assert_eq!(a.case_id, r.submission.as_ref().unwrap().request_id, "each request opens its own case");
+    }
+    assert_eq!(review.count("SELECT COUNT(*) FROM cases").await, N as i64, "one case per distinct content");
+    assert_eq!(review.get(&first).await.merged_requests.len(), 1);
+    assert_eq!(review.audit_entries("action = 'enqueue'").await, N as i64, "each opening is in the audit trail");
+    if backend == Backend::Postgres {
+        let transactions = review.count("SELECT COUNT(DISTINCT xmin::text)::bigint FROM cases").await;
+        assert!(transactions < N as i64, "{N} concurrent openings took {transactions} transactions");
+    }
+    review.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_offs_relayed_together_are_opened_together_on_sqlite() {
+    opened_together(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_offs_relayed_together_are_opened_together_on_postgres() {
+    opened_together(Backend::Postgres).await;
+}

@@ -7,6 +7,7 @@ use crs_platform::auth::{self, Principal, Role};
 use crs_platform::error::FieldViolations;
 use crs_platform::outbox::inbox_first_time;
 use crs_platform::paging;
+use crs_platform::shared_txn::{self, SharedTransactions};
 use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
 use crs_proto::ShortName;
 use crs_proto::common::{Category, ItemOutcome, LegalInstrument, NoActionReason};
@@ -15,8 +16,8 @@ use crs_proto::notification::notification_internal_service_server::NotificationI
 use crs_proto::notification::notification_service_server::NotificationService;
 use crs_proto::notification::*;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
@@ -32,6 +33,17 @@ use crate::transparency::{self, Transparency};
 
 type Result<T> = std::result::Result<T, NotificationError>;
 
+/// What became of one `Notify`.
+#[derive(Default)]
+struct Recorded {
+    id: String,
+    replayed: bool,
+    /// Whether a message went on the Subscribe stream, whose readers are woken after the commit.
+    published: bool,
+    deliveries: usize,
+    request_id: String,
+}
+
 #[derive(Clone)]
 pub struct Notifications {
     db: DatabaseConnection,
@@ -41,6 +53,8 @@ pub struct Notifications {
     stream: Stream,
     appeal: AppealConfig,
     transparency: Transparency,
+    /// Notifications relayed together are recorded together (see `crs_platform::shared_txn`).
+    notices: SharedTransactions<Recorded, NotificationError>,
 }
 
 impl Notifications {
@@ -53,11 +67,13 @@ impl Notifications {
         appeal: AppealConfig,
         transparency: Transparency,
     ) -> Self {
-        Self { db, channels, subscriptions, scheduler, stream, appeal, transparency }
+        let notices = SharedTransactions::start(db.clone());
+        Self { db, channels, subscriptions, scheduler, stream, appeal, transparency, notices }
     }
 
     /// Records the event, each concerned audience's message, and a delivery per subscription of
-    /// that audience, in one transaction; the scheduler and the stream take it from there.
+    /// that audience, in one transaction (shared with other notifications relayed at the same
+    /// time); the scheduler and the stream take it from there.
     async fn notify(&self, req: NotifyRequest) -> Result<NotifyResponse> {
         let mut v = FieldViolations::new();
         if req.event_id.is_empty() {
@@ -72,17 +88,40 @@ impl Notifications {
             _ => v.add("submission.request_id", "is required"),
         }
         v.into_result()?;
-        let submission = req.submission.clone().unwrap_or_default();
+        let this = self.clone();
+        let recorded = self
+            .notices
+            .run(shared_txn::unit(move |txn| {
+                let (this, req) = (this.clone(), req.clone());
+                Box::pin(async move { this.record_notification(txn, kind, &req).await })
+            }))
+            .await?;
+        if !recorded.replayed {
+            self.scheduler.wake();
+            if recorded.published {
+                self.stream.published();
+            }
+            tracing::info!(notification_id = %recorded.id, kind = kind.as_str_name(), request_id = %recorded.request_id, deliveries = recorded.deliveries, "notification recorded");
+        }
+        Ok(NotifyResponse { notification_id: recorded.id, replayed: recorded.replayed })
+    }
 
-        let txn = self.db.begin().await?;
-        if !inbox_first_time(&txn, &req.event_id).await? {
-            drop(txn);
+    /// Records the event, its messages and their deliveries inside `txn`; a replayed event
+    /// answers with the notification recorded the first time.
+    async fn record_notification(
+        &self,
+        txn: &DatabaseTransaction,
+        kind: NotificationKind,
+        req: &NotifyRequest,
+    ) -> Result<Recorded> {
+        let submission = req.submission.clone().unwrap_or_default();
+        if !inbox_first_time(txn, &req.event_id).await? {
             let existing = notification::Entity::find()
                 .filter(notification::Column::EventId.eq(req.event_id.clone()))
-                .one(&self.db)
+                .one(txn)
                 .await?
                 .ok_or_else(|| NotificationError::NotFound(format!("notification for event {}", req.event_id)))?;
-            return Ok(NotifyResponse { notification_id: existing.id, replayed: true });
+            return Ok(Recorded { id: existing.id, replayed: true, ..Default::default() });
         }
         let now = now_millis();
         let id = uuid::Uuid::now_v7().to_string();
@@ -92,26 +131,27 @@ impl Notifications {
             kind: kind as i32,
             request_id: submission.request_id.clone(),
             agency_id: submission.agency_id.clone(),
-            payload: record(kind, &req).to_string(),
+            payload: record(kind, req).to_string(),
             created_at: now,
         })
-        .insert(&txn)
+        .insert(txn)
         .await?;
         // A request merged into another's case is told of the decision; everyone else learns of
         // it once, from that case (one statement of reasons per decision on a piece of content).
         let merged = kind == NotificationKind::Decided && !req.decided_in_case.is_empty();
         if kind == NotificationKind::Decided && !merged {
-            transparency::record(&txn, &transparency::decided_of(&id, &req, now)).await?;
+            transparency::record(txn, &transparency::decided_of(&id, req, now)).await?;
         }
 
-        let event = Event { notification_id: &id, kind, request: &req, submission: &submission, created_at: now };
+        let event = Event { notification_id: &id, kind, request: req, submission: &submission, created_at: now };
         let trace_context = crs_platform::telemetry::current_traceparent();
         let (mut deliveries, mut published) = (0, false);
+        let mut rows = Vec::new();
         for audience in messages::audiences(kind).iter().filter(|a| !merged || **a == Audience::Agency) {
             if *audience == Audience::Agency {
-                crate::subscriptions::hold_agency_subscriptions(&txn, &submission.agency_id).await?;
+                crate::subscriptions::hold_agency_subscriptions(txn, &submission.agency_id).await?;
             }
-            let subs = self.subscriptions_of(&txn, *audience, &submission.agency_id).await?;
+            let subs = self.subscriptions_of(txn, *audience, &submission.agency_id).await?;
             let Some(msg) = messages::message(*audience, &event, &self.appeal, self.transparency.config()) else {
                 continue;
             };
@@ -128,7 +168,7 @@ impl Notifications {
                 subs.iter().any(|s| self.channels.get(s.channel).is_some_and(|c| c.complete_when_recorded()));
             let (stream_txid, stream_seq) = match on_stream {
                 true => {
-                    let p = crate::stream::next_position(&txn).await?;
+                    let p = crate::stream::next_position(txn).await?;
                     (p.txid, Some(p.seq))
                 }
                 false => (0, None),
@@ -146,22 +186,26 @@ impl Notifications {
                 stream_txid,
                 created_at: now,
             })
-            .insert(&txn)
+            .insert(txn)
             .await?;
             for sub in subs {
                 let complete = self.channels.get(sub.channel).is_some_and(|c| c.complete_when_recorded());
-                let row = delivery::Model::new(&id, *audience as i32, &sub, complete, now, trace_context.clone());
-                delivery::ActiveModel::from(row).insert(&txn).await?;
+                rows.push(delivery::ActiveModel::from(delivery::Model::new(
+                    &id,
+                    *audience as i32,
+                    &sub,
+                    complete,
+                    now,
+                    trace_context.clone(),
+                )));
                 deliveries += 1;
             }
         }
-        txn.commit().await?;
-        self.scheduler.wake();
-        if published {
-            self.stream.published();
+        // Every audience's deliveries in one statement.
+        if !rows.is_empty() {
+            delivery::Entity::insert_many(rows).exec_without_returning(txn).await?;
         }
-        tracing::info!(notification_id = %id, kind = kind.as_str_name(), request_id = %submission.request_id, deliveries, "notification recorded");
-        Ok(NotifyResponse { notification_id: id, replayed: false })
+        Ok(Recorded { id, replayed: false, published, deliveries, request_id: submission.request_id })
     }
 
     /// The subscriptions an audience's message goes to, on channels this deployment has: an

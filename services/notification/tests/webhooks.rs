@@ -755,3 +755,67 @@ async fn a_subscription_arriving_after_thousands_of_messages_gets_them_all_on_sq
     running.stop().await;
     env.db.drop_now().await.unwrap();
 }
+
+/// Notifications relayed at once share transactions: each is answered with its own
+/// notification, a repeated event is recorded once, and every audience's webhook arrives.
+async fn recorded_together(backend: Backend) {
+    const N: usize = 40;
+    let env = env(backend).await;
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let agency_secret = subscribe_agency(&running, "agency-1", &receiver.url("agency")).await;
+    receiver.register("agency", &agency_secret.encoded());
+    let sub = subscribe(&running, Audience::Enforcement, &receiver.url("enforcement")).await;
+    receiver.register("enforcement", &sub.secret);
+
+    let client = internal(&running, "legal-review").await;
+    let call = |r: NotifyRequest| {
+        let mut client = client.clone();
+        async move { client.notify(r).await.map(tonic::Response::into_inner) }
+    };
+    let requests: Vec<NotifyRequest> = (0..N).map(|i| decided(&format!("t-{i}"), "agency-1")).collect();
+    let (answers, repeat) =
+        tokio::join!(futures::future::join_all(requests.iter().cloned().map(call)), call(requests[0].clone()));
+    let answers: Vec<NotifyResponse> = answers.into_iter().map(|a| a.expect("every notification is taken")).collect();
+    let repeat = repeat.expect("a repeated event is answered");
+    assert!(answers[0].replayed != repeat.replayed, "exactly one of the two deliveries of the event recorded it");
+    assert_eq!(answers[0].notification_id, repeat.notification_id);
+    let ids: std::collections::HashSet<&str> = answers.iter().map(|a| a.notification_id.as_str()).collect();
+    assert_eq!(ids.len(), N, "each its own notification");
+
+    eventually("every webhook arrives", PATIENCE, || async {
+        (receiver.received("agency").len() == N && receiver.received("enforcement").len() == N).then_some(())
+    })
+    .await;
+    for name in ["agency", "enforcement"] {
+        let mut told: Vec<String> = receiver
+            .received(name)
+            .iter()
+            .map(|r| r.json()["data"]["request_id"].as_str().unwrap().to_owned())
+            .collect();
+        told.sort();
+        told.dedup();
+        assert_eq!(told.len(), N, "{name}: each request once");
+    }
+    assert_eq!(deliveries(&running).await.len(), 2 * N);
+    if backend == Backend::Postgres {
+        let db = env.db.connect().await.unwrap();
+        let sql = "SELECT COUNT(DISTINCT xmin::text)::bigint FROM notifications WHERE request_id LIKE 't-%'";
+        let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        let transactions = row.unwrap().try_get_by_index::<i64>(0).unwrap();
+        assert!(transactions < N as i64, "{N} concurrent notifications took {transactions} transactions");
+        db.close().await.unwrap();
+    }
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_relayed_together_are_recorded_together_on_sqlite() {
+    recorded_together(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_relayed_together_are_recorded_together_on_postgres() {
+    recorded_together(Backend::Postgres).await;
+}
