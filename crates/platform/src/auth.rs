@@ -298,7 +298,12 @@ pub struct TokenVerifier {
     issuer: String,
     user_keys: Vec<(String, DecodingKey)>,
     service_keys: HashMap<String, DecodingKey>,
+    /// Tokens already verified, until they expire (see [`TokenVerifier::verify`]).
+    verified: Arc<Mutex<HashMap<String, Verified>>>,
 }
+
+/// Verified tokens kept at most; beyond, the expired ones go, and if that is not enough, all.
+const VERIFIED_KEPT: usize = 4096;
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -333,7 +338,13 @@ impl TokenVerifier {
                 Ok((name.clone(), DecodingKey::from_ed_pem(pem.as_bytes())?))
             })
             .collect::<anyhow::Result<HashMap<_, _>>>()?;
-        Ok(Self { audience: audience(service), issuer: issuer.to_owned(), user_keys, service_keys })
+        Ok(Self {
+            audience: audience(service),
+            issuer: issuer.to_owned(),
+            user_keys,
+            service_keys,
+            verified: Default::default(),
+        })
     }
 
     /// Builds the verifier of `service` from its configuration.
@@ -360,7 +371,49 @@ impl TokenVerifier {
     }
 
     /// Verifies a compact token.
+    ///
+    /// A caller sends the same token with every call (a peer's until it is re-issued, an
+    /// agency's for its lifetime), and checking the Ed25519 signature is most of what verifying
+    /// costs; so a token once verified is remembered until it expires. It is remembered by the
+    /// whole token: only that very string is spared the check, and a token whose signature or
+    /// claims differ by one character is checked in full. Revocation is not remembered: callers
+    /// check it on every call, by the token's id.
     pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(v) = self.recall(token, now) {
+            return Ok(v);
+        }
+        let verified = self.check(token)?;
+        self.remember(token, &verified, now);
+        Ok(verified)
+    }
+
+    /// A token verified before, while it has not expired (with the leeway the check allows).
+    fn recall(&self, token: &str, now: i64) -> Option<Verified> {
+        let mut kept = self.verified.lock().expect("verified tokens poisoned");
+        match kept.get(token) {
+            Some(v) if now <= v.expires_at + LEEWAY_SECS as i64 => Some(v.clone()),
+            Some(_) => {
+                kept.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, token: &str, verified: &Verified, now: i64) {
+        let mut kept = self.verified.lock().expect("verified tokens poisoned");
+        if kept.len() >= VERIFIED_KEPT {
+            kept.retain(|_, v| now <= v.expires_at + LEEWAY_SECS as i64);
+            if kept.len() >= VERIFIED_KEPT {
+                kept.clear();
+            }
+        }
+        kept.insert(token.to_owned(), verified.clone());
+    }
+
+    /// Checks a token's signature and claims in full.
+    fn check(&self, token: &str) -> Result<Verified, AuthError> {
         let invalid = |why: String| AuthError::Invalid(why);
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
@@ -581,6 +634,31 @@ mod tests {
         let token = sign(&key, &crate::keys::key_id(&w.tokens.public_pem), &old).unwrap();
         assert!(matches!(w.verifier("intake").verify(&token), Err(AuthError::Invalid(_))));
         assert!(w.verifier("intake").verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_is_accepted_until_it_expires_and_only_as_it_was_signed() {
+        let w = world();
+        let verifier = w.verifier("intake");
+        let issued = w.issuer().issue(&Principal::Agency { id: "1".into() }, 60).unwrap();
+        let first = verifier.verify(&issued.token).unwrap();
+        assert_eq!(verifier.verify(&issued.token).unwrap(), first, "the same token, remembered");
+        // One character of the signature changed: checked in full, and refused.
+        let mut tampered: Vec<char> = issued.token.chars().collect();
+        let at = tampered.len() - 10;
+        tampered[at] = if tampered[at] == 'A' { 'B' } else { 'A' };
+        let tampered: String = tampered.into_iter().collect();
+        assert!(verifier.verify(&tampered).is_err());
+        // Past its expiry and the leeway, a remembered token is forgotten.
+        let now = chrono::Utc::now().timestamp();
+        assert!(verifier.recall(&issued.token, now).is_some());
+        assert!(verifier.recall(&issued.token, first.expires_at + LEEWAY_SECS as i64 + 1).is_none());
+        assert!(verifier.recall(&issued.token, now).is_none(), "and checked in full the next time");
+        // The store stays bounded.
+        for i in 0..VERIFIED_KEPT + 10 {
+            verifier.remember(&format!("token-{i}"), &first, now);
+        }
+        assert!(verifier.verified.lock().unwrap().len() <= VERIFIED_KEPT);
     }
 
     #[test]
