@@ -107,6 +107,11 @@ pub struct Platform {
     pub issuer: Option<TokenIssuer>,
     pub outbox: Outbox,
     pub revocations: Revocations,
+    /// The readiness probe's own connection to the database. A pool busy with requests is not
+    /// a database that stopped answering: pinged through the pool, an overloaded service would
+    /// wait for a connection past the ping's bound and take itself out of rotation, refusing
+    /// every call while its database is answering. SQLite's one connection is shared.
+    probe: DatabaseConnection,
     pub grace: Duration,
     /// The server's bounds (calls per connection, time per call).
     pub server: crate::config::ServerConfig,
@@ -147,6 +152,17 @@ impl Platform {
             };
             outbox = outbox.with_relay_connections(crate::db::connect::<M>(&relay).await?);
         }
+        let probe = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                crate::db::connect::<M>(&DatabaseConfig {
+                    migrate: false,
+                    max_connections: 1,
+                    ..cfg.database().clone()
+                })
+                .await?
+            }
+            _ => db.clone(),
+        };
         Ok(Platform {
             listener,
             local_addr,
@@ -162,6 +178,7 @@ impl Platform {
             issuer,
             outbox,
             revocations: Revocations::default(),
+            probe,
             grace: Duration::from_secs(cfg.server().shutdown_grace_secs),
             server: cfg.server().clone(),
             retention: cfg.retention().clone(),
@@ -193,7 +210,7 @@ impl Platform {
     }
 
     pub fn dependencies(&self) -> Dependencies {
-        Dependencies { db: self.db.clone(), redis: self.redis.clone(), revocations: self.revocations.clone() }
+        Dependencies { db: self.probe.clone(), redis: self.redis.clone(), revocations: self.revocations.clone() }
     }
 
     /// Runs the service until `shutdown`: its outbox relay in the background, `routes` (named

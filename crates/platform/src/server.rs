@@ -110,6 +110,7 @@ pub const LIVENESS: &str = "liveness";
 /// What the server needs to decide readiness.
 #[derive(Clone, Debug)]
 pub struct Dependencies {
+    /// Pinged for readiness, over a connection of its own (see [`crate::app::Platform`]).
     pub db: DatabaseConnection,
     pub redis: RedisHandle,
     /// People's calls wait until the revocation list is known.
