@@ -4,8 +4,8 @@
 //! A receiver of relayed hand-offs does a few statements per call, inside a transaction of its
 //! own. With relays keeping many calls in flight, a good part of its database work is beginning
 //! and committing (a round trip each, and a flush of the write-ahead log per commit).
-//! [`SharedTransactions::run`] queues a unit of work; a writer takes what is queued, up to
-//! [`MAX_UNITS`], runs the units one after the other in one transaction and commits once. A lone
+//! [`SharedTransactions::run`] queues a unit of work; a writer takes its share of what is queued,
+//! up to [`MAX_UNITS`], runs the units one after the other in one transaction and commits once. A lone
 //! unit runs at once: nothing waits for company, so an idle receiver answers as fast as before.
 //!
 //! One unit never fails its neighbours: if a unit fails, or the commit does, the transaction is
@@ -113,12 +113,17 @@ where
         }
     }
 
-    /// What is queued now, up to [`MAX_UNITS`]; `None` once every handle is dropped. One writer
-    /// gathers at a time, while the others write.
+    /// This writer's share of what is queued now: an equal part for each writer, at most
+    /// [`MAX_UNITS`]; `None` once every handle is dropped. One writer gathers at a time, while
+    /// the others write. Taking all that is queued would make the last unit of a long batch wait
+    /// for every one before it while other writers stand idle; shared out, a moderate load is
+    /// written by all the writers at once, and a heavy one still in batches of [`MAX_UNITS`].
     async fn gather(&self) -> Option<Vec<Queued<T, E>>> {
         let mut receiver = self.receiver.lock().await;
-        let mut batch = vec![receiver.recv().await?];
-        while batch.len() < MAX_UNITS {
+        let first = receiver.recv().await?;
+        let share = (receiver.len() + 1).div_ceil(WRITERS).clamp(1, MAX_UNITS);
+        let mut batch = vec![first];
+        while batch.len() < share {
             match receiver.try_recv() {
                 Ok(q) => batch.push(q),
                 Err(_) => break,
