@@ -523,16 +523,9 @@ impl Relay {
     async fn claim(&self) -> Result<Vec<Envelope>, DbErr> {
         let backend = self.db.get_database_backend();
         let now = now_millis();
-        let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE available_at <= $2 AND dead_at IS NULL \
-               AND (locked_until IS NULL OR locked_until < $2) ORDER BY available_at, id LIMIT $3 {lock}) \
-             RETURNING id, topic, payload, trace_context, attempts, created_at"
-        );
-        let values = vec![(now + self.cfg.lease_ms as i64).into(), now.into(), i64::from(self.cfg.batch_size).into()];
+        let stmt = claim_statement(backend, now, now + self.cfg.lease_ms as i64, self.cfg.batch_size);
         // No span here: this runs on every poll, and would start a trace each time.
-        let rows = self.db.query_all_raw(statement(backend, &sql, values)).await?;
+        let rows = self.db.query_all_raw(stmt).await?;
         let mut batch = rows
             .into_iter()
             .map(|r| {
@@ -667,6 +660,25 @@ fn backoff_ms(cfg: &OutboxConfig, attempts: i32) -> i64 {
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+/// The statement that claims the next `batch` rows due at `now`, leased until `lease_end`, and
+/// returns them (`id, topic, payload, trace_context, attempts, created_at`).
+///
+/// A claimed row's lease is its `available_at`: it leaves the claimable range until the lease
+/// ends, so the next claim reads from the first row it can take, through `outbox_claimable`,
+/// instead of stepping over the rows other batches are delivering. `locked_until` says the same
+/// to an operator looking at the table. On PostgreSQL the claim is the function `outbox_claim`
+/// ([`OutboxClaimOrder`] says why).
+pub fn claim_statement(backend: DbBackend, now: i64, lease_end: i64, batch: u32) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        "SELECT id, topic, payload, trace_context, attempts, created_at FROM outbox_claim($1, $2, $3)"
+    } else {
+        "UPDATE outbox SET available_at = $1, locked_until = $1, attempts = attempts + 1 WHERE id IN \
+         (SELECT id FROM outbox WHERE dead_at IS NULL AND available_at <= $2 ORDER BY available_at, id LIMIT $3) \
+         RETURNING id, topic, payload, trace_context, attempts, created_at"
+    };
+    statement(backend, sql, vec![lease_end.into(), now.into(), i64::from(batch).into()])
 }
 
 /// Records `event_id` as applied. `true` the first time; `false` if it was applied before, in
@@ -829,5 +841,69 @@ impl MigrationTrait for OutboxDeadLetters {
         manager
             .alter_table(Table::alter().table(Alias::new("outbox")).drop_column(Alias::new("dead_at")).to_owned())
             .await
+    }
+}
+
+/// Claims read only the rows they claim: an index on `(available_at, id)` over the rows still to
+/// deliver, in the order claims take them, and on PostgreSQL a function that claims through it.
+///
+/// The index it replaces, on `available_at` alone, left PostgreSQL to gather every row due, sort
+/// them and keep a batch: a claim cost as much as the backlog was long, the more so as it also
+/// read the dead versions of delivered rows (a bitmap scan never marks them in the index), and
+/// the relays slowed as they fell behind. An index in claim order is not enough by itself: the
+/// planner judges by statistics, and an outbox's swing from empty to tens of thousands of rows
+/// and back within a minute, faster than any refresh, so with the statistics of a quieter moment
+/// it may still gather and sort. The function `outbox_claim` plans its statement with sorting
+/// ruled out, which leaves the ordered walk of the index, whatever the statistics; and it
+/// gathers the ids first and updates the rows by key, where a plan made for an empty table
+/// would run the claim once per row. Every service lists it last among the migrations it had
+/// when it came.
+pub struct OutboxClaimOrder;
+
+impl MigrationName for OutboxClaimOrder {
+    fn name(&self) -> &str {
+        "m20261206_000001_outbox_claim_order"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for OutboxClaimOrder {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        // The same statements on PostgreSQL and SQLite: both have partial indexes.
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS outbox_claimable ON outbox (available_at, id) WHERE dead_at IS NULL",
+        )
+        .await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS outbox_available_at").await?;
+        if manager.get_database_backend() == DbBackend::Postgres {
+            // PL/pgSQL keeps the statement's plan for the session; a plain SQL function would be
+            // planned again on every call.
+            db.execute_unprepared(
+                "CREATE OR REPLACE FUNCTION outbox_claim(lease_end bigint, due bigint, batch bigint) \
+                 RETURNS SETOF outbox LANGUAGE plpgsql SET enable_sort = off AS $claim$ \
+                 BEGIN \
+                   RETURN QUERY \
+                   UPDATE outbox SET available_at = lease_end, locked_until = lease_end, \
+                     attempts = outbox.attempts + 1 \
+                   WHERE outbox.id = ANY(ARRAY( \
+                     SELECT o.id FROM outbox AS o WHERE o.dead_at IS NULL AND o.available_at <= due \
+                     ORDER BY o.available_at, o.id LIMIT batch FOR UPDATE SKIP LOCKED)) \
+                   RETURNING outbox.*; \
+                 END $claim$",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if manager.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared("DROP FUNCTION IF EXISTS outbox_claim(bigint, bigint, bigint)").await?;
+        }
+        db.execute_unprepared("CREATE INDEX IF NOT EXISTS outbox_available_at ON outbox (available_at)").await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS outbox_claimable").await?;
+        Ok(())
     }
 }

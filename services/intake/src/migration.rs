@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(AgencyLanguageAndSettingsVersion),
             Box::new(EventsInCommitOrder),
+            Box::new(crs_platform::outbox::OutboxClaimOrder),
         ]
     }
 }

@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(KnownQueues),
             Box::new(Merges),
             Box::new(AuditPending),
+            Box::new(crs_platform::outbox::OutboxClaimOrder),
         ]
     }
 }

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(TransparencyRecords),
             Box::new(StreamInCommitOrder),
             Box::new(MessagesByAgency),
+            Box::new(crs_platform::outbox::OutboxClaimOrder),
         ]
     }
 }

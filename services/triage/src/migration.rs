@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(DeadlineOwnedByReview),
             Box::new(crs_platform::outbox::OutboxDeadLetters),
             Box::new(DecisionsRecorded),
+            Box::new(crs_platform::outbox::OutboxClaimOrder),
         ]
     }
 }
