@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -390,6 +391,7 @@ impl Outbox {
             db: self.relay_db.clone(),
             cfg,
             handlers: Arc::new(handlers.into_iter().collect()),
+            removed: AtomicU64::new(0),
         }
     }
 }
@@ -402,6 +404,13 @@ const WAKE_CHANNEL: &str = "crs_outbox";
 /// own relay is woken at once; the others help within this.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often a relay on PostgreSQL looks whether to vacuum its outbox ([`Relay::vacuum`]).
+const VACUUM_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Rows a relay removes before it vacuums its outbox: at a few hundred hand-offs a second,
+/// every few seconds; an idle outbox is left alone.
+pub const VACUUM_AFTER_ROWS: u64 = 1_000;
+
 /// Claims and delivers outbox rows until shut down.
 pub struct Relay {
     /// The service this relay delivers for (a metrics label).
@@ -412,6 +421,8 @@ pub struct Relay {
     db: DatabaseConnection,
     cfg: OutboxConfig,
     handlers: Arc<HashMap<&'static str, Handler>>,
+    /// Rows removed since the relay last vacuumed its outbox (see [`Relay::vacuum`]).
+    removed: AtomicU64,
 }
 
 impl Relay {
@@ -424,6 +435,7 @@ impl Relay {
         if relay.db.get_database_backend() == DbBackend::Postgres {
             helpers.spawn(relay.clone().listen(shutdown.clone()));
             helpers.spawn(relay.outbox.clone().announce_commits(shutdown.clone()));
+            helpers.spawn(relay.clone().vacuum(shutdown.clone()));
         }
         let poll = Duration::from_millis(relay.cfg.poll_interval_ms);
         let max_in_flight = relay.cfg.batches_in_flight.max(1) as usize;
@@ -508,6 +520,29 @@ impl Relay {
         }
     }
 
+    /// Vacuums the outbox on PostgreSQL once the relay has removed [`VACUUM_AFTER_ROWS`] rows,
+    /// at most every [`VACUUM_INTERVAL`]. Every hand-off leaves dead row versions and index
+    /// entries behind it (its insert, its lease, its removal), and claims walk the index from
+    /// its oldest end: until a vacuum takes them away, each claim steps over all of them, so its
+    /// cost grows with every row ever relayed. Autovacuum, where it runs, comes by at its own
+    /// pace, made for tables that change by a fraction, not one that turns over many times a
+    /// minute. `SKIP_LOCKED`: while another replica's relay vacuums, this one does not wait.
+    async fn vacuum(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(VACUUM_INTERVAL) => {},
+            }
+            if self.removed.load(Ordering::Relaxed) < VACUUM_AFTER_ROWS {
+                continue;
+            }
+            self.removed.store(0, Ordering::Relaxed);
+            if let Err(e) = self.db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await {
+                tracing::debug!(error = %e, "could not vacuum the outbox; autovacuum will, or the next round");
+            }
+        }
+    }
+
     /// Publishes the backlog and the age of its oldest row (the outbox lag).
     async fn report_lag(&self) {
         let service = self.service.as_str();
@@ -569,9 +604,12 @@ impl Relay {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
             let values = chunk.iter().map(|id| id.clone().into()).collect();
-            if let Err(e) = self.db.execute_raw(statement(backend, &sql, values)).await {
+            match self.db.execute_raw(statement(backend, &sql, values)).await {
+                Ok(done) => {
+                    self.removed.fetch_add(done.rows_affected(), Ordering::Relaxed);
+                }
                 // The rows will be delivered again after their lease; the receivers' inboxes absorb it.
-                tracing::warn!(error = %e, rows = chunk.len(), "delivered but could not remove outbox rows");
+                Err(e) => tracing::warn!(error = %e, rows = chunk.len(), "delivered but could not remove outbox rows"),
             }
         }
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crs_platform::config::OutboxConfig;
 use crs_platform::outbox::{
-    HandoffError, Outbox, OutboxClaimOrder, OutboxDeadLetters, OutboxMigration, claim_statement, handler,
-    inbox_first_time,
+    HandoffError, Outbox, OutboxClaimOrder, OutboxDeadLetters, OutboxMigration, VACUUM_AFTER_ROWS, claim_statement,
+    handler, inbox_first_time,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -466,4 +466,61 @@ fn buffers(plan: &str) -> u64 {
         .iter()
         .filter_map(|key| line.split(key).nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// A relay on PostgreSQL vacuums its outbox once it has removed enough rows: the dead versions
+/// its hand-offs leave go, instead of piling up in front of every later claim until autovacuum
+/// comes by (this machine's PostgreSQL runs none). `vacuum_count` counts only vacuums asked for,
+/// not autovacuum's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_vacuums_its_outbox_after_removing_many_rows_on_postgres() {
+    let (db, name) = postgres().await;
+    let vacuums = || async {
+        db.query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "vacuum_count")
+        .unwrap()
+    };
+    let rows = VACUUM_AFTER_ROWS + 200;
+    db.execute_unprepared(&format!(
+        "INSERT INTO outbox (id, topic, payload, created_at, available_at, attempts) \
+         SELECT 'row-' || lpad(g::text, 6, '0'), 'test.topic', '\\x00', g, g, 0 FROM generate_series(1, {rows}) g"
+    ))
+    .await
+    .unwrap();
+    let before = vacuums().await;
+    let (delivered, h) = counting_handler();
+    let outbox = Outbox::new(db.clone());
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(outbox.relay("test", config(), HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+    wait_empty(&outbox).await;
+    assert_eq!(*delivered.lock().unwrap(), rows as usize, "every row delivered");
+    let mut after = before;
+    for _ in 0..100 {
+        after = vacuums().await;
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after > before, "the relay removed {rows} rows and never vacuumed its outbox");
+    let dead = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'outbox'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n_dead_tup")
+        .unwrap();
+    assert!(dead < 200, "{dead} dead row versions left after the vacuum");
+    shutdown.cancel();
+    relay.await.unwrap();
+    release(db, Some(name)).await;
 }
