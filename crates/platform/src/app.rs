@@ -237,6 +237,8 @@ impl Platform {
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         let revocations = self.revocations.spawn_refresh(self.redis.clone(), shutdown.clone());
         let tls_reload = self.tls.as_ref().map(|tls| tls.spawn_reload(shutdown.clone()));
+        let statistics =
+            crate::db::spawn_statistics_keeper(self.db.clone(), crate::db::STATISTICS_CHECK, shutdown.clone());
         let mut rules = vec![crate::retention::inbox_rule(&self.retention)];
         rules.extend(self.retention_rules);
         let retention = crate::retention::spawn(
@@ -270,6 +272,7 @@ impl Platform {
         let _ = relay.await;
         let _ = revocations.await;
         let _ = retention.await;
+        let _ = statistics.await;
         if let Some(reload) = tls_reload {
             let _ = reload.await;
         }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::MigratorTrait;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseConfig;
 
@@ -40,12 +41,70 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
 /// Refreshes the planner's statistics (PostgreSQL `ANALYZE`), after migrations: a new index or
 /// table without them can make the planner pick a plan that reads thousands of rows where it
 /// needs one (the idempotency lookup once scanned an agency's whole history). Where autovacuum
-/// is off, this is the only refresh a deployment gets between upgrades.
+/// is off, [`spawn_statistics_keeper`] keeps them fresh as the tables grow.
 pub async fn refresh_statistics(db: &DatabaseConnection) -> anyhow::Result<()> {
     if db.get_database_backend() == DbBackend::Postgres {
         db.execute_unprepared("ANALYZE").await.map_err(|e| anyhow::anyhow!("ANALYZE after migrations failed: {e}"))?;
     }
     Ok(())
+}
+
+/// How often [`spawn_statistics_keeper`] looks at what changed.
+pub const STATISTICS_CHECK: Duration = Duration::from_secs(2);
+
+/// Where the PostgreSQL server runs no autovacuum, keeps the planner's statistics of this
+/// database's tables from falling far behind: every `every`, each table changed by more than 50
+/// rows and as many rows again as the planner believes it holds, since it was last analyzed (one
+/// that doubled, say), is analyzed again. Autovacuum's analyze goes by a tenth, but looks once a minute; looking every
+/// few seconds, a tenth would analyze a growing table over and over, at a cost that grows with
+/// it, where what matters is that the planner is never wrong by orders of magnitude.
+///
+/// Statistics taken after migrations on a new database describe empty tables, and the planner
+/// trusts them: a plan it makes then and keeps on a connection stays until the statistics change.
+/// A submission's idempotency lookup was planned that way through `requests_agency_received`,
+/// and read the agency's whole history on every submission as it grew. Where autovacuum runs,
+/// this does nothing: its analyze does the same.
+pub fn spawn_statistics_keeper(
+    db: DatabaseConnection,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {},
+            }
+            if let Err(e) = analyze_changed_tables(&db).await {
+                tracing::debug!(error = %e, "could not refresh the tables' statistics; will try again");
+            }
+        }
+    })
+}
+
+/// Analyzes the tables whose statistics fell far behind, when autovacuum is off (see
+/// [`spawn_statistics_keeper`]); answers which.
+pub async fn analyze_changed_tables(db: &DatabaseConnection) -> Result<Vec<String>, sea_orm::DbErr> {
+    let changed = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            // `reltuples`: the rows the planner believes the table holds, as last analyzed.
+            "SELECT format('%I.%I', s.schemaname, s.relname) AS name FROM pg_stat_user_tables s \
+             JOIN pg_class c ON c.oid = s.relid WHERE current_setting('autovacuum') = 'off' \
+             AND s.n_mod_since_analyze > 50 + GREATEST(c.reltuples, 0)",
+        ))
+        .await?;
+    let mut analyzed = Vec::with_capacity(changed.len());
+    for row in changed {
+        let name: String = row.try_get("", "name")?;
+        // SKIP_LOCKED: a table being vacuumed (a relay's outbox) is analyzed another time.
+        db.execute_unprepared(&format!("ANALYZE (SKIP_LOCKED) {name}")).await?;
+        analyzed.push(name);
+    }
+    Ok(analyzed)
 }
 
 /// How long health waits for the database to answer before it counts as gone.

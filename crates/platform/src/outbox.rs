@@ -526,7 +526,8 @@ impl Relay {
     /// its oldest end: until a vacuum takes them away, each claim steps over all of them, so its
     /// cost grows with every row ever relayed. Autovacuum, where it runs, comes by at its own
     /// pace, made for tables that change by a fraction, not one that turns over many times a
-    /// minute. `SKIP_LOCKED`: while another replica's relay vacuums, this one does not wait.
+    /// minute. `SKIP_LOCKED`: while another replica's relay vacuums it, or the statistics are taken,
+    /// this one does not wait.
     async fn vacuum(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
@@ -537,7 +538,10 @@ impl Relay {
                 continue;
             }
             self.removed.store(0, Ordering::Relaxed);
-            if let Err(e) = self.db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await {
+            // TRUNCATE false: giving the empty pages at the end back would take the table's
+            // strongest lock, which every claim and every hand-off written stands in the way of
+            // (the vacuum tried for seconds), and the pages are soon filled again.
+            if let Err(e) = self.db.execute_unprepared("VACUUM (SKIP_LOCKED, TRUNCATE false) outbox").await {
                 tracing::debug!(error = %e, "could not vacuum the outbox; autovacuum will, or the next round");
             }
         }
