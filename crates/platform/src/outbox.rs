@@ -391,7 +391,7 @@ impl Outbox {
             db: self.relay_db.clone(),
             cfg,
             handlers: Arc::new(handlers.into_iter().collect()),
-            removed: AtomicU64::new(0),
+            turned_over: AtomicU64::new(0),
         }
     }
 }
@@ -407,7 +407,7 @@ const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 /// How often a relay on PostgreSQL looks whether to vacuum its outbox ([`Relay::vacuum`]).
 const VACUUM_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Rows a relay removes before it vacuums its outbox: at a few hundred hand-offs a second,
+/// Rows a relay claims or removes before it vacuums its outbox: at a few hundred hand-offs a second,
 /// every few seconds; an idle outbox is left alone.
 pub const VACUUM_AFTER_ROWS: u64 = 1_000;
 
@@ -421,8 +421,9 @@ pub struct Relay {
     db: DatabaseConnection,
     cfg: OutboxConfig,
     handlers: Arc<HashMap<&'static str, Handler>>,
-    /// Rows removed since the relay last vacuumed its outbox (see [`Relay::vacuum`]).
-    removed: AtomicU64,
+    /// Rows claimed or removed since the relay last vacuumed its outbox: each leaves a dead
+    /// version behind (see [`Relay::vacuum`]).
+    turned_over: AtomicU64,
 }
 
 impl Relay {
@@ -520,7 +521,7 @@ impl Relay {
         }
     }
 
-    /// Vacuums the outbox on PostgreSQL once the relay has removed [`VACUUM_AFTER_ROWS`] rows,
+    /// Vacuums the outbox on PostgreSQL once the relay has claimed or removed [`VACUUM_AFTER_ROWS`] rows,
     /// at most every [`VACUUM_INTERVAL`]. Every hand-off leaves dead row versions and index
     /// entries behind it (its insert, its lease, its removal), and claims walk the index from
     /// its oldest end: until a vacuum takes them away, each claim steps over all of them, so its
@@ -534,10 +535,10 @@ impl Relay {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(VACUUM_INTERVAL) => {},
             }
-            if self.removed.load(Ordering::Relaxed) < VACUUM_AFTER_ROWS {
+            if self.turned_over.load(Ordering::Relaxed) < VACUUM_AFTER_ROWS {
                 continue;
             }
-            self.removed.store(0, Ordering::Relaxed);
+            self.turned_over.swap(0, Ordering::Relaxed);
             // TRUNCATE false: giving the empty pages at the end back would take the table's
             // strongest lock, which every claim and every hand-off written stands in the way of
             // (the vacuum tried for seconds), and the pages are soon filled again.
@@ -579,6 +580,9 @@ impl Relay {
             })
             .collect::<Result<Vec<_>, DbErr>>()?;
         batch.sort_by(|a, b| a.id.cmp(&b.id));
+        // A lease is a new version of the row too: a receiver that keeps failing turns the
+        // outbox over without removing anything.
+        self.turned_over.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(batch)
     }
 
@@ -610,7 +614,7 @@ impl Relay {
             let values = chunk.iter().map(|id| id.clone().into()).collect();
             match self.db.execute_raw(statement(backend, &sql, values)).await {
                 Ok(done) => {
-                    self.removed.fetch_add(done.rows_affected(), Ordering::Relaxed);
+                    self.turned_over.fetch_add(done.rows_affected(), Ordering::Relaxed);
                 }
                 // The rows will be delivered again after their lease; the receivers' inboxes absorb it.
                 Err(e) => tracing::warn!(error = %e, rows = chunk.len(), "delivered but could not remove outbox rows"),
@@ -710,14 +714,17 @@ fn truncate(s: &str, max: usize) -> String {
 /// A claimed row's lease is its `available_at`: it leaves the claimable range until the lease
 /// ends, so the next claim reads from the first row it can take, through `outbox_claimable`,
 /// instead of stepping over the rows other batches are delivering. `locked_until` says the same
-/// to an operator looking at the table. On PostgreSQL the claim is the function `outbox_claim`
-/// ([`OutboxClaimOrder`] says why).
+/// to an operator looking at the table, and is still honoured: a replica of an earlier version,
+/// during a rolling upgrade, leases by it alone. A row whose lease ran out (its relay died) is due
+/// again from its lease's end, behind the rows due before then. On PostgreSQL the claim is the
+/// function `outbox_claim` ([`OutboxClaimOrder`] says why).
 pub fn claim_statement(backend: DbBackend, now: i64, lease_end: i64, batch: u32) -> Statement {
     let sql = if backend == DbBackend::Postgres {
         "SELECT id, topic, payload, trace_context, attempts, created_at FROM outbox_claim($1, $2, $3)"
     } else {
         "UPDATE outbox SET available_at = $1, locked_until = $1, attempts = attempts + 1 WHERE id IN \
-         (SELECT id FROM outbox WHERE dead_at IS NULL AND available_at <= $2 ORDER BY available_at, id LIMIT $3) \
+         (SELECT id FROM outbox WHERE dead_at IS NULL AND available_at <= $2 \
+          AND (locked_until IS NULL OR locked_until <= $2) ORDER BY available_at, id LIMIT $3) \
          RETURNING id, topic, payload, trace_context, attempts, created_at"
     };
     statement(backend, sql, vec![lease_end.into(), now.into(), i64::from(batch).into()])
@@ -918,6 +925,12 @@ impl MigrationTrait for OutboxClaimOrder {
         )
         .await?;
         db.execute_unprepared("DROP INDEX IF EXISTS outbox_available_at").await?;
+        // Leases taken before, by `locked_until` alone, become leases of the new kind.
+        db.execute_unprepared(
+            "UPDATE outbox SET available_at = locked_until \
+             WHERE dead_at IS NULL AND locked_until IS NOT NULL AND locked_until > available_at",
+        )
+        .await?;
         if manager.get_database_backend() == DbBackend::Postgres {
             // PL/pgSQL keeps the statement's plan for the session; a plain SQL function would be
             // planned again on every call.
@@ -930,6 +943,7 @@ impl MigrationTrait for OutboxClaimOrder {
                      attempts = outbox.attempts + 1 \
                    WHERE outbox.id = ANY(ARRAY( \
                      SELECT o.id FROM outbox AS o WHERE o.dead_at IS NULL AND o.available_at <= due \
+                     AND (o.locked_until IS NULL OR o.locked_until <= due) \
                      ORDER BY o.available_at, o.id LIMIT batch FOR UPDATE SKIP LOCKED)) \
                    RETURNING outbox.*; \
                  END $claim$",
