@@ -484,6 +484,19 @@ fn buffers(plan: &str) -> u64 {
         .sum()
 }
 
+/// One of PostgreSQL's counters for the outbox table (`pg_stat_user_tables`).
+async fn outbox_stat(db: &DatabaseConnection, column: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT {column} AS n FROM pg_stat_user_tables WHERE relname = 'outbox'"),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<i64>("", "n")
+    .unwrap()
+}
+
 /// A relay on PostgreSQL vacuums its outbox once it has removed enough rows: the dead versions
 /// its hand-offs leave go, instead of piling up in front of every later claim until autovacuum
 /// comes by (this machine's PostgreSQL runs none). `vacuum_count` counts only vacuums asked for,
@@ -491,17 +504,6 @@ fn buffers(plan: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_vacuums_its_outbox_after_removing_many_rows_on_postgres() {
     let (db, name) = postgres().await;
-    let vacuums = || async {
-        db.query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "vacuum_count")
-        .unwrap()
-    };
     let rows = VACUUM_AFTER_ROWS + 200;
     db.execute_unprepared(&format!(
         "INSERT INTO outbox (id, topic, payload, created_at, available_at, attempts) \
@@ -509,7 +511,7 @@ async fn a_relay_vacuums_its_outbox_after_removing_many_rows_on_postgres() {
     ))
     .await
     .unwrap();
-    let before = vacuums().await;
+    let before = outbox_stat(&db, "vacuum_count").await;
     let (delivered, h) = counting_handler();
     let outbox = Outbox::new(db.clone());
     let shutdown = CancellationToken::new();
@@ -518,23 +520,14 @@ async fn a_relay_vacuums_its_outbox_after_removing_many_rows_on_postgres() {
     assert_eq!(*delivered.lock().unwrap(), rows as usize, "every row delivered");
     let mut after = before;
     for _ in 0..100 {
-        after = vacuums().await;
+        after = outbox_stat(&db, "vacuum_count").await;
         if after > before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(after > before, "the relay removed {rows} rows and never vacuumed its outbox");
-    let dead = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'outbox'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n_dead_tup")
-        .unwrap();
+    let dead = outbox_stat(&db, "n_dead_tup").await;
     assert!(dead < 200, "{dead} dead row versions left after the vacuum");
     shutdown.cancel();
     relay.await.unwrap();
