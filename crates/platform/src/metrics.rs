@@ -64,6 +64,17 @@ pub static OUTBOX_BACKLOG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         .expect("registers once")
 });
 
+/// Claims the relays made, by whether they found rows (`rows`, `empty`): empty claims are the
+/// relay looking at an outbox with nothing due (its polls, mostly).
+pub static OUTBOX_CLAIMS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "crs_outbox_claims_total",
+        "Claims of outbox rows by the relay, by whether they found rows (rows) or none (empty).",
+        &["service", "result"]
+    )
+    .expect("registers once")
+});
+
 /// Age of the oldest waiting hand-off (the outbox lag).
 pub static OUTBOX_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("crs_outbox_lag_seconds", "Age of the oldest hand-off waiting in the outbox.", &["service"])

@@ -443,6 +443,12 @@ impl Relay {
         let mut in_flight: tokio::task::JoinSet<Option<i64>> = tokio::task::JoinSet::new();
         let mut next_retry: Option<i64> = None;
         let mut last_report = tokio::time::Instant::now() - Duration::from_secs(60);
+        // Whether a claim may find rows: at start, after a wake-up, a poll or a retry's time,
+        // and while claims come back full. A batch that finishes is no reason by itself: the
+        // claim that took it found every row then due, and what was committed since woke the
+        // relay. Claiming after each batch anyway doubled the claims of a lightly loaded relay,
+        // each a write, for nothing.
+        let mut due = true;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -451,19 +457,20 @@ impl Relay {
                 last_report = tokio::time::Instant::now();
                 relay.report_lag().await;
             }
-            let mut claim_again = false;
-            if in_flight.len() < max_in_flight {
+            if due && in_flight.len() < max_in_flight {
+                due = false;
                 match relay.claim().await {
                     Ok(batch) if batch.is_empty() => {}
                     Ok(batch) => {
-                        claim_again = batch.len() as u32 >= relay.cfg.batch_size;
+                        due = batch.len() as u32 >= relay.cfg.batch_size;
                         let relay = relay.clone();
                         in_flight.spawn(async move { relay.deliver_all(batch).await });
                     }
+                    // The next poll tries again; trying at once would only fail again.
                     Err(e) => tracing::warn!(error = %e, "outbox claim failed; will retry"),
                 }
             }
-            if claim_again && in_flight.len() < max_in_flight {
+            if due && in_flight.len() < max_in_flight {
                 continue;
             }
             let mut wait = poll;
@@ -472,9 +479,12 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = relay.outbox.wake.notified() => {},
-                _ = tokio::time::sleep(wait) => next_retry = None,
-                // A batch finished: there is room for the next.
+                _ = relay.outbox.wake.notified() => due = true,
+                _ = tokio::time::sleep(wait) => {
+                    next_retry = None;
+                    due = true;
+                }
+                // A batch finished: a claim held back for want of room (`due` still set) goes ahead.
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     if let Ok(Some(at)) = done {
                         next_retry = Some(next_retry.map_or(at, |r| r.min(at)));
@@ -566,6 +576,8 @@ impl Relay {
         let stmt = claim_statement(backend, now, now + self.cfg.lease_ms as i64, self.cfg.batch_size);
         // No span here: this runs on every poll, and would start a trace each time.
         let rows = self.db.query_all_raw(stmt).await?;
+        let found = if rows.is_empty() { "empty" } else { "rows" };
+        crate::metrics::OUTBOX_CLAIMS.with_label_values(&[self.service.as_str(), found]).inc();
         let mut batch = rows
             .into_iter()
             .map(|r| {

@@ -2,7 +2,7 @@
 //! relays are healthy (two relays share one PostgreSQL outbox), failures retried with backoff,
 //! refusals and rows too old to retry kept as dead letters that never block the rows behind them
 //! and can be replayed, repeated event ids absorbed by the inbox, a slow batch holding up no
-//! other, and replicas waking each other's relays on PostgreSQL.
+//! other, one claim per wake-up, and replicas waking each other's relays on PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -335,6 +335,44 @@ async fn a_slow_batch_does_not_hold_up_the_rows_behind_it() {
         wait_empty(&producer).await;
         shutdown.cancel();
         running.await.unwrap();
+        release(db, pg_name).await;
+    }
+}
+
+/// A relay woken for each hand-off claims once for it: delivering a batch is no reason to look
+/// again, since the claim that took it found every row then due (claiming after every batch
+/// anyway made a lightly loaded relay write two claims per hand-off, one of them empty). The
+/// relay never polls here, so every row is also proof that a commit's wake-up is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_woken_for_each_hand_off_claims_once_for_it() {
+    for (db, pg_name) in both().await {
+        let service = format!("claims-{}", if pg_name.is_some() { "postgres" } else { "sqlite" });
+        let claims =
+            |result: &str| crs_platform::metrics::OUTBOX_CLAIMS.with_label_values(&[service.as_str(), result]).get();
+        let (delivered, h) = counting_handler();
+        let outbox = Outbox::new(db.clone());
+        let cfg = OutboxConfig { poll_interval_ms: 600_000, ..config() };
+        let shutdown = CancellationToken::new();
+        let relay = tokio::spawn(outbox.relay(&service, cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let hand_offs = 20;
+        for n in 1..=hand_offs {
+            enqueue(&outbox, &db, 1).await;
+            for _ in 0..400 {
+                if *delivered.lock().unwrap() == n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(*delivered.lock().unwrap(), n, "hand-off {n} delivered on its commit's wake-up");
+        }
+        wait_empty(&outbox).await;
+        // Room for a claim that would follow the last batch.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(claims("rows"), hand_offs as u64, "one claim found each hand-off");
+        let empty = claims("empty");
+        assert!(empty <= 2, "{empty} claims found nothing for {hand_offs} hand-offs (one at start is expected)");
+        shutdown.cancel();
+        relay.await.unwrap();
         release(db, pg_name).await;
     }
 }
