@@ -20,6 +20,7 @@
 //! RetryDelivery.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +86,11 @@ struct Inner {
     lease_ms: i64,
     wake: Notify,
     lanes: Mutex<HashMap<String, Lane>>,
+    /// A round left due deliveries unclaimed for want of room (a lane or the replica's attempts
+    /// in flight were full, or the round's endpoints ran out): the next attempt to end wakes the
+    /// scheduler for them. Otherwise an attempt that ends wakes it only to schedule a retry: a
+    /// round after every delivery made found nothing to claim, two statements each time.
+    held_back: AtomicBool,
     /// Deliveries made, to [`Inner::write_delivered`].
     delivered: mpsc::Sender<Delivered>,
     /// Its receiving end, until `run` starts the writer.
@@ -103,6 +109,7 @@ impl Scheduler {
                 lease_ms,
                 wake: Notify::new(),
                 lanes: Mutex::new(HashMap::new()),
+                held_back: AtomicBool::new(false),
                 delivered,
                 to_write: Mutex::new(Some(to_write)),
             }),
@@ -178,17 +185,25 @@ impl Scheduler {
                 vec![now.into(), ENDPOINTS_PER_ROUND.into()],
             ))
             .await?;
+        if endpoints.len() as i64 >= ENDPOINTS_PER_ROUND {
+            inner.held_back.store(true, Ordering::SeqCst);
+        }
         for row in endpoints {
             let endpoint: String = row.try_get("", "subscription_id")?;
             let total_in_flight: usize = inner.lanes.lock().expect("lanes").values().map(|l| l.in_flight).sum();
             let room = inner.cfg.max_in_flight.saturating_sub(total_in_flight);
             let free = {
                 let lanes = inner.lanes.lock().expect("lanes");
-                lanes
+                let free = lanes
                     .get(&endpoint)
                     .map_or(inner.cfg.per_endpoint_concurrency, |l| l.capacity(now, inner.cfg.per_endpoint_concurrency))
-            }
-            .min(room);
+                    .min(room);
+                // Under the lanes' lock: an attempt that frees room after this sees the flag.
+                if free == 0 {
+                    inner.held_back.store(true, Ordering::SeqCst);
+                }
+                free
+            };
             if free == 0 {
                 continue;
             }
@@ -209,14 +224,21 @@ impl Scheduler {
                 .iter()
                 .map(|row| delivery::Model::from_query_result(row, ""))
                 .collect::<Result<Vec<_>, DbErr>>()?;
+            if claimed.len() >= free {
+                // The lane took all it could: more may be due behind.
+                inner.held_back.store(true, Ordering::SeqCst);
+            }
             for claimed in inner.load(claimed, &endpoint).await? {
                 inner.lanes.lock().expect("lanes").entry(endpoint.clone()).or_default().in_flight += 1;
                 let this = self.clone();
                 let endpoint = endpoint.clone();
                 attempts.spawn(async move {
-                    this.attempt(claimed, lease).await;
+                    let delivered = this.attempt(claimed, lease).await;
                     this.inner.release(&endpoint);
-                    this.wake();
+                    // After the release: a round that found no room set the flag before it.
+                    if this.inner.held_back.swap(false, Ordering::SeqCst) || !delivered {
+                        this.wake();
+                    }
                 });
             }
         }
@@ -231,8 +253,9 @@ impl Scheduler {
         Ok(next.and_then(|r| r.try_get::<Option<i64>>("", "next").ok().flatten()))
     }
 
-    /// One attempt at a claimed delivery, in the request's trace, and its outcome recorded.
-    async fn attempt(&self, claimed: Claimed, lease: i64) {
+    /// One attempt at a claimed delivery, in the request's trace, and its outcome recorded;
+    /// whether it was delivered and that was written (anything else wants another round).
+    async fn attempt(&self, claimed: Claimed, lease: i64) -> bool {
         let inner = &self.inner;
         let Claimed { delivery, message, subscription: sub } = claimed;
         let channel = crate::channels::name(delivery.channel);
@@ -264,8 +287,13 @@ impl Scheduler {
                 (_, None) => (Outcome::Failed(gone("its subscription no longer exists")), String::new()),
             };
             let (outcome, endpoint) = outcome;
-            if let Err(e) = inner.record(&delivery, &endpoint, outcome, lease).await {
-                tracing::warn!(delivery_id = %delivery.id, error = %e, "cannot record a delivery's outcome; it will be retried");
+            let delivered = matches!(outcome, Outcome::Delivered);
+            match inner.record(&delivery, &endpoint, outcome, lease).await {
+                Ok(()) => delivered,
+                Err(e) => {
+                    tracing::warn!(delivery_id = %delivery.id, error = %e, "cannot record a delivery's outcome; it will be retried");
+                    false
+                }
             }
         }
         .instrument(span)

@@ -2,7 +2,8 @@
 //! reference library, or fail on purpose: each audience gets its own message, signed and
 //! verifiable; captured webhooks cannot be replayed; secrets rotate without a lost delivery;
 //! failing endpoints are retried, then given up and retried by an admin; a hanging or failing
-//! endpoint never holds up another; redirects are not followed; agencies see only their own.
+//! endpoint never holds up another; deliveries held back by a full lane go when it frees up;
+//! redirects are not followed; agencies see only their own.
 
 mod support;
 
@@ -405,6 +406,50 @@ async fn a_hanging_endpoint_delays_only_its_own_deliveries() {
             .all(|d| d.state == DeliveryState::Delivered as i32)
     );
     assert_eq!(receiver.arrived("hanging"), 2, "the hanging endpoint holds only its own two slots");
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
+/// Deliveries an endpoint's full lane held back go as soon as attempts end, and a failed attempt
+/// is retried at its time: the scheduler never polls here, so only the attempts that end can
+/// wake it for them. (It no longer looks again after every delivery made, which found nothing
+/// to claim when nothing was held back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_held_back_or_failed_go_when_attempts_end_without_a_poll() {
+    let env = env(Backend::Sqlite)
+        .await
+        .set("CRS_DELIVERY__POLL_INTERVAL_MS", "600000")
+        .set("CRS_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2");
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let secret = subscribe_agency(&running, "agency-1", &receiver.url("agency")).await;
+    receiver.register("agency", &secret.encoded());
+    receiver.hold();
+    let mut intake = internal(&running, "intake").await;
+    for i in 0..7 {
+        intake.notify(acknowledged(&format!("held-{i}"), "agency-1")).await.unwrap();
+    }
+    eventually("the lane holds two attempts", PATIENCE, || async { (receiver.arrived("agency") == 2).then_some(()) })
+        .await;
+    receiver.release();
+    eventually("the five held back are delivered once the lane frees up", PATIENCE, || async {
+        let all = deliveries(&running).await;
+        (all.len() == 7 && all.iter().all(|d| d.state == DeliveryState::Delivered as i32)).then_some(())
+    })
+    .await;
+
+    receiver.behave("agency", Behaviour::Answer(503));
+    intake.notify(acknowledged("retried", "agency-1")).await.unwrap();
+    eventually("the endpoint refused the first attempt", PATIENCE, || async {
+        (receiver.arrived("agency") >= 8).then_some(())
+    })
+    .await;
+    receiver.behave("agency", Behaviour::Verify);
+    eventually("the failed delivery is retried at its time and delivered", PATIENCE, || async {
+        let all = deliveries(&running).await;
+        (all.len() == 8 && all.iter().all(|d| d.state == DeliveryState::Delivered as i32)).then_some(())
+    })
+    .await;
     running.stop().await;
     env.db.drop_now().await.unwrap();
 }
