@@ -145,6 +145,11 @@ pgbench_round() {
 
 "$bin/crs-bench" echo-server --listen 127.0.0.1:50099 >/dev/null &
 echo_pid=$!
+# The first round's client must not race the server's start.
+for _ in $(seq 150); do
+  (exec 3<>/dev/tcp/127.0.0.1/50099) 2>/dev/null && break
+  sleep 0.2
+done
 
 cat >"$results/commands.txt" <<EOF
 $bin/crs-bench echo --target http://127.0.0.1:50099 --clients $clients --secs $secs
