@@ -190,20 +190,7 @@ impl Scheduler {
         }
         for row in endpoints {
             let endpoint: String = row.try_get("", "subscription_id")?;
-            let total_in_flight: usize = inner.lanes.lock().expect("lanes").values().map(|l| l.in_flight).sum();
-            let room = inner.cfg.max_in_flight.saturating_sub(total_in_flight);
-            let free = {
-                let lanes = inner.lanes.lock().expect("lanes");
-                let free = lanes
-                    .get(&endpoint)
-                    .map_or(inner.cfg.per_endpoint_concurrency, |l| l.capacity(now, inner.cfg.per_endpoint_concurrency))
-                    .min(room);
-                // Under the lanes' lock: an attempt that frees room after this sees the flag.
-                if free == 0 {
-                    inner.held_back.store(true, Ordering::SeqCst);
-                }
-                free
-            };
+            let free = inner.room_for(&endpoint, now);
             if free == 0 {
                 continue;
             }
@@ -224,10 +211,7 @@ impl Scheduler {
                 .iter()
                 .map(|row| delivery::Model::from_query_result(row, ""))
                 .collect::<Result<Vec<_>, DbErr>>()?;
-            if claimed.len() >= free {
-                // The lane took all it could: more may be due behind.
-                inner.held_back.store(true, Ordering::SeqCst);
-            }
+            let filled = claimed.len() >= free;
             for claimed in inner.load(claimed, &endpoint).await? {
                 inner.lanes.lock().expect("lanes").entry(endpoint.clone()).or_default().in_flight += 1;
                 let this = self.clone();
@@ -240,6 +224,12 @@ impl Scheduler {
                         this.wake();
                     }
                 });
+            }
+            // The lane took all it could, and more may be due behind: flagged for the attempts
+            // to come. One that ended while the claim was under way found no flag; if it left
+            // room, the next round goes at once.
+            if filled && inner.room_for(&endpoint, now_millis()) > 0 {
+                self.wake();
             }
         }
         let next = inner
@@ -404,6 +394,22 @@ impl Inner {
             }
         }
         txn.commit().await
+    }
+
+    /// Attempts `endpoint` may start now: its lane's capacity within the replica's room for
+    /// attempts. None flags the round as having held deliveries back, under the lanes' lock, so
+    /// an attempt that frees room after this (its release takes the lock) sees the flag.
+    fn room_for(&self, endpoint: &str, now: i64) -> usize {
+        let lanes = self.lanes.lock().expect("lanes");
+        let in_flight: usize = lanes.values().map(|l| l.in_flight).sum();
+        let free = lanes
+            .get(endpoint)
+            .map_or(self.cfg.per_endpoint_concurrency, |l| l.capacity(now, self.cfg.per_endpoint_concurrency))
+            .min(self.cfg.max_in_flight.saturating_sub(in_flight));
+        if free == 0 {
+            self.held_back.store(true, Ordering::SeqCst);
+        }
+        free
     }
 
     fn release(&self, endpoint: &str) {
