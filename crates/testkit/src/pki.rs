@@ -1,7 +1,7 @@
 //! Certificates made in the test (rcgen): a CA, certificates it signs with explicit validity,
 //! and the files a service's `[tls]` section reads, which a test can replace to rotate them.
 //!
-//! ```ignore
+//! ```text
 //! let ca = TestCa::new("CRS test CA");
 //! let files = TlsFiles::write(&ca, &ca.issue("triage"));
 //! let env = files.apply(ServiceEnv::new::<crs_triage::Application>(Backend::Sqlite).await);

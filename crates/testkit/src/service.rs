@@ -1,6 +1,6 @@
 //! Any CRS service in process, on port 0 and its own database, started the way `main` starts it.
 //!
-//! ```ignore
+//! ```text
 //! let env = ServiceEnv::new::<crs_triage::Application>(Backend::Sqlite).await;
 //! let triage = crs_testkit::service::start::<crs_triage::Application>(&env).await;
 //! ```
