@@ -17,19 +17,27 @@ use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Subscribes the agency's callback as intake does: the secret sealed with the shared key.
-async fn subscribe_agency(running: &crs_testkit::Running, agency_id: &str, endpoint: &str) -> WebhookSecret {
-    subscribe_agency_changed_at(running, agency_id, endpoint, crs_platform::time::now_millis()).await
+/// Subscribes the agency's callback at the receiver's endpoint `name` as intake does: the secret
+/// sealed with the shared key. The receiver learns the secret before the subscription is sent:
+/// what was kept for the agency may be delivered the moment it arrives.
+async fn subscribe_agency(
+    running: &crs_testkit::Running,
+    agency_id: &str,
+    receiver: &Receiver,
+    name: &str,
+) -> WebhookSecret {
+    subscribe_agency_changed_at(running, agency_id, receiver, name, crs_platform::time::now_millis()).await
 }
 
 /// Subscribes the agency's callback as intake does, for settings that changed at `changed_at`.
 async fn subscribe_agency_changed_at(
     running: &crs_testkit::Running,
     agency_id: &str,
-    endpoint: &str,
+    receiver: &Receiver,
+    name: &str,
     changed_at: i64,
 ) -> WebhookSecret {
-    subscribe_agency_as_of(running, agency_id, endpoint, 1, changed_at).await
+    subscribe_agency_as_of(running, agency_id, receiver, name, 1, changed_at).await
 }
 
 /// Subscribes the agency's callback as intake does, for its settings at `version`, changed at
@@ -37,11 +45,27 @@ async fn subscribe_agency_changed_at(
 async fn subscribe_agency_as_of(
     running: &crs_testkit::Running,
     agency_id: &str,
-    endpoint: &str,
+    receiver: &Receiver,
+    name: &str,
     version: u64,
     changed_at: i64,
 ) -> WebhookSecret {
     let secret = WebhookSecret::generate();
+    receiver.register(name, &secret.encoded());
+    send_agency_subscription(running, agency_id, &receiver.url(name), version, changed_at, &secret).await;
+    secret
+}
+
+/// Sends intake's hand-off of the agency's callback settings at `version`, the secret sealed with
+/// the shared key.
+async fn send_agency_subscription(
+    running: &crs_testkit::Running,
+    agency_id: &str,
+    endpoint: &str,
+    version: u64,
+    changed_at: i64,
+    secret: &WebhookSecret,
+) {
     let sealer = SecretBox::new(crs_testkit::service::WEBHOOK_SECRET_KEY.as_bytes());
     internal(running, "intake")
         .await
@@ -50,7 +74,7 @@ async fn subscribe_agency_as_of(
             agency_id: agency_id.into(),
             endpoint: endpoint.into(),
             channel: Channel::Webhook as i32,
-            sealed_secret: sealer.seal_webhook_secret(&secret, &agency_callback_context(agency_id)).into_bytes(),
+            sealed_secret: sealer.seal_webhook_secret(secret, &agency_callback_context(agency_id)).into_bytes(),
             source_version: version,
             recipient_name: "Ministry of Digital Development".into(),
             language: "kk".into(),
@@ -60,15 +84,13 @@ async fn subscribe_agency_as_of(
         })
         .await
         .unwrap();
-    secret
 }
 
 async fn each_audience_gets_its_own_signed_message(backend: Backend) {
     let env = env(backend).await;
     let running = start(&env).await;
     let receiver = Receiver::start().await;
-    let agency_secret = subscribe_agency(&running, "agency-1", &receiver.url("agency")).await;
-    receiver.register("agency", &agency_secret.encoded());
+    let agency_secret = subscribe_agency(&running, "agency-1", &receiver, "agency").await;
     for (audience, name) in [(Audience::ContentOwner, "owner"), (Audience::Enforcement, "enforcement")] {
         let sub = subscribe(&running, audience, &receiver.url(name)).await;
         assert!(sub.secret.starts_with("whsec_") && sub.has_secret, "a secret is generated and shown once");
@@ -327,7 +349,7 @@ async fn agencies_list_only_their_own_deliveries_without_internal_errors() {
     let env = env(Backend::Sqlite).await;
     let running = start(&env).await;
     let receiver = Receiver::start().await;
-    subscribe_agency(&running, "agency-a", &receiver.url("agency-a")).await;
+    subscribe_agency(&running, "agency-a", &receiver, "agency-a").await;
     receiver.behave("agency-a", Behaviour::Answer(503));
     for (audience, name) in [(Audience::ContentOwner, "owner"), (Audience::Enforcement, "enforcement")] {
         let sub = subscribe(&running, audience, &receiver.url(name)).await;
@@ -422,8 +444,7 @@ async fn deliveries_held_back_or_failed_go_when_attempts_end_without_a_poll() {
         .set("CRS_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2");
     let running = start(&env).await;
     let receiver = Receiver::start().await;
-    let secret = subscribe_agency(&running, "agency-1", &receiver.url("agency")).await;
-    receiver.register("agency", &secret.encoded());
+    subscribe_agency(&running, "agency-1", &receiver, "agency").await;
     receiver.hold();
     let mut intake = internal(&running, "intake").await;
     for i in 0..7 {
@@ -587,8 +608,7 @@ async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it
     intake.notify(acknowledged("r-early", "agency-new")).await.unwrap();
     intake.notify(acknowledged("r-old", "agency-later")).await.unwrap();
 
-    let secret = subscribe_agency_changed_at(&running, "agency-new", &receiver.url("new"), before).await;
-    receiver.register("new", &secret.encoded());
+    subscribe_agency_changed_at(&running, "agency-new", &receiver, "new", before).await;
     // Its contact address arrives too, but this deployment sends no email: nothing is due there.
     intake
         .put_agency_subscription(PutSubscriptionRequest {
@@ -605,8 +625,7 @@ async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it
         .unwrap();
     // This agency's callback was set long after its earlier request was acknowledged.
     let later = before + 10 * 60 * 1000;
-    let secret = subscribe_agency_changed_at(&running, "agency-later", &receiver.url("later"), later).await;
-    receiver.register("later", &secret.encoded());
+    subscribe_agency_changed_at(&running, "agency-later", &receiver, "later", later).await;
     intake.notify(acknowledged("r-next", "agency-new")).await.unwrap();
     intake.notify(acknowledged("r-new", "agency-later")).await.unwrap();
 
@@ -646,13 +665,15 @@ async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it
     // Two changes of an agency's settings relayed out of order: the newer one creates the
     // subscription, and the older one, stale when it arrives, still brings what came after it.
     intake.notify(acknowledged("r-between", "agency-reordered")).await.unwrap();
-    let newer = subscribe_agency_as_of(&running, "agency-reordered", &receiver.url("reordered"), 2, later).await;
-    receiver.register("reordered", &newer.encoded());
-    subscribe_agency_as_of(&running, "agency-reordered", &receiver.url("reordered"), 1, before).await;
+    subscribe_agency_as_of(&running, "agency-reordered", &receiver, "reordered", 2, later).await;
+    // The stale change carries a secret of its own, which must not replace the newer one.
+    let stale = WebhookSecret::generate();
+    send_agency_subscription(&running, "agency-reordered", &receiver.url("reordered"), 1, before, &stale).await;
     eventually("the acknowledgement before the newer change arrives", PATIENCE, || async {
         (ids("reordered") == ["r-between"]).then_some(())
     })
     .await;
+    assert!(receiver.received("reordered")[0].verified.is_ok(), "signed with the newer settings' secret");
     running.stop().await;
     env.db.drop_now().await.unwrap();
 }
@@ -676,8 +697,7 @@ async fn deliveries_made_together_are_recorded_together_on_postgres() {
     let receiver = Receiver::start().await;
     let agencies: Vec<String> = (0..8).map(|i| format!("agency-{i}")).collect();
     for agency in &agencies {
-        let secret = subscribe_agency(&running, agency, &receiver.url(agency)).await;
-        receiver.register(agency, &secret.encoded());
+        subscribe_agency(&running, agency, &receiver, agency).await;
     }
     receiver.hold();
     let mut intake = internal(&running, "intake").await;
@@ -746,8 +766,7 @@ async fn a_subscription_committed_while_a_notification_is_recorded_still_gets_it
         (row.try_get::<i64>("", "n").unwrap() == 1).then_some(())
     })
     .await;
-    let secret = subscribe_agency_changed_at(&running, "agency-racing", &receiver.url("racing"), before).await;
-    receiver.register("racing", &secret.encoded());
+    subscribe_agency_changed_at(&running, "agency-racing", &receiver, "racing", before).await;
     recording.await.unwrap().unwrap();
     eventually("the acknowledgement arrives", PATIENCE, || async {
         (receiver.received("racing").len() == 1).then_some(())
@@ -782,7 +801,7 @@ async fn a_subscription_arriving_after_thousands_of_messages_gets_them_all_on_sq
     for sender in senders {
         sender.await.unwrap();
     }
-    subscribe_agency_changed_at(&running, "agency-busy", &receiver.url("busy"), before).await;
+    subscribe_agency_changed_at(&running, "agency-busy", &receiver, "busy", before).await;
     let conn = env.db.connect().await.unwrap();
     let due: i64 = conn
         .query_one_raw(Statement::from_string(
@@ -808,8 +827,7 @@ async fn recorded_together(backend: Backend) {
     let env = env(backend).await;
     let running = start(&env).await;
     let receiver = Receiver::start().await;
-    let agency_secret = subscribe_agency(&running, "agency-1", &receiver.url("agency")).await;
-    receiver.register("agency", &agency_secret.encoded());
+    subscribe_agency(&running, "agency-1", &receiver, "agency").await;
     let sub = subscribe(&running, Audience::Enforcement, &receiver.url("enforcement")).await;
     receiver.register("enforcement", &sub.secret);
 
