@@ -4,12 +4,12 @@
 
 use crs_proto::admin::outbox_admin_service_server::OutboxAdminService;
 use crs_proto::admin::*;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Role};
 use crate::error::{FieldViolations, ServiceError};
-use crate::outbox::statement;
+use crate::outbox::{Outbox, statement};
 use crate::paging;
 use crate::time::{now_millis, timestamp_from_millis};
 
@@ -75,16 +75,18 @@ pub async fn list(db: &DatabaseConnection, after: Option<(i64, String)>, limit: 
         .collect()
 }
 
-/// Puts dead letters back: tried at once, with a fresh retry window. `None` replays them all.
-pub async fn replay(db: &DatabaseConnection, ids: Option<&[String]>) -> Result<u64, DbErr> {
-    let backend = db.get_database_backend();
+/// Puts dead letters back, in one transaction: tried at once, with a fresh retry window. `None`
+/// replays them all. Wakes the relays, which would otherwise leave the rows to their next poll.
+pub async fn replay(outbox: &Outbox, ids: Option<&[String]>) -> Result<u64, DbErr> {
+    let txn = outbox.db().begin().await?;
+    let backend = txn.get_database_backend();
     let now = now_millis();
     let set = "UPDATE outbox SET dead_at = NULL, locked_until = NULL, available_at = $1, created_at = $1, attempts = 0";
-    match ids {
-        None => Ok(db
+    let replayed = match ids {
+        None => txn
             .execute_raw(statement(backend, &format!("{set} WHERE dead_at IS NOT NULL"), vec![now.into()]))
             .await?
-            .rows_affected()),
+            .rows_affected(),
         Some(ids) => {
             let mut n = 0;
             for id in ids {
@@ -93,11 +95,16 @@ pub async fn replay(db: &DatabaseConnection, ids: Option<&[String]>) -> Result<u
                     &format!("{set} WHERE dead_at IS NOT NULL AND id = $2"),
                     vec![now.into(), id.clone().into()],
                 );
-                n += db.execute_raw(stmt).await?.rows_affected();
+                n += txn.execute_raw(stmt).await?.rows_affected();
             }
-            Ok(n)
+            n
         }
+    };
+    txn.commit().await?;
+    if replayed > 0 {
+        outbox.wake();
     }
+    Ok(replayed)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +145,12 @@ impl From<AdminError> for Status {
 #[derive(Clone, Debug)]
 pub struct OutboxAdmin {
     db: DatabaseConnection,
+    outbox: Outbox,
 }
 
 impl OutboxAdmin {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
+        Self { db, outbox }
     }
 }
 
@@ -213,7 +221,7 @@ impl OutboxAdminService for OutboxAdmin {
                 .into());
             }
         };
-        let replayed = replay(&self.db, ids).await.map_err(AdminError::from)?;
+        let replayed = replay(&self.outbox, ids).await.map_err(AdminError::from)?;
         tracing::warn!(replayed, by = %principal.subject(), "dead letters replayed");
         Ok(Response::new(ReplayDeadLettersResponse { replayed: replayed as u32 }))
     }

@@ -238,6 +238,11 @@ impl Outbox {
         }
     }
 
+    /// The service's main pool, where hand-offs are written.
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Has the relay claim, remove and reschedule rows on connections of its own, so it keeps
     /// forwarding while the service's requests hold every connection of the main pool.
     pub fn with_relay_connections(self, relay_db: DatabaseConnection) -> Self {
@@ -481,7 +486,8 @@ impl Relay {
                 _ = shutdown.cancelled() => break,
                 _ = relay.outbox.wake.notified() => due = true,
                 _ = tokio::time::sleep(wait) => {
-                    next_retry = None;
+                    // A poll that comes first leaves the retry's time standing.
+                    next_retry = next_retry.filter(|at| *at > now_millis());
                     due = true;
                 }
                 // A batch finished: a claim held back for want of room (`due` still set) goes ahead.

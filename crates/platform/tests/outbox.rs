@@ -215,7 +215,8 @@ async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_an
                 Ok(())
             }
         });
-        let cfg = OutboxConfig { max_age_secs: 1, ..config() };
+        // No poll: the retries go at their times, and the replay must wake the relay itself.
+        let cfg = OutboxConfig { max_age_secs: 1, poll_interval_ms: 600_000, ..config() };
         let shutdown = CancellationToken::new();
         let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
         enqueue(&outbox, &db, 6).await;
@@ -242,8 +243,7 @@ async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_an
         // ...until an admin replays it, once the cause is fixed.
         replayed.store(true, std::sync::atomic::Ordering::SeqCst);
         let ids: Vec<String> = dead.iter().map(|d| d.id.clone()).collect();
-        assert_eq!(crs_platform::dead_letters::replay(&db, Some(&ids)).await.unwrap(), 2);
-        outbox.wake();
+        assert_eq!(crs_platform::dead_letters::replay(&outbox, Some(&ids)).await.unwrap(), 2);
         wait_empty(&outbox).await;
         for _ in 0..100 {
             if delivered.lock().unwrap().len() == 6 {
