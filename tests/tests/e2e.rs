@@ -420,8 +420,7 @@ async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
     let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
     let escalated = demo.wait_status(&submitted.id, RequestStatus::Escalated).await.unwrap();
     assert_eq!(escalated.deadline.unwrap().policy_id, "kz-test");
-    let notes =
-        demo.wait_delivered(&submitted.id, &[NotificationKind::SlaWarning, NotificationKind::SlaBreach]).await.unwrap();
+    demo.wait_delivered(&submitted.id, &[NotificationKind::SlaWarning, NotificationKind::SlaBreach]).await.unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut on_call: Vec<u64>;
     loop {
@@ -438,6 +437,9 @@ async fn an_undecided_request_warns_then_escalates_at_its_deadline() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(on_call, vec![50, 75, 90, 100], "on-call told once at each threshold");
+    // Read once every threshold's webhook came: the hand-offs travel independently, so the
+    // breach may be recorded before the last warning.
+    let notes = demo.notifications(&submitted.id).await.unwrap();
     assert_eq!(notes.iter().filter(|n| n.kind == NotificationKind::SlaWarning as i32).count(), 3);
 
     // The escalated case waits for a senior reviewer.

@@ -24,6 +24,8 @@ async fn a_flagged_decision_is_told_to_nobody_until_a_second_reviewer_approves_i
     let submitted = demo.submit(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await.unwrap();
     demo.wait_status(&submitted.id, RequestStatus::Triaged).await.unwrap();
     demo.claim(&submitted.id).await.unwrap();
+    // The claim reaches intake by its own hand-off; what follows sends the agency nothing.
+    demo.wait_status(&submitted.id, RequestStatus::InReview).await.unwrap();
     let pending = demo.decide(&submitted.id).await.unwrap();
     assert_eq!(pending.status, RequestStatus::AwaitingApproval as i32);
 
@@ -48,7 +50,13 @@ async fn a_flagged_decision_is_told_to_nobody_until_a_second_reviewer_approves_i
     let view = demo.get(&submitted.id).await.unwrap();
     assert_eq!(view.status, RequestStatus::InReview as i32, "the agency sees the case under review throughout");
     assert!(view.items.iter().all(|i| i.outcome == ItemOutcome::Pending as i32));
-    let told: Vec<i32> = demo.notifications(&submitted.id).await.unwrap().iter().map(|n| n.kind).collect();
+    let told: Vec<i32> = demo
+        .wait_delivered(&submitted.id, &[NotificationKind::Acknowledged])
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.kind)
+        .collect();
     assert_eq!(told, [NotificationKind::Acknowledged as i32], "no decision was announced");
     assert!(receiver.received().iter().all(|r| r.body["kind"] != "DECIDED"), "no webhook carried a decision");
 

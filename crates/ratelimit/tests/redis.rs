@@ -19,12 +19,6 @@ fn rule(name: &str, rate_per_sec: f64, burst: u32) -> Rule {
     Rule { name: name.into(), subject: "agency:1".into(), limit: Limit { rate_per_sec, burst, shadow: false } }
 }
 
-async fn redis_time_secs(redis: &RedisHandle) -> f64 {
-    let mut conn = redis.get().await.unwrap();
-    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-    s as f64 + us as f64 / 1e6
-}
-
 #[tokio::test]
 async fn a_burst_is_admitted_exactly() {
     let limiter = limiter();
@@ -49,28 +43,33 @@ async fn the_sustained_rate_holds_within_one_percent_under_32_tasks() {
     const RATE: f64 = 200.0;
     const BURST: u32 = 20;
     let limiter = Arc::new(limiter());
-    let redis = RedisHandle::new(&redis_url()).unwrap();
     let rules = Arc::new([rule("agency", RATE, BURST)]);
-    let start = redis_time_secs(&redis).await;
-    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let start = tokio::time::Instant::now();
+    let until = start + Duration::from_secs(3);
     let mut tasks = Vec::new();
     for _ in 0..32 {
         let (limiter, rules) = (limiter.clone(), rules.clone());
         tasks.push(tokio::spawn(async move {
             let mut admitted = 0u64;
+            let mut last_answer = start;
             while tokio::time::Instant::now() < until {
                 if limiter.check(&rules[..], 1).await.allowed {
                     admitted += 1;
                 }
+                last_answer = tokio::time::Instant::now();
             }
-            admitted
+            (admitted, last_answer)
         }));
     }
-    let mut admitted = 0;
+    let (mut admitted, mut end) = (0, start);
     for t in tasks {
-        admitted += t.await.unwrap();
+        let (n, last_answer) = t.await.unwrap();
+        admitted += n;
+        end = end.max(last_answer);
     }
-    let elapsed = redis_time_secs(&redis).await - start;
+    // The window ends with the last answer, not when the tasks were joined: on a loaded machine
+    // joining them can take longer than the tolerance.
+    let elapsed = (end - start).as_secs_f64();
     let expected = RATE * elapsed + f64::from(BURST);
     let error = (admitted as f64 - expected).abs() / expected;
     assert!(error <= 0.01, "admitted {admitted}, expected {expected:.1} over {elapsed:.3} s ({:.2} %)", error * 100.0);

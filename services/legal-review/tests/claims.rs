@@ -91,15 +91,16 @@ async fn a_claim_lapses_with_its_lease() {
     let review = Review::start(Backend::Sqlite).await;
     let case = review.enqueue(&CaseSpec::default()).await;
     let (ana, bob) = (reviewer("ana"), reviewer("bob"));
-    let one_second = Some(prost_types::Duration { seconds: 1, nanos: 0 });
-    review.as_(&ana).await.claim_case(ClaimCaseRequest { case_id: case.clone(), lease: one_second }).await.unwrap();
+    // Long enough for the checks below to run while it lasts, however slow the machine.
+    let short = Some(prost_types::Duration { seconds: 3, nanos: 0 });
+    review.as_(&ana).await.claim_case(ClaimCaseRequest { case_id: case.clone(), lease: short }).await.unwrap();
     let taken = review.claim(&bob, &case).await.unwrap_err();
     assert_eq!(taken.code(), Code::FailedPrecondition);
     assert!(taken.message().contains("reviewer:ana"), "{}", taken.message());
     let next =
         review.as_(&bob).await.claim_next_case(ClaimNextCaseRequest { queue: "standard".into(), lease: None }).await;
     assert_eq!(next.unwrap_err().code(), Code::NotFound, "a live claim is not handed out");
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     // Lapsed: the decision needs a live claim, and another reviewer may take the case.
     assert_eq!(review.decide(&ana, &case, restrict_all(2)).await.unwrap_err().code(), Code::FailedPrecondition);
     let next = review

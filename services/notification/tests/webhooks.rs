@@ -418,15 +418,18 @@ async fn a_hanging_endpoint_delays_only_its_own_deliveries() {
         (receiver.received("owner").iter().filter(|r| r.verified.is_ok()).count() == 10).then_some(())
     })
     .await;
-    let all = deliveries(&running).await;
-    let hanging: Vec<_> = all.iter().filter(|d| d.audience == Audience::Enforcement as i32).collect();
-    assert_eq!(hanging.len(), 10);
-    assert!(hanging.iter().all(|d| d.state == DeliveryState::Pending as i32), "{hanging:?}");
-    assert!(
+    // The receiver keeps a webhook before it answers, and the outcome is written after that.
+    let all = eventually("the healthy endpoint's deliveries are recorded delivered", PATIENCE, || async {
+        let all = deliveries(&running).await;
         all.iter()
             .filter(|d| d.audience == Audience::ContentOwner as i32)
             .all(|d| d.state == DeliveryState::Delivered as i32)
-    );
+            .then_some(all)
+    })
+    .await;
+    let hanging: Vec<_> = all.iter().filter(|d| d.audience == Audience::Enforcement as i32).collect();
+    assert_eq!(hanging.len(), 10);
+    assert!(hanging.iter().all(|d| d.state == DeliveryState::Pending as i32), "{hanging:?}");
     assert_eq!(receiver.arrived("hanging"), 2, "the hanging endpoint holds only its own two slots");
     running.stop().await;
     env.db.drop_now().await.unwrap();
@@ -441,7 +444,9 @@ async fn deliveries_held_back_or_failed_go_when_attempts_end_without_a_poll() {
     let env = env(Backend::Sqlite)
         .await
         .set("CRS_DELIVERY__POLL_INTERVAL_MS", "600000")
-        .set("CRS_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2");
+        .set("CRS_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2")
+        // Held attempts wait for the release, however long the notifications take to send.
+        .set("CRS_WEBHOOKS__TIMEOUT_MS", "120000");
     let running = start(&env).await;
     let receiver = Receiver::start().await;
     subscribe_agency(&running, "agency-1", &receiver, "agency").await;
@@ -692,7 +697,8 @@ async fn a_notification_that_overtakes_the_agencys_subscription_still_reaches_it
 /// endpoints and answered at once share commits, and each is recorded DELIVERED once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_made_together_are_recorded_together_on_postgres() {
-    let env = env(Backend::Postgres).await;
+    // Held attempts wait for the release, however long the notifications take to send.
+    let env = env(Backend::Postgres).await.set("CRS_WEBHOOKS__TIMEOUT_MS", "120000");
     let running = start(&env).await;
     let receiver = Receiver::start().await;
     let agencies: Vec<String> = (0..8).map(|i| format!("agency-{i}")).collect();
