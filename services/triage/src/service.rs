@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crs_platform::auth::{self, Role};
-use crs_platform::outbox::{Outbox, inbox_first_time};
+use crs_platform::outbox::{Outbox, inbox_first_time, statement};
 use crs_platform::shared_txn::{self, SharedTransactions};
 use crs_platform::time::{millis_from_timestamp, now_millis};
 use crs_proto::common::{Assessment, ItemOutcome, Submission};
@@ -15,8 +15,7 @@ use crs_proto::triage::*;
 use prost::Message;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait, Value,
 };
 use tonic::{Request, Response, Status};
 
@@ -249,45 +248,60 @@ async fn stored(db: &impl ConnectionTrait, request_id: &str) -> Result<Assessmen
     Assessment::decode(row.encoded.as_slice()).map_err(|e| TriageError::Internal(e.into()))
 }
 
-/// What triage already knows about `s`'s content and agency.
+/// What triage already knows about `s`'s content and agency: the earlier requests naming the
+/// same content, recent decisions on it and the agency's record, in one statement. Each request
+/// is a unit of a shared transaction, and a statement is a round trip the units behind it wait
+/// for: read as three, these were a third of triage's statements per request.
 async fn context(db: &impl ConnectionTrait, s: &Submission, recent_days: u32, now: i64) -> Result<Context> {
-    let keys: Vec<String> = s.items.iter().map(|i| i.content_key.clone()).collect();
+    let since = now - i64::from(recent_days) * 86_400_000;
+    let mut values: Vec<Value> = vec![s.agency_id.clone().into(), s.request_id.clone().into(), since.into()];
+    // `source` tells the rows apart; the other columns are each part's own, or NULL.
+    let mut sql = String::from(
+        "SELECT 'agency' AS source, NULL AS content_key, NULL AS ref_id, NULL AS jurisdiction, \
+                decided_requests AS n1, granted_requests AS n2 \
+         FROM agency_history WHERE agency_id = $1",
+    );
+    if !s.items.is_empty() {
+        let keys: Vec<String> = (0..s.items.len()).map(|i| format!("${}", i + 4)).collect();
+        let keys = keys.join(", ");
+        values.extend(s.items.iter().map(|i| Value::from(i.content_key.clone())));
+        sql.push_str(&format!(
+            " UNION ALL SELECT 'earlier', content_key, request_id, NULL, NULL, NULL \
+              FROM content_index WHERE content_key IN ({keys}) AND request_id <> $2 \
+              UNION ALL SELECT 'decision', content_key, case_id, jurisdiction, outcome, decided_at \
+              FROM content_decisions WHERE content_key IN ({keys}) AND decided_at >= $3"
+        ));
+    }
+    let rows = db.query_all_raw(statement(db.get_database_backend(), &sql, values)).await?;
     let mut earlier: BTreeMap<String, usize> = BTreeMap::new();
-    if !keys.is_empty() {
-        for row in content_index::Entity::find()
-            .filter(content_index::Column::ContentKey.is_in(keys.clone()))
-            .filter(content_index::Column::RequestId.ne(s.request_id.clone()))
-            .all(db)
-            .await?
-        {
-            *earlier.entry(row.request_id).or_default() += 1;
+    let mut decisions: Vec<(i64, RecentDecision)> = Vec::new();
+    let (mut agency_decided, mut agency_granted) = (0, 0);
+    let count = |n: Option<i64>| n.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
+    for row in rows {
+        let text = |column: &str| row.try_get::<Option<String>>("", column).map(Option::unwrap_or_default);
+        let number = |column: &str| row.try_get::<Option<i64>>("", column);
+        match row.try_get::<String>("", "source")?.as_str() {
+            "agency" => (agency_decided, agency_granted) = (count(number("n1")?), count(number("n2")?)),
+            "earlier" => *earlier.entry(text("ref_id")?).or_default() += 1,
+            _ => decisions.push((
+                number("n2")?.unwrap_or(0),
+                RecentDecision {
+                    content_key: text("content_key")?,
+                    case_id: text("ref_id")?,
+                    jurisdiction: text("jurisdiction")?,
+                    outcome: ItemOutcome::try_from(number("n1")?.unwrap_or(0) as i32)
+                        .unwrap_or(ItemOutcome::Unspecified),
+                },
+            )),
         }
     }
-    let since = now - i64::from(recent_days) * 86_400_000;
-    let recent_decisions = if keys.is_empty() {
-        Vec::new()
-    } else {
-        content_decision::Entity::find()
-            .filter(content_decision::Column::ContentKey.is_in(keys))
-            .filter(content_decision::Column::DecidedAt.gte(since))
-            .order_by_desc(content_decision::Column::DecidedAt)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|d| RecentDecision {
-                content_key: d.content_key,
-                case_id: d.case_id,
-                jurisdiction: d.jurisdiction,
-                outcome: ItemOutcome::try_from(d.outcome).unwrap_or(ItemOutcome::Unspecified),
-            })
-            .collect()
-    };
-    let history = agency_history::Entity::find_by_id(s.agency_id.clone()).one(db).await?;
+    // Newest first.
+    decisions.sort_by_key(|(decided_at, _)| std::cmp::Reverse(*decided_at));
     Ok(Context {
         earlier: earlier.into_iter().collect(),
-        recent_decisions,
-        agency_decided: history.as_ref().map_or(0, |h| h.decided_requests.clamp(0, i64::from(u32::MAX)) as u32),
-        agency_granted: history.as_ref().map_or(0, |h| h.granted_requests.clamp(0, i64::from(u32::MAX)) as u32),
+        recent_decisions: decisions.into_iter().map(|(_, d)| d).collect(),
+        agency_decided,
+        agency_granted,
     })
 }
 

@@ -369,10 +369,11 @@ async fn requests_relayed_together_are_assessed_together_on_postgres() {
     assessed_together(Backend::Postgres).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decisions_recorded_inform_later_requests_and_the_agencys_priority() {
+/// Decisions recorded, the agency's record and earlier requests naming the same content all
+/// inform a later request's assessment (read together, in one statement, on either backend).
+async fn decisions_inform_later_requests(backend: Backend) {
     let files = Files::new(RULES);
-    let (triage, db) = start(Backend::Postgres, &files).await;
+    let (triage, db) = start(backend, &files).await;
     let first = submission("r-1", "KZ", Category::ScamsAndFraud, &["https://a.kz/1", "https://a.kz/2"]);
     let before = assess(&triage, &first).await;
     let history = |a: &Assessment| a.priority_components.iter().find(|c| c.name == "agency_history").cloned().unwrap();
@@ -410,6 +411,16 @@ async fn decisions_recorded_inform_later_requests_and_the_agencys_priority() {
         "{:?}",
         after.reasons
     );
+    assert!(
+        after.reasons.iter().any(|r| r == "url:https://a.kz/1 was decided NO_ACTION for KZ in case case-2"),
+        "{:?}",
+        after.reasons
+    );
+    assert!(after.reasons.iter().any(|r| r == "1 item(s) already named in request r-1"), "{:?}", after.reasons);
+    assert_eq!(after.duplicate_of, "r-1", "all it names was named in r-1");
+    // Content nobody named before: no earlier request, no decision on it.
+    let other = assess(&triage, &submission("r-5", "KZ", Category::ScamsAndFraud, &["https://b.kz/9"])).await;
+    assert!(other.duplicate_of.is_empty() && !other.reasons.iter().any(|r| r.contains("a.kz")), "{:?}", other.reasons);
 
     // Only legal review records decisions; a bad record names its field.
     let status = intake(&triage)
@@ -424,6 +435,16 @@ async fn decisions_recorded_inform_later_requests_and_the_agencys_priority() {
 
     triage.stop().await;
     db.drop_now().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_recorded_inform_later_requests_and_the_agencys_priority_on_sqlite() {
+    decisions_inform_later_requests(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_recorded_inform_later_requests_and_the_agencys_priority_on_postgres() {
+    decisions_inform_later_requests(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
