@@ -174,22 +174,37 @@ impl Scheduler {
         let now = now_millis();
         let due =
             "next_attempt_at IS NOT NULL AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)";
-        let endpoints = inner
+        // The endpoints with deliveries due, oldest first, and (the row without an endpoint) when
+        // the next delivery not yet due will be: one statement. What becomes due during the
+        // round (a new message, an attempt to retry) wakes the scheduler for another.
+        let rows = inner
             .db
             .query_all_raw(statement(
                 backend,
                 &format!(
-                    "SELECT subscription_id, MIN(next_attempt_at) AS oldest FROM deliveries WHERE {due} \
-                     GROUP BY subscription_id ORDER BY oldest LIMIT $2"
+                    "SELECT subscription_id, oldest FROM \
+                       (SELECT subscription_id, MIN(next_attempt_at) AS oldest FROM deliveries WHERE {due} \
+                        GROUP BY subscription_id ORDER BY oldest LIMIT $2) AS due_endpoints \
+                     UNION ALL SELECT NULL, MIN(next_attempt_at) FROM deliveries WHERE next_attempt_at > $1"
                 ),
                 vec![now.into(), ENDPOINTS_PER_ROUND.into()],
             ))
             .await?;
+        let mut endpoints = Vec::with_capacity(rows.len());
+        let mut next = None;
+        for row in rows {
+            let oldest = row.try_get::<Option<i64>>("", "oldest")?;
+            match row.try_get::<Option<String>>("", "subscription_id")? {
+                Some(endpoint) => endpoints.push((oldest, endpoint)),
+                None => next = oldest,
+            }
+        }
+        // A union keeps no order of its own.
+        endpoints.sort();
         if endpoints.len() as i64 >= ENDPOINTS_PER_ROUND {
             inner.held_back.store(true, Ordering::SeqCst);
         }
-        for row in endpoints {
-            let endpoint: String = row.try_get("", "subscription_id")?;
+        for (_, endpoint) in endpoints {
             let free = inner.room_for(&endpoint, now);
             if free == 0 {
                 continue;
@@ -232,15 +247,7 @@ impl Scheduler {
                 self.wake();
             }
         }
-        let next = inner
-            .db
-            .query_one_raw(statement(
-                backend,
-                "SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE next_attempt_at > $1",
-                vec![now.into()],
-            ))
-            .await?;
-        Ok(next.and_then(|r| r.try_get::<Option<i64>>("", "next").ok().flatten()))
+        Ok(next)
     }
 
     /// One attempt at a claimed delivery, in the request's trace, and its outcome recorded;
@@ -289,6 +296,39 @@ impl Scheduler {
         .instrument(span)
         .await
     }
+}
+
+/// Marks the deliveries `ids`, made at `endpoint` under `lease`, as DELIVERED in one statement;
+/// one whose lease ran out meanwhile is left alone, and said so.
+async fn mark_delivered_at<C: ConnectionTrait>(
+    conn: &C,
+    endpoint: &str,
+    lease: i64,
+    ids: &[&str],
+) -> Result<(), DbErr> {
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+    let mut values: Vec<sea_orm::Value> =
+        vec![(DeliveryState::Delivered as i32).into(), now_millis().into(), endpoint.into(), lease.into()];
+    values.extend(ids.iter().map(|id| (*id).into()));
+    let written = conn
+        .query_all_raw(statement(
+            conn.get_database_backend(),
+            &format!(
+                "UPDATE deliveries SET state = $1, delivered_at = $2, next_attempt_at = NULL, \
+                 locked_until = NULL, last_error = '', failure = '', endpoint = $3 \
+                 WHERE locked_until = $4 AND id IN ({}) RETURNING id",
+                placeholders.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    if written.len() < ids.len() {
+        let written: Vec<String> = written.iter().filter_map(|r| r.try_get("", "id").ok()).collect();
+        for id in ids.iter().filter(|id| !written.iter().any(|w| w == *id)) {
+            tracing::warn!(delivery_id = %id, "the delivery's lease ran out before its outcome was written; it may be attempted again");
+        }
+    }
+    Ok(())
 }
 
 /// A claimed delivery with what its attempt needs: its message, and its subscription as it is
@@ -361,37 +401,20 @@ impl Inner {
 
     /// Marks deliveries made as DELIVERED and gives their leases back, in one transaction; a
     /// delivery whose lease ran out meanwhile (another attempt may have it now) is left alone.
+    /// Outcomes of one endpoint and lease (all of them, when deliveries come one at a time) are
+    /// one statement, which needs no transaction around it: that would be two more round trips.
     async fn mark_delivered(&self, batch: &[Delivered]) -> Result<(), DbErr> {
-        let backend = self.db.get_database_backend();
-        let now = now_millis();
         let mut groups: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
         for d in batch {
             groups.entry((d.endpoint.as_str(), d.lease)).or_default().push(d.id.as_str());
         }
+        if groups.len() == 1 {
+            let ((endpoint, lease), ids) = groups.into_iter().next().expect("one group");
+            return mark_delivered_at(&self.db, endpoint, lease, &ids).await;
+        }
         let txn = self.db.begin().await?;
         for ((endpoint, lease), ids) in groups {
-            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
-            let mut values: Vec<sea_orm::Value> =
-                vec![(DeliveryState::Delivered as i32).into(), now.into(), endpoint.into(), lease.into()];
-            values.extend(ids.iter().map(|id| (*id).into()));
-            let written = txn
-                .query_all_raw(statement(
-                    backend,
-                    &format!(
-                        "UPDATE deliveries SET state = $1, delivered_at = $2, next_attempt_at = NULL, \
-                         locked_until = NULL, last_error = '', failure = '', endpoint = $3 \
-                         WHERE locked_until = $4 AND id IN ({}) RETURNING id",
-                        placeholders.join(", ")
-                    ),
-                    values,
-                ))
-                .await?;
-            if written.len() < ids.len() {
-                let written: Vec<String> = written.iter().filter_map(|r| r.try_get("", "id").ok()).collect();
-                for id in ids.iter().filter(|id| !written.iter().any(|w| w == *id)) {
-                    tracing::warn!(delivery_id = %id, "the delivery's lease ran out before its outcome was written; it may be attempted again");
-                }
-            }
+            mark_delivered_at(&txn, endpoint, lease, &ids).await?;
         }
         txn.commit().await
     }
