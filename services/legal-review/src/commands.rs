@@ -50,6 +50,8 @@ pub(crate) struct Effects {
     pub clocks: Vec<(Clock, Clock)>,
     /// A decision that took effect, for the metrics once it commits.
     pub decided: Option<(Submission, Vec<ItemDecision>)>,
+    /// A queue recorded in `known_queues`, remembered once it commits.
+    pub known_queue: Option<String>,
 }
 
 impl Effects {
@@ -297,6 +299,9 @@ impl LegalReview {
         }
         if let Some((submission, decisions)) = fx.decided {
             crate::metrics::count_decisions(&submission, &decisions);
+        }
+        if let Some(queue) = fx.known_queue {
+            self.known_queues.lock().expect("known queues").insert(queue);
         }
     }
 

@@ -201,13 +201,16 @@ impl LegalReview {
         let row = gate;
         let clock = clock_of(&row.id, s, assessment, row.trace_context.clone());
         ClockStore::insert(txn, &clock).await?;
-        known_queue::Entity::insert(known_queue::ActiveModel::from(known_queue::Model {
-            name: assessment.queue.clone(),
-            first_case_at: now,
-        }))
-        .on_conflict(OnConflict::column(known_queue::Column::Name).do_nothing().to_owned())
-        .exec_without_returning(txn)
-        .await?;
+        if !self.known_queues.lock().expect("known queues").contains(&assessment.queue) {
+            known_queue::Entity::insert(known_queue::ActiveModel::from(known_queue::Model {
+                name: assessment.queue.clone(),
+                first_case_at: now,
+            }))
+            .on_conflict(OnConflict::column(known_queue::Column::Name).do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await?;
+            fx.known_queue = Some(assessment.queue.clone());
+        }
         if !s.items.is_empty() {
             case_content::Entity::insert_many(s.items.iter().map(|i| {
                 case_content::ActiveModel::from(case_content::Model {

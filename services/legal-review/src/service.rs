@@ -1,7 +1,8 @@
 //! Legal review's state shared by its handlers, and the reading side: cases, queues and the
 //! audit trail.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use crs_domain::approval::ApprovalPolicy;
 use crs_platform::auth::{self, Principal, Role};
@@ -45,6 +46,9 @@ pub struct LegalReview {
     pub(crate) approval: Arc<ApprovalPolicy>,
     /// Cases relayed together are opened together (see `crs_platform::shared_txn`).
     pub(crate) openings: SharedTransactions<(EnqueueCaseResponse, Effects), ReviewError>,
+    /// Queues this process saw recorded in `known_queues` (committed), so opening a case in one
+    /// writes nothing more: the table only grows, and a queue's first case is all it keeps.
+    pub(crate) known_queues: Arc<Mutex<HashSet<String>>>,
 }
 
 /// The statuses a reviewer can still work on (those the state machine lets a reviewer claim),
@@ -71,7 +75,15 @@ impl LegalReview {
         approval: ApprovalPolicy,
     ) -> Self {
         let openings = SharedTransactions::start(db.clone());
-        Self { db, outbox, timers, cfg: Arc::new(cfg), approval: Arc::new(approval), openings }
+        Self {
+            db,
+            outbox,
+            timers,
+            cfg: Arc::new(cfg),
+            approval: Arc::new(approval),
+            openings,
+            known_queues: Default::default(),
+        }
     }
 
     /// Runs a reviewer's action on a case inside the case's own trace (the request's), linked to
