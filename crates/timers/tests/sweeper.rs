@@ -134,20 +134,22 @@ async fn pause_and_resume_shift_thresholds_by_exactly_the_paused_time() {
     sweeper.rebuild().await.unwrap();
     rig.spawn(sweeper);
     let t0 = now();
-    rig.start_clock("paused", 2_000, t0).await;
+    // A budget long enough that the pause surely lands before the first threshold, however
+    // slow the machine.
+    rig.start_clock("paused", 4_000, t0).await;
     let pause_at = t0 + 200;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (before, after) = ClockStore::pause(&rig.db, "paused", pause_at).await.unwrap().unwrap();
     rig.index.sync(Some(&before), &after).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert!(rig.fired().is_empty(), "nothing fires while paused (50 % would have been due at +1000 ms)");
-    let resume_at = pause_at + 1_200;
+    tokio::time::sleep(Duration::from_millis(2_400)).await;
+    assert!(rig.fired().is_empty(), "nothing fires while paused (50 % would have been due at +2000 ms)");
+    let resume_at = pause_at + 2_400;
     let (before, after) = ClockStore::resume(&rig.db, "paused", resume_at).await.unwrap().unwrap();
     rig.index.sync(Some(&before), &after).await.unwrap();
     rig.wait_for(4, Duration::from_secs(10)).await;
     let shift = resume_at - pause_at;
     let dues: Vec<i64> = rig.fired().iter().map(|f| f.due_at).collect();
-    assert_eq!(dues, vec![t0 + 1_000 + shift, t0 + 1_500 + shift, t0 + 1_800 + shift, t0 + 2_000 + shift]);
+    assert_eq!(dues, vec![t0 + 2_000 + shift, t0 + 3_000 + shift, t0 + 3_600 + shift, t0 + 4_000 + shift]);
     assert!(rig.fired().iter().all(|f| f.generation == 3), "pause and resume each started a generation");
 }
 
@@ -203,9 +205,10 @@ async fn stopping_a_clock_cancels_everything_pending() {
     sweeper.rebuild().await.unwrap();
     rig.spawn(sweeper);
     let t0 = now();
-    // Budgets long enough that the stop surely lands before the first threshold.
-    rig.start_clock("decided", 2_000, t0).await;
-    rig.start_clock("control", 2_000, t0).await;
+    // Budgets long enough that the stop surely lands before the first threshold, however slow
+    // the machine.
+    rig.start_clock("decided", 4_000, t0).await;
+    rig.start_clock("control", 4_000, t0).await;
     let (before, after) = ClockStore::stop(&rig.db, "decided", t0 + 10).await.unwrap().unwrap();
     rig.index.sync(Some(&before), &after).await.unwrap();
     rig.wait_for(4, Duration::from_secs(10)).await;
