@@ -546,8 +546,9 @@ impl Inner {
     }
 
     /// Gives up on deliveries past their age that no attempt reached (their endpoint's circuit
-    /// stayed open, or their retry was not yet due), keeping their last attempt's error, and
-    /// refreshes the gauges.
+    /// stayed open, or their retry was not yet due), keeping their last attempt's error (once,
+    /// when one given up before was retried by an admin and given up again), and refreshes the
+    /// gauges.
     async fn housekeeping(&self) -> Result<(), DbErr> {
         let backend = self.db.get_database_backend();
         let now = now_millis();
@@ -557,8 +558,9 @@ impl Inner {
             .query_all_raw(statement(
                 backend,
                 "UPDATE deliveries SET state = $1, next_attempt_at = NULL, \
-                 last_error = 'gave up: past its maximum age with its endpoint failing' \
-                     || COALESCE('; last attempt: ' || NULLIF(last_error, ''), ''), \
+                 last_error = CASE WHEN last_error LIKE 'gave up: past its maximum age%' THEN last_error \
+                     ELSE 'gave up: past its maximum age with its endpoint failing' \
+                     || COALESCE('; last attempt: ' || NULLIF(last_error, ''), '') END, \
                  failure = 'the endpoint kept failing; given up' \
                  WHERE next_attempt_at IS NOT NULL AND retry_from < $2 AND (locked_until IS NULL OR locked_until < $3) \
                  RETURNING id, audience, channel",
