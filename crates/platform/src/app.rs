@@ -249,7 +249,7 @@ impl Platform {
         );
         // Every service offers its operators its outbox's dead letters.
         let routes = routes.add_service(crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer::new(
-            crate::dead_letters::OutboxAdmin::new(self.db.clone(), self.outbox.clone()),
+            crate::dead_letters::OutboxAdmin::new(self.outbox.clone()),
         ));
         let mut names = service_names.to_vec();
         names.push(<crs_proto::admin::outbox_admin_service_server::OutboxAdminServiceServer<crate::dead_letters::OutboxAdmin> as tonic::server::NamedService>::NAME);

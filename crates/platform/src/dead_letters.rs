@@ -144,13 +144,12 @@ impl From<AdminError> for Status {
 /// The admin service over one outbox.
 #[derive(Clone, Debug)]
 pub struct OutboxAdmin {
-    db: DatabaseConnection,
     outbox: Outbox,
 }
 
 impl OutboxAdmin {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(outbox: Outbox) -> Self {
+        Self { outbox }
     }
 }
 
@@ -177,7 +176,7 @@ impl OutboxAdminService for OutboxAdmin {
             },
             None => None,
         };
-        let mut page = list(&self.db, after, size + 1).await.map_err(AdminError::from)?;
+        let mut page = list(self.outbox.db(), after, size + 1).await.map_err(AdminError::from)?;
         let more = page.len() as u64 > size;
         page.truncate(size as usize);
         let next_page_token = match (more, page.last()) {
@@ -196,7 +195,7 @@ impl OutboxAdminService for OutboxAdmin {
     ) -> Result<Response<GetOutboxStatusResponse>, Status> {
         let principal = auth::principal(&request)?;
         auth::require_role(&principal, &[Role::Admin]).map_err(AdminError::from)?;
-        let topics = backlog_by_topic(&self.db).await.map_err(AdminError::from)?;
+        let topics = backlog_by_topic(self.outbox.db()).await.map_err(AdminError::from)?;
         Ok(Response::new(GetOutboxStatusResponse { topics }))
     }
 
