@@ -16,7 +16,8 @@
 //! Receivers record each event id in their inbox ([`inbox_first_time`]) in the same transaction
 //! as the effect, so at-least-once delivery has exactly-once effect.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -446,7 +447,10 @@ impl Relay {
         let poll = Duration::from_millis(relay.cfg.poll_interval_ms);
         let max_in_flight = relay.cfg.batches_in_flight.max(1) as usize;
         let mut in_flight: tokio::task::JoinSet<Option<i64>> = tokio::task::JoinSet::new();
-        let mut next_retry: Option<i64> = None;
+        // When failed rows of the batches delivered so far fall due again, earliest first: each
+        // batch's own earliest retry. Keeping only the earliest of all would leave a later one,
+        // reported before the earliest passed, to the next poll.
+        let mut retries: BinaryHeap<Reverse<i64>> = BinaryHeap::new();
         let mut last_report = tokio::time::Instant::now() - Duration::from_secs(60);
         // Whether a claim may find rows: at start, after a wake-up, a poll or a retry's time,
         // and while claims come back full. A batch that finishes is no reason by itself: the
@@ -479,21 +483,25 @@ impl Relay {
                 continue;
             }
             let mut wait = poll;
-            if let Some(at) = next_retry {
+            if let Some(Reverse(at)) = retries.peek() {
                 wait = wait.min(Duration::from_millis((at - now_millis()).max(1) as u64));
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = relay.outbox.wake.notified() => due = true,
                 _ = tokio::time::sleep(wait) => {
-                    // A poll that comes first leaves the retry's time standing.
-                    next_retry = next_retry.filter(|at| *at > now_millis());
+                    // The claim that follows takes every row now due; retries still ahead
+                    // (a poll may come first) stay.
+                    let now = now_millis();
+                    while retries.peek().is_some_and(|Reverse(at)| *at <= now) {
+                        retries.pop();
+                    }
                     due = true;
                 }
                 // A batch finished: a claim held back for want of room (`due` still set) goes ahead.
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     if let Ok(Some(at)) = done {
-                        next_retry = Some(next_retry.map_or(at, |r| r.min(at)));
+                        retries.push(Reverse(at));
                     }
                 }
             }

@@ -162,6 +162,58 @@ async fn failed_hand_offs_are_retried_until_they_succeed() {
     }
 }
 
+/// Every failed batch's retry is kept, not only the earliest: row 1's batch fails while row 0's
+/// retry is still ahead, and falls due after it. The relay never polls here, so row 1 reaches
+/// its receiver only if the relay remembered when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failed_batch_is_retried_at_its_own_time_without_a_poll() {
+    for (db, pg_name) in both().await {
+        let outbox = Outbox::new(db.clone());
+        let delivered: Arc<Mutex<Vec<i64>>> = Default::default();
+        let seen = delivered.clone();
+        let h = handler(move |e| {
+            let seen = seen.clone();
+            async move {
+                let payload: prost_types::Duration = e.decode()?;
+                if e.attempts == 1 {
+                    // Row 1 fails later than row 0, but before row 0's retry (0.8–1.2 s on).
+                    if payload.seconds == 1 {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    }
+                    return Err(anyhow::anyhow!("peer unavailable").into());
+                }
+                seen.lock().unwrap().push(payload.seconds);
+                Ok(())
+            }
+        });
+        let cfg = OutboxConfig {
+            batch_size: 1,
+            batches_in_flight: 2,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 1_000,
+            poll_interval_ms: 600_000,
+            ..config()
+        };
+        let shutdown = CancellationToken::new();
+        let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        enqueue(&outbox, &db, 2).await;
+        let mut retried = Vec::new();
+        for _ in 0..400 {
+            retried = delivered.lock().unwrap().clone();
+            if retried.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        retried.sort();
+        assert_eq!(retried, vec![0, 1], "both rows retried at their own time");
+        wait_empty(&outbox).await;
+        shutdown.cancel();
+        relay.await.unwrap();
+        release(db, pg_name).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_applies_each_event_once() {
     for (db, pg_name) in both().await {
