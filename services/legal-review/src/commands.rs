@@ -50,8 +50,9 @@ pub(crate) struct Effects {
     pub clocks: Vec<(Clock, Clock)>,
     /// A decision that took effect, for the metrics once it commits.
     pub decided: Option<(Submission, Vec<ItemDecision>)>,
-    /// A queue recorded in `known_queues`, remembered once it commits.
-    pub known_queue: Option<String>,
+    /// Queues recorded in `known_queues` (a withdrawal may open cases in several), remembered
+    /// once it commits.
+    pub known_queues: Vec<String>,
 }
 
 impl Effects {
@@ -300,8 +301,8 @@ impl LegalReview {
         if let Some((submission, decisions)) = fx.decided {
             crate::metrics::count_decisions(&submission, &decisions);
         }
-        if let Some(queue) = fx.known_queue {
-            self.known_queues.lock().expect("known queues").insert(queue);
+        if !fx.known_queues.is_empty() {
+            self.known_queues.lock().expect("known queues").extend(fx.known_queues);
         }
     }
 

@@ -201,7 +201,9 @@ impl LegalReview {
         let row = gate;
         let clock = clock_of(&row.id, s, assessment, row.trace_context.clone());
         ClockStore::insert(txn, &clock).await?;
-        if !self.known_queues.lock().expect("known queues").contains(&assessment.queue) {
+        let recorded = self.known_queues.lock().expect("known queues").contains(&assessment.queue)
+            || fx.known_queues.contains(&assessment.queue);
+        if !recorded {
             known_queue::Entity::insert(known_queue::ActiveModel::from(known_queue::Model {
                 name: assessment.queue.clone(),
                 first_case_at: now,
@@ -209,7 +211,7 @@ impl LegalReview {
             .on_conflict(OnConflict::column(known_queue::Column::Name).do_nothing().to_owned())
             .exec_without_returning(txn)
             .await?;
-            fx.known_queue = Some(assessment.queue.clone());
+            fx.known_queues.push(assessment.queue.clone());
         }
         if !s.items.is_empty() {
             case_content::Entity::insert_many(s.items.iter().map(|i| {
