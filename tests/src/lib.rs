@@ -195,10 +195,6 @@ impl Suite {
                 "notification" => vec![
                     ("CRS_WEBHOOKS__SECRET_KEY".to_owned(), webhook_key.clone()),
                     ("CRS_WEBHOOKS__TIMEOUT_MS".to_owned(), "2000".into()),
-                    // A delivery's lease covers the longest attempt of any channel (an email
-                    // conversation, three timeouts): kept short, an attempt cut off by a killed
-                    // notification is retried within the tests' patience.
-                    ("CRS_EMAIL__TIMEOUT_MS".to_owned(), "2000".into()),
                     ("CRS_DELIVERY__DEVELOPMENT_MODE".to_owned(), "true".into()),
                     ("CRS_DELIVERY__INITIAL_BACKOFF_MS".to_owned(), "100".into()),
                     ("CRS_DELIVERY__MAX_BACKOFF_MS".to_owned(), "500".into()),

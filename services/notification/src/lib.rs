@@ -63,16 +63,12 @@ impl crs_platform::app::Service for Application {
 
         let policy = egress::EgressPolicy::from_config(&cfg.delivery, &cfg.webhooks)?;
         let webhook_timeout = Duration::from_millis(cfg.webhooks.timeout_ms);
-        let email_timeout = Duration::from_millis(cfg.email.timeout_ms);
         let channels = channels::Channels::new(vec![
             Arc::new(channels::webhook::Webhooks::new(policy, secrets.clone(), webhook_timeout)?),
             Arc::new(channels::email::Email::new(&cfg.email, &cfg.appeal, cfg.delivery.development_mode)?),
             Arc::new(channels::stream::Stream),
         ]);
-        // An email conversation takes several round trips, each under the timeout.
-        let longest_attempt = webhook_timeout.max(email_timeout * 3);
-        let scheduler =
-            scheduler::Scheduler::new(platform.db.clone(), channels.clone(), cfg.delivery.clone(), longest_attempt);
+        let scheduler = scheduler::Scheduler::new(platform.db.clone(), channels.clone(), cfg.delivery.clone());
         let stopping = CancellationToken::new();
         let subscriptions = subscriptions::Subscriptions::new(
             platform.db.clone(),

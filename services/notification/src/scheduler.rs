@@ -46,6 +46,8 @@ use crate::entities::{delivery, message, subscription};
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// Endpoints looked at per round.
 const ENDPOINTS_PER_ROUND: i64 = 1000;
+/// What a delivery's lease adds to its channel's longest attempt: time to write the outcome.
+const LEASE_MARGIN_MS: i64 = 5_000;
 
 /// One endpoint's lane in this replica.
 #[derive(Debug, Default)]
@@ -82,8 +84,10 @@ struct Inner {
     db: DatabaseConnection,
     channels: Channels,
     cfg: DeliveryConfig,
-    /// How long a claim lasts: an attempt's longest duration and a margin.
-    lease_ms: i64,
+    /// How long a claim lasts: the longest attempt on the delivery's channel and a margin, as a
+    /// `CASE` on the `channel` column of time `$1`. Per channel, so a webhook cut off by a crash
+    /// is not kept waiting for as long as an email conversation could take.
+    lease_expr: String,
     wake: Notify,
     lanes: Mutex<HashMap<String, Lane>>,
     /// A round left due deliveries unclaimed for want of room (a lane or the replica's attempts
@@ -98,15 +102,20 @@ struct Inner {
 }
 
 impl Scheduler {
-    pub fn new(db: DatabaseConnection, channels: Channels, cfg: DeliveryConfig, longest_attempt: Duration) -> Self {
-        let lease_ms = longest_attempt.as_millis() as i64 + 5_000;
+    pub fn new(db: DatabaseConnection, channels: Channels, cfg: DeliveryConfig) -> Self {
+        let lease_ms = |c: &dyn crate::channels::Channel| c.longest_attempt().as_millis() as i64 + LEASE_MARGIN_MS;
+        let mut by_channel: Vec<(i32, i64)> = channels.all().map(|(kind, c)| (kind, lease_ms(c.as_ref()))).collect();
+        by_channel.sort();
+        let longest = by_channel.iter().map(|(_, ms)| *ms).max().unwrap_or(LEASE_MARGIN_MS);
+        let cases: String = by_channel.iter().map(|(kind, ms)| format!("WHEN {kind} THEN $1 + {ms} ")).collect();
+        let lease_expr = format!("CASE channel {cases}ELSE $1 + {longest} END");
         let (delivered, to_write) = mpsc::channel(OUTCOMES_PER_WRITE * 4);
         Scheduler {
             inner: Arc::new(Inner {
                 db,
                 channels,
                 cfg,
-                lease_ms,
+                lease_expr,
                 wake: Notify::new(),
                 lanes: Mutex::new(HashMap::new()),
                 held_back: AtomicBool::new(false),
@@ -209,18 +218,18 @@ impl Scheduler {
             if free == 0 {
                 continue;
             }
-            let lease = now + inner.lease_ms;
             let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
             let claimed = inner
                 .db
                 .query_all_raw(statement(
                     backend,
                     &format!(
-                        "UPDATE deliveries SET locked_until = $3, attempts = attempts + 1 WHERE id IN \
+                        "UPDATE deliveries SET locked_until = {lease}, attempts = attempts + 1 WHERE id IN \
                          (SELECT id FROM deliveries WHERE subscription_id = $2 AND {due} \
-                          ORDER BY next_attempt_at, id LIMIT $4 {lock}) RETURNING *"
+                          ORDER BY next_attempt_at, id LIMIT $3 {lock}) RETURNING *",
+                        lease = inner.lease_expr,
                     ),
-                    vec![now.into(), endpoint.clone().into(), lease.into(), (free as i64).into()],
+                    vec![now.into(), endpoint.clone().into(), (free as i64).into()],
                 ))
                 .await?
                 .iter()
@@ -232,7 +241,7 @@ impl Scheduler {
                 let this = self.clone();
                 let endpoint = endpoint.clone();
                 attempts.spawn(async move {
-                    let delivered = this.attempt(claimed, lease).await;
+                    let delivered = this.attempt(claimed).await;
                     this.inner.release(&endpoint);
                     // After the release: a round that found no room set the flag before it.
                     if this.inner.held_back.swap(false, Ordering::SeqCst) || !delivered {
@@ -252,9 +261,11 @@ impl Scheduler {
 
     /// One attempt at a claimed delivery, in the request's trace, and its outcome recorded;
     /// whether it was delivered and that was written (anything else wants another round).
-    async fn attempt(&self, claimed: Claimed, lease: i64) -> bool {
+    async fn attempt(&self, claimed: Claimed) -> bool {
         let inner = &self.inner;
         let Claimed { delivery, message, subscription: sub } = claimed;
+        // The claim just set it; its outcome is written only while it still holds.
+        let lease = delivery.locked_until.unwrap_or_default();
         let channel = crate::channels::name(delivery.channel);
         let audience = crs_proto::convert::short_name_of::<Audience>(delivery.audience);
         let span = tracing::info_span!(

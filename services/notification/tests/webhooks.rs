@@ -600,6 +600,39 @@ async fn a_timed_out_attempt_is_retried_until_the_endpoint_answers() {
     env.db.drop_now().await.unwrap();
 }
 
+/// An attempt cut off by a stop is made again once its lease ends, and the lease is the
+/// webhook's (its timeout and a margin: 13 s here), not an email conversation's (three of email's
+/// default 15 s timeouts and the margin: 50 s), so the delivery goes well within the patience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_cut_off_by_a_stop_is_made_again_after_its_own_channels_lease() {
+    let env = env(Backend::Sqlite).await.set("CRS_WEBHOOKS__TIMEOUT_MS", "8000");
+    let running = start(&env).await;
+    let receiver = Receiver::start().await;
+    let sub = subscribe(&running, Audience::Enforcement, &receiver.url("cut")).await;
+    receiver.register("cut", &sub.secret);
+    receiver.hold();
+    internal(&running, "legal-review").await.notify(decided("cut-1", "agency-1")).await.unwrap();
+    eventually("the attempt reaches the endpoint", PATIENCE, || async { (receiver.arrived("cut") == 1).then_some(()) })
+        .await;
+    // The stop gives attempts 5 s, then cuts this one off, before its 8 s timeout: it stays leased.
+    running.stop().await;
+    assert!(receiver.received("cut").is_empty(), "the held attempt was never answered");
+    receiver.release();
+    let running = start(&env).await;
+    let made = eventually("the cut-off delivery is made again", PATIENCE, || async {
+        receiver.received("cut").into_iter().find(|r| r.verified.is_ok())
+    })
+    .await;
+    let delivery = eventually("its outcome is written", PATIENCE, || async {
+        deliveries(&running).await.into_iter().find(|d| d.state == DeliveryState::Delivered as i32)
+    })
+    .await;
+    assert_eq!(made.header("webhook-id"), delivery.id, "the same delivery, under its webhook id");
+    assert_eq!(delivery.attempts, 2, "attempted once before the stop and once after its lease");
+    running.stop().await;
+    env.db.drop_now().await.unwrap();
+}
+
 /// Hand-offs travel independently: an agency's acknowledgement may reach notification before
 /// the agency's subscription does. It is kept for the agency and delivered, signed, once the
 /// subscription arrives; a subscription whose settings changed after it was recorded does not

@@ -54,6 +54,8 @@ pub struct Email {
     server: (String, u16),
     templates: Templates,
     appeal: AppealConfig,
+    /// `email.timeout_ms`, which bounds each round trip of a conversation, not the whole.
+    timeout: Duration,
 }
 
 impl Email {
@@ -70,7 +72,8 @@ impl Email {
                 .build();
             (Some(mailer), (url.host_str().unwrap_or_default().to_owned(), port))
         };
-        Ok(Email { mailer, from, server, templates: Templates::new()?, appeal: appeal.clone() })
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        Ok(Email { mailer, from, server, templates: Templates::new()?, appeal: appeal.clone(), timeout })
     }
 
     async fn send(&self, attempt: &Attempt) -> Outcome {
@@ -177,6 +180,12 @@ impl Channel for Email {
 
     fn enabled(&self) -> bool {
         self.mailer.is_some()
+    }
+
+    /// A conversation takes several round trips, each under the timeout; three cover the
+    /// connection and greeting, the envelope and the message.
+    fn longest_attempt(&self) -> Duration {
+        self.timeout * 3
     }
 
     fn check_endpoint(&self, audience: Audience, endpoint: &str, v: &mut FieldViolations) {

@@ -83,6 +83,12 @@ pub trait Channel: Send + Sync {
         false
     }
 
+    /// The longest one attempt on it may take: a delivery claimed for an attempt is leased for
+    /// this and a margin, so one cut off by a crash is retried once its lease ends.
+    fn longest_attempt(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Checks a subscription's endpoint for this channel and audience, adding field violations.
     fn check_endpoint(&self, audience: Audience, endpoint: &str, violations: &mut FieldViolations);
 
@@ -99,6 +105,11 @@ pub struct Channels {
 impl Channels {
     pub fn new(channels: Vec<Arc<dyn Channel>>) -> Channels {
         Channels { by_kind: Arc::new(channels.into_iter().map(|c| (c.kind() as i32, c)).collect()) }
+    }
+
+    /// Every channel, by wire number.
+    pub fn all(&self) -> impl Iterator<Item = (i32, &Arc<dyn Channel>)> {
+        self.by_kind.iter().map(|(kind, c)| (*kind, c))
     }
 
     pub fn get(&self, kind: i32) -> Option<&Arc<dyn Channel>> {

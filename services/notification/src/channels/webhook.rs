@@ -64,6 +64,8 @@ pub struct Webhooks {
     http: reqwest::Client,
     policy: EgressPolicy,
     secrets: SecretBox,
+    /// `webhooks.timeout_ms`: one request, connection included.
+    timeout: Duration,
 }
 
 impl Webhooks {
@@ -80,7 +82,7 @@ impl Webhooks {
             .user_agent(concat!("crs-notification/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the webhook client: {e}"))?;
-        Ok(Webhooks { http, policy, secrets })
+        Ok(Webhooks { http, policy, secrets, timeout })
     }
 
     async fn post(&self, attempt: &Attempt) -> Outcome {
@@ -215,6 +217,10 @@ impl Channel for Webhooks {
 
     fn signs(&self) -> bool {
         true
+    }
+
+    fn longest_attempt(&self) -> Duration {
+        self.timeout
     }
 
     fn check_endpoint(&self, _audience: Audience, endpoint: &str, v: &mut FieldViolations) {
