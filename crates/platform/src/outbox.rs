@@ -17,7 +17,7 @@
 //! as the effect, so at-least-once delivery has exactly-once effect.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -766,6 +766,34 @@ pub async fn inbox_first_time<C: ConnectionTrait>(conn: &C, event_id: &str) -> R
         vec![event_id.into(), now_millis().into()],
     );
     Ok(conn.execute_raw(stmt).instrument(crate::db::span(conn, "inbox record")).await?.rows_affected() == 1)
+}
+
+/// Records the events `event_ids` as applied, in one statement; returns those recorded now, the
+/// others having been applied before. Call it inside the transaction that applies their effects.
+pub async fn inbox_record_new<'a, C: ConnectionTrait>(
+    conn: &C,
+    event_ids: impl Iterator<Item = &'a str>,
+) -> Result<HashSet<String>, DbErr> {
+    let now = now_millis();
+    let mut values: Vec<Value> = Vec::new();
+    let mut rows = Vec::new();
+    for id in event_ids {
+        rows.push(format!("(${}, ${})", values.len() + 1, values.len() + 2));
+        values.extend([id.into(), now.into()]);
+    }
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let stmt = statement(
+        conn.get_database_backend(),
+        &format!(
+            "INSERT INTO inbox (event_id, applied_at) VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            rows.join(", ")
+        ),
+        values,
+    );
+    let recorded = conn.query_all_raw(stmt).instrument(crate::db::span(conn, "inbox record")).await?;
+    recorded.iter().map(|r| r.try_get::<String>("", "event_id")).collect()
 }
 
 /// A statement written with `$n` placeholders, for either backend (SQLite reads them as `?n`).

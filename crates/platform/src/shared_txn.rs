@@ -17,6 +17,12 @@
 //!
 //! A unit runs in its caller's span, so what it records of the trace (the `traceparent` of the
 //! hand-offs it writes, its log lines) is its caller's.
+//!
+//! A hand-off's unit ([`handoff`]) names the event it applies: the writer records the events of
+//! all the units of a transaction in the inbox in one statement before it runs them, and tells
+//! each unit whether its event is new (a unit alone records its own, as
+//! [`crate::outbox::inbox_first_time`] does). Of two units of one transaction that carry the same
+//! event, the first is told it is new, as if they had committed one after the other.
 
 use std::sync::Arc;
 
@@ -34,15 +40,32 @@ pub const WRITERS: usize = 4;
 /// Units that may wait for a writer before callers are held back.
 const QUEUE_BOUND: usize = 4096;
 
-/// A unit of work: run inside the transaction it is given, possibly more than once.
-pub type Unit<T, E> = Arc<dyn for<'t> Fn(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T, E>> + Send + Sync>;
+/// Work run inside the transaction it is given (and whether the unit's event is new), possibly
+/// more than once.
+type Work<T, E> = Arc<dyn for<'t> Fn(&'t DatabaseTransaction, bool) -> BoxFuture<'t, Result<T, E>> + Send + Sync>;
+
+/// A unit of work, and the event it applies if it is a hand-off's.
+pub struct Unit<T, E> {
+    event_id: Option<String>,
+    work: Work<T, E>,
+}
 
 /// Wraps an async closure over a transaction as a [`Unit`].
 pub fn unit<T, E, F>(work: F) -> Unit<T, E>
 where
     F: for<'t> Fn(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
 {
-    Arc::new(work)
+    Unit { event_id: None, work: Arc::new(move |txn, _| work(txn)) }
+}
+
+/// Wraps the effect of the hand-off `event_id` as a [`Unit`]: `work` runs once the event is
+/// recorded in the inbox, told whether this is the first time (if not, it must change nothing
+/// and answer as it did then).
+pub fn handoff<T, E, F>(event_id: impl Into<String>, work: F) -> Unit<T, E>
+where
+    F: for<'t> Fn(&'t DatabaseTransaction, bool) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
+{
+    Unit { event_id: Some(event_id.into()), work: Arc::new(work) }
 }
 
 struct Queued<T, E> {
@@ -139,9 +162,23 @@ where
             Err(e) if crate::db::is_unavailable(&e) => return unavailable(batch, &e),
             Err(_) => return self.each_alone(batch).await,
         };
+        let mut new_events = match crate::outbox::inbox_record_new(
+            &txn,
+            batch.iter().filter_map(|q| q.unit.event_id.as_deref()),
+        )
+        .await
+        {
+            Ok(new) => new,
+            Err(_) => {
+                let _ = txn.rollback().await;
+                return self.each_alone(batch).await;
+            }
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
         for q in &batch {
-            match (q.unit)(&txn).instrument(q.span.clone()).await {
+            // Taken, so a second unit of the same event is told it is not new.
+            let first_time = q.unit.event_id.as_ref().is_none_or(|id| new_events.remove(id));
+            match (q.unit.work)(&txn, first_time).instrument(q.span.clone()).await {
                 Ok(t) => outcomes.push(t),
                 Err(_) => {
                     let _ = txn.rollback().await;
@@ -173,7 +210,11 @@ where
     async fn alone(&self, q: Queued<T, E>) {
         let outcome = async {
             let txn = self.db.begin().await?;
-            let t = (q.unit)(&txn).await?;
+            let first_time = match &q.unit.event_id {
+                Some(id) => crate::outbox::inbox_first_time(&txn, id).await?,
+                None => true,
+            };
+            let t = (q.unit.work)(&txn, first_time).await?;
             txn.commit().await?;
             Ok(t)
         }

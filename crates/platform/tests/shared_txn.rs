@@ -138,3 +138,147 @@ async fn queued_units_are_shared_out_among_the_writers_on_postgres() {
     assert!(batches.len() < QUEUED, "they still share transactions: {batches:?}");
     drop_postgres(&name).await;
 }
+
+/// Runs `units` queued while writers are held (every writer on PostgreSQL; on SQLite, where one
+/// transaction writes at a time, one, which the others then wait for), so the writers take them
+/// in shared transactions; their answers, in order.
+async fn queued_together<T: Send + 'static>(
+    shared: &SharedTransactions<T, DbErr>,
+    backend: DbBackend,
+    idle: impl Fn() -> T + Send + Sync + Clone + 'static,
+    units: Vec<shared_txn::Unit<T, DbErr>>,
+) -> Vec<Result<T, DbErr>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (gate, holding) = (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let held = if backend == DbBackend::Postgres { shared_txn::WRITERS } else { 1 };
+    let holders: Vec<_> = (0..held)
+        .map(|_| {
+            let (shared, gate, holding, idle) = (shared.clone(), gate.clone(), holding.clone(), idle.clone());
+            tokio::spawn(async move {
+                let unit = shared_txn::unit(move |_| {
+                    let (gate, holding, idle) = (gate.clone(), holding.clone(), idle.clone());
+                    Box::pin(async move {
+                        holding.fetch_add(1, Ordering::SeqCst);
+                        gate.acquire().await.expect("the gate stays open").forget();
+                        Ok(idle())
+                    })
+                });
+                shared.run(unit).await
+            })
+        })
+        .collect();
+    for _ in 0..1000 {
+        if holding.load(Ordering::SeqCst) == held {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(holding.load(Ordering::SeqCst), held, "the writers are held");
+    let queued: Vec<_> = units
+        .into_iter()
+        .map(|unit| {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.run(unit).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    gate.add_permits(held);
+    for h in holders {
+        h.await.unwrap().unwrap();
+    }
+    let mut answers = Vec::new();
+    for q in queued {
+        answers.push(q.await.unwrap());
+    }
+    answers
+}
+
+/// A hand-off's unit that applies its effect (a row in `effects`) the first time its event
+/// comes, and answers whether it did; `fail` makes it fail after its effect.
+fn apply(event_id: &str, fail: bool) -> shared_txn::Unit<bool, DbErr> {
+    let id = event_id.to_owned();
+    shared_txn::handoff(event_id, move |txn, first_time| {
+        let id = id.clone();
+        Box::pin(async move {
+            if first_time {
+                let backend = txn.get_database_backend();
+                let insert =
+                    Statement::from_sql_and_values(backend, "INSERT INTO effects (event_id) VALUES ($1)", [id.into()]);
+                txn.execute_raw(insert).await?;
+            }
+            if fail {
+                return Err(DbErr::Custom("the unit failed".into()));
+            }
+            Ok(first_time)
+        })
+    })
+}
+
+async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.into_iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect()
+}
+
+/// The events of a shared transaction's hand-offs are recorded together, and each effect is
+/// still applied once: by one of the units that carry its event, not by a repeat in the same
+/// transaction or a later one, nor for an event applied before. A unit that fails leaves its
+/// event unrecorded, so it is applied when it comes again, and fails none of its neighbours.
+async fn handoffs_apply_each_event_once(db: DatabaseConnection) {
+    db.execute_unprepared("CREATE TABLE inbox (event_id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)").await.unwrap();
+    db.execute_unprepared("CREATE TABLE effects (event_id TEXT NOT NULL)").await.unwrap();
+    db.execute_unprepared("INSERT INTO inbox (event_id, applied_at) VALUES ('applied-before', 0)").await.unwrap();
+    let shared = SharedTransactions::<bool, DbErr>::start(db.clone());
+    let backend = db.get_database_backend();
+
+    let events: Vec<String> = (0..20).map(|n| format!("e-{n}")).collect();
+    let mut units: Vec<_> = events.iter().flat_map(|e| [apply(e, false), apply(e, false)]).collect();
+    units.push(apply("applied-before", false));
+    let answers = queued_together(&shared, backend, || false, units).await;
+    for (n, pair) in answers.chunks(2).take(events.len()).enumerate() {
+        let told: Vec<bool> = pair.iter().map(|a| *a.as_ref().expect("every unit succeeds")).collect();
+        let applied = told.iter().filter(|t| **t).count();
+        assert_eq!(applied, 1, "e-{n}: one unit applied it, the repeat was told it was not new: {told:?}");
+    }
+    assert!(!answers.last().unwrap().as_ref().unwrap(), "an event applied before is not new");
+    if db.get_database_backend() == DbBackend::Postgres {
+        let transactions =
+            numbers(&db, "SELECT COUNT(DISTINCT xmin::text)::bigint FROM inbox WHERE event_id LIKE 'e-%'").await[0];
+        assert!(transactions < events.len() as i64, "{} events took {transactions} transactions", events.len());
+    }
+
+    // A failing unit among a transaction's hand-offs (16 units queued: each writer takes at
+    // least two at a time): its neighbours are applied, it is not.
+    let beside: Vec<String> = (0..14).map(|n| format!("beside-{n}")).collect();
+    let mut units = vec![apply("failing", true), apply("e-0", false)];
+    units.extend(beside.iter().map(|e| apply(e, false)));
+    let answers = queued_together(&shared, backend, || false, units).await;
+    assert!(answers[0].is_err(), "the failing unit is answered with its failure");
+    assert!(!answers[1].as_ref().unwrap(), "e-0 was applied before");
+    assert!(answers[2..].iter().all(|a| *a.as_ref().unwrap()), "the neighbours were applied: {answers:?}");
+    let recorded = strings(&db, "SELECT event_id FROM inbox WHERE event_id = 'failing'").await;
+    assert!(recorded.is_empty(), "the failing unit's event is not recorded");
+    assert!(shared.run(apply("failing", false)).await.unwrap(), "it is applied when it comes again");
+
+    let mut applied = strings(&db, "SELECT event_id FROM effects").await;
+    applied.sort();
+    let mut expected: Vec<String> = events.clone();
+    expected.extend(beside);
+    expected.push("failing".into());
+    expected.sort();
+    assert_eq!(applied, expected, "each event's effect, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoffs_sharing_a_transaction_apply_each_event_once_on_postgres() {
+    let (db, name) = fresh_postgres("crs_shared").await;
+    handoffs_apply_each_event_once(db).await;
+    drop_postgres(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoffs_sharing_a_transaction_apply_each_event_once_on_sqlite() {
+    let (db, path) = sqlite().await;
+    handoffs_apply_each_event_once(db).await;
+    let _ = std::fs::remove_file(path);
+}

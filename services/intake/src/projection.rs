@@ -3,7 +3,6 @@
 //! than the one applied changes nothing, so hand-offs relayed out of order never move the
 //! agency's view back.
 
-use crs_platform::outbox::inbox_first_time;
 use crs_platform::shared_txn;
 use crs_platform::time::{millis_from_timestamp, now_millis};
 use crs_proto::common::RequestStatus;
@@ -40,9 +39,9 @@ impl Intake {
         let this = self.clone();
         let projected = self
             .status_updates
-            .run(shared_txn::unit(move |txn| {
+            .run(shared_txn::handoff(req.event_id.clone(), move |txn, first_time| {
                 let (this, req) = (this.clone(), req.clone());
-                Box::pin(async move { this.project_status(txn, status, &req).await })
+                Box::pin(async move { this.project_status(txn, first_time, status, &req).await })
             }))
             .await?;
         match projected {
@@ -59,15 +58,16 @@ impl Intake {
         }
     }
 
-    /// Applies a status update inside `txn`, unless it was seen before or is no newer than the
-    /// status already projected.
+    /// Applies a status update inside `txn`, unless it was seen before (not `first_time`) or is
+    /// no newer than the status already projected.
     async fn project_status(
         &self,
         txn: &DatabaseTransaction,
+        first_time: bool,
         status: crs_domain::Status,
         req: &UpdateStatusRequest,
     ) -> Result<Projected> {
-        if !inbox_first_time(txn, &req.event_id).await? {
+        if !first_time {
             return Ok(Projected::Replayed);
         }
         let row = request::Entity::find_by_id(req.request_id.clone())

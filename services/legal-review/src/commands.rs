@@ -63,7 +63,8 @@ impl Effects {
 
 /// A triaged request to open a case for, as relayed from triage.
 struct Opening<'a> {
-    event_id: &'a str,
+    /// Whether the hand-off's event is new; a repeat changes nothing.
+    first_time: bool,
     submission: Submission,
     assessment: crs_proto::common::Assessment,
     policy_name: &'a str,
@@ -715,11 +716,11 @@ impl LegalReview {
         let event_id = req.event_id;
         let (opened, fx) = self
             .openings
-            .run(shared_txn::unit(move |txn| {
-                let (this, p, event_id) = (this.clone(), p.clone(), event_id.clone());
+            .run(shared_txn::handoff(event_id, move |txn, first_time| {
+                let (this, p) = (this.clone(), p.clone());
                 let (submission, assessment, policy) = (submission.clone(), assessment.clone(), policy.clone());
                 Box::pin(async move {
-                    let opening = Opening { event_id: &event_id, submission, assessment, policy_name: &policy.name };
+                    let opening = Opening { first_time, submission, assessment, policy_name: &policy.name };
                     this.open_case(txn, &p, opening).await
                 })
             }))
@@ -737,10 +738,10 @@ impl LegalReview {
         p: &Principal,
         o: Opening<'_>,
     ) -> Result<(EnqueueCaseResponse, Effects)> {
-        let Opening { event_id, submission, assessment, policy_name } = o;
+        let Opening { first_time, submission, assessment, policy_name } = o;
         let id = submission.request_id.clone();
         let mut fx = Effects::default();
-        if !inbox_first_time(txn, event_id).await? {
+        if !first_time {
             return Ok((EnqueueCaseResponse { case_id: id, replayed: true }, fx));
         }
         let now = now_millis();

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use crs_platform::auth::{self, Principal, Role};
 use crs_platform::error::FieldViolations;
-use crs_platform::outbox::inbox_first_time;
 use crs_platform::paging;
 use crs_platform::shared_txn::{self, SharedTransactions};
 use crs_platform::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
@@ -91,9 +90,9 @@ impl Notifications {
         let this = self.clone();
         let recorded = self
             .notices
-            .run(shared_txn::unit(move |txn| {
+            .run(shared_txn::handoff(req.event_id.clone(), move |txn, first_time| {
                 let (this, req) = (this.clone(), req.clone());
-                Box::pin(async move { this.record_notification(txn, kind, &req).await })
+                Box::pin(async move { this.record_notification(txn, first_time, kind, &req).await })
             }))
             .await?;
         if !recorded.replayed {
@@ -106,16 +105,17 @@ impl Notifications {
         Ok(NotifyResponse { notification_id: recorded.id, replayed: recorded.replayed })
     }
 
-    /// Records the event, its messages and their deliveries inside `txn`; a replayed event
-    /// answers with the notification recorded the first time.
+    /// Records the event, its messages and their deliveries inside `txn`; a replayed event (not
+    /// `first_time`) answers with the notification recorded the first time.
     async fn record_notification(
         &self,
         txn: &DatabaseTransaction,
+        first_time: bool,
         kind: NotificationKind,
         req: &NotifyRequest,
     ) -> Result<Recorded> {
         let submission = req.submission.clone().unwrap_or_default();
-        if !inbox_first_time(txn, &req.event_id).await? {
+        if !first_time {
             let existing = notification::Entity::find()
                 .filter(notification::Column::EventId.eq(req.event_id.clone()))
                 .one(txn)

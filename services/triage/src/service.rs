@@ -72,9 +72,9 @@ impl Triage {
         let event_id = req.event_id;
         let assessed = self
             .assessments
-            .run(shared_txn::unit(move |txn| {
-                let (this, event_id, submission) = (this.clone(), event_id.clone(), submission.clone());
-                Box::pin(async move { this.store_assessment(txn, &event_id, submission, received_at).await })
+            .run(shared_txn::handoff(event_id, move |txn, first_time| {
+                let (this, submission) = (this.clone(), submission.clone());
+                Box::pin(async move { this.store_assessment(txn, first_time, submission, received_at).await })
             }))
             .await?;
         if !assessed.replayed {
@@ -94,15 +94,16 @@ impl Triage {
     }
 
     /// Assesses `submission` and stores the assessment, its content and the hand-off to legal
-    /// review inside `txn`; a replayed event answers with the assessment stored the first time.
+    /// review inside `txn`; a replayed event (not `first_time`) answers with the assessment
+    /// stored the first time.
     async fn store_assessment(
         &self,
         txn: &DatabaseTransaction,
-        event_id: &str,
+        first_time: bool,
         submission: Submission,
         received_at: i64,
     ) -> Result<Assessed> {
-        if !inbox_first_time(txn, event_id).await? {
+        if !first_time {
             let assessment = stored(txn, &submission.request_id).await?;
             return Ok(Assessed { assessment, replayed: true, route: String::new(), policies: String::new() });
         }
