@@ -446,11 +446,19 @@ impl Relay {
         }
         let poll = Duration::from_millis(relay.cfg.poll_interval_ms);
         let max_in_flight = relay.cfg.batches_in_flight.max(1) as usize;
-        let mut in_flight: tokio::task::JoinSet<Option<i64>> = tokio::task::JoinSet::new();
+        let mut in_flight: tokio::task::JoinSet<Option<(i64, i64)>> = tokio::task::JoinSet::new();
         // When failed rows of the batches delivered so far fall due again, earliest first: each
-        // batch's own earliest retry. Keeping only the earliest of all would leave a later one,
-        // reported before the earliest passed, to the next poll.
+        // batch's earliest and latest retry (the rows between are taken by one or the other).
+        // Keeping only the earliest of all would leave a later one, reported before the earliest
+        // passed, to the next poll. Times passed are dropped before each claim, which takes
+        // every row then due, and when the wait for them ends.
         let mut retries: BinaryHeap<Reverse<i64>> = BinaryHeap::new();
+        let drop_passed = |retries: &mut BinaryHeap<Reverse<i64>>| {
+            let now = now_millis();
+            while retries.peek().is_some_and(|Reverse(at)| *at <= now) {
+                retries.pop();
+            }
+        };
         let mut last_report = tokio::time::Instant::now() - Duration::from_secs(60);
         // Whether a claim may find rows: at start, after a wake-up, a poll or a retry's time,
         // and while claims come back full. A batch that finishes is no reason by itself: the
@@ -468,6 +476,7 @@ impl Relay {
             }
             if due && in_flight.len() < max_in_flight {
                 due = false;
+                drop_passed(&mut retries);
                 match relay.claim().await {
                     Ok(batch) if batch.is_empty() => {}
                     Ok(batch) => {
@@ -490,18 +499,17 @@ impl Relay {
                 _ = shutdown.cancelled() => break,
                 _ = relay.outbox.wake.notified() => due = true,
                 _ = tokio::time::sleep(wait) => {
-                    // The claim that follows takes every row now due; retries still ahead
-                    // (a poll may come first) stay.
-                    let now = now_millis();
-                    while retries.peek().is_some_and(|Reverse(at)| *at <= now) {
-                        retries.pop();
-                    }
+                    // Retries still ahead (a poll may come first) stay.
+                    drop_passed(&mut retries);
                     due = true;
                 }
                 // A batch finished: a claim held back for want of room (`due` still set) goes ahead.
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if let Ok(Some(at)) = done {
-                        retries.push(Reverse(at));
+                    if let Ok(Some((earliest, latest))) = done {
+                        retries.push(Reverse(earliest));
+                        if latest != earliest {
+                            retries.push(Reverse(latest));
+                        }
                     }
                 }
             }
@@ -613,22 +621,24 @@ impl Relay {
     }
 
     /// Delivers a batch concurrently and removes the rows delivered in one statement (one
-    /// commit per batch, not per row); returns when the earliest retry is due, if any failed.
-    /// A row delivered but not yet removed stays leased: should the relay die first, it is
-    /// delivered again after the lease and the receiver's inbox absorbs the repeat.
-    async fn deliver_all(&self, batch: Vec<Envelope>) -> Option<i64> {
+    /// commit per batch, not per row); returns when the earliest and the latest retry are due,
+    /// if any failed. A row delivered but not yet removed stays leased: should the relay die
+    /// first, it is delivered again after the lease and the receiver's inbox absorbs the repeat.
+    async fn deliver_all(&self, batch: Vec<Envelope>) -> Option<(i64, i64)> {
         let results = futures::future::join_all(batch.into_iter().map(|e| self.deliver(e))).await;
         let mut delivered = Vec::new();
-        let mut retry_at: Option<i64> = None;
+        let mut retries: Option<(i64, i64)> = None;
         for r in results {
             match r {
                 Delivery::Delivered(id) => delivered.push(id),
-                Delivery::RetryAt(at) => retry_at = Some(retry_at.map_or(at, |r| r.min(at))),
+                Delivery::RetryAt(at) => {
+                    retries = Some(retries.map_or((at, at), |(earliest, latest)| (earliest.min(at), latest.max(at))))
+                }
                 Delivery::Settled => {}
             }
         }
         self.remove(&delivered).await;
-        retry_at
+        retries
     }
 
     /// Removes delivered rows, 500 per statement.
@@ -774,6 +784,8 @@ pub async fn inbox_record_new<'a, C: ConnectionTrait>(
     conn: &C,
     event_ids: impl Iterator<Item = &'a str>,
 ) -> Result<HashSet<String>, DbErr> {
+    // In one order, so two transactions recording some of the same events do not deadlock.
+    let event_ids: std::collections::BTreeSet<&str> = event_ids.collect();
     let now = now_millis();
     let mut values: Vec<Value> = Vec::new();
     let mut rows = Vec::new();

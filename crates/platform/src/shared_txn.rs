@@ -100,6 +100,11 @@ where
         Self { queue }
     }
 
+    /// Units waiting for a writer.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Runs `unit` in a transaction it may share; returns its outcome once that transaction has
     /// committed (or failed).
     pub async fn run(&self, unit: Unit<T, E>) -> Result<T, E> {
@@ -162,13 +167,10 @@ where
             Err(e) if crate::db::is_unavailable(&e) => return unavailable(batch, &e),
             Err(_) => return self.each_alone(batch).await,
         };
-        let mut new_events = match crate::outbox::inbox_record_new(
-            &txn,
-            batch.iter().filter_map(|q| q.unit.event_id.as_deref()),
-        )
-        .await
-        {
+        let events = batch.iter().filter_map(|q| q.unit.event_id.as_deref());
+        let mut new_events = match crate::outbox::inbox_record_new(&txn, events).await {
             Ok(new) => new,
+            Err(e) if crate::db::is_unavailable(&e) => return unavailable(batch, &e),
             Err(_) => {
                 let _ = txn.rollback().await;
                 return self.each_alone(batch).await;

@@ -214,6 +214,53 @@ async fn each_failed_batch_is_retried_at_its_own_time_without_a_poll() {
     }
 }
 
+/// The rows of one failed batch fall due at times spread by the backoff's jitter (0.8–1.2 s
+/// here); those not yet due when the earliest is claimed go at the latest, not at the next poll,
+/// which never comes here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_row_of_a_batch_is_retried_without_a_poll() {
+    for (db, pg_name) in both().await {
+        let outbox = Outbox::new(db.clone());
+        let delivered: Arc<Mutex<Vec<i64>>> = Default::default();
+        let seen = delivered.clone();
+        let h = handler(move |e| {
+            let seen = seen.clone();
+            async move {
+                if e.attempts == 1 {
+                    return Err(anyhow::anyhow!("peer unavailable").into());
+                }
+                let payload: prost_types::Duration = e.decode()?;
+                seen.lock().unwrap().push(payload.seconds);
+                Ok(())
+            }
+        });
+        let cfg = OutboxConfig {
+            batch_size: 8,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 1_000,
+            poll_interval_ms: 600_000,
+            ..config()
+        };
+        let shutdown = CancellationToken::new();
+        let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        enqueue(&outbox, &db, 8).await;
+        let mut retried = Vec::new();
+        for _ in 0..400 {
+            retried = delivered.lock().unwrap().clone();
+            if retried.len() == 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        retried.sort();
+        assert_eq!(retried, (0..8).collect::<Vec<i64>>(), "every row of the batch retried");
+        wait_empty(&outbox).await;
+        shutdown.cancel();
+        relay.await.unwrap();
+        release(db, pg_name).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_applies_each_event_once() {
     for (db, pg_name) in both().await {
