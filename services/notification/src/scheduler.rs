@@ -85,7 +85,7 @@ struct Inner {
     channels: Channels,
     cfg: DeliveryConfig,
     /// How long a claim lasts: the longest attempt on the delivery's channel and a margin, as a
-    /// `CASE` on the `channel` column of time `$1`. Per channel, so a webhook cut off by a crash
+    /// `CASE` on the `channel` column from the time of the claim (`$4`). Per channel, so a webhook cut off by a crash
     /// is not kept waiting for as long as an email conversation could take.
     lease_expr: String,
     wake: Notify,
@@ -107,8 +107,8 @@ impl Scheduler {
         let mut by_channel: Vec<(i32, i64)> = channels.all().map(|(kind, c)| (kind, lease_ms(c.as_ref()))).collect();
         by_channel.sort();
         let longest = by_channel.iter().map(|(_, ms)| *ms).max().unwrap_or(LEASE_MARGIN_MS);
-        let cases: String = by_channel.iter().map(|(kind, ms)| format!("WHEN {kind} THEN $1 + {ms} ")).collect();
-        let lease_expr = format!("CASE channel {cases}ELSE $1 + {longest} END");
+        let cases: String = by_channel.iter().map(|(kind, ms)| format!("WHEN {kind} THEN $4 + {ms} ")).collect();
+        let lease_expr = format!("CASE channel {cases}ELSE $4 + {longest} END");
         let (delivered, to_write) = mpsc::channel(OUTCOMES_PER_WRITE * 4);
         Scheduler {
             inner: Arc::new(Inner {
@@ -229,7 +229,9 @@ impl Scheduler {
                           ORDER BY next_attempt_at, id LIMIT $3 {lock}) RETURNING *",
                         lease = inner.lease_expr,
                     ),
-                    vec![now.into(), endpoint.clone().into(), (free as i64).into()],
+                    // The lease runs from the claim itself, not from the round's start: a round
+                    // over many endpoints would otherwise cut the later ones' leases short.
+                    vec![now.into(), endpoint.clone().into(), (free as i64).into(), now_millis().into()],
                 ))
                 .await?
                 .iter()
