@@ -6,7 +6,7 @@
 //! LOCKED`, so replicas never attempt the same delivery at once). Its outcome is written before
 //! the lease is given back, so a restart never repeats a delivery that succeeded (an attempt cut
 //! off mid-flight is repeated with the same `webhook-id`, which receivers use to drop repeats).
-//! A claim reads its deliveries' messages and subscription in two statements, and deliveries
+//! A claim reads its deliveries' messages and subscription in one statement, and deliveries
 //! made at about the same time have their outcomes written in one transaction.
 //!
 //! Each endpoint (a subscription) has its own lane: at most `delivery.per_endpoint_concurrency`
@@ -29,8 +29,9 @@ use crs_platform::time::now_millis;
 use crs_proto::ShortName;
 use crs_proto::notification::{Audience, DeliveryState};
 use rand::Rng;
+use sea_orm::sea_query::{Alias, Expr, JoinType, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, IdenStatic, Iterable, Statement,
     TransactionTrait,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -352,6 +353,37 @@ struct Claimed {
     subscription: Option<subscription::Model>,
 }
 
+/// Column prefixes of [`messages_and_subscription`]'s rows.
+const MESSAGE: &str = "m_";
+const SUBSCRIPTION: &str = "s_";
+
+/// The messages of the notifications `notification_ids`, each with the subscription
+/// `subscription_id` (or NULLs, if it no longer exists) in the same row, columns prefixed `m_` and
+/// `s_`: a claim's deliveries are read in one round trip. Without a message there is nothing to
+/// deliver, whatever the subscription.
+fn messages_and_subscription(backend: DbBackend, notification_ids: Vec<String>, subscription_id: &str) -> Statement {
+    // Here only: its `min` and `max` would shadow the integers' elsewhere in this module.
+    use sea_orm::sea_query::ExprTrait;
+    let (m, s) = (Alias::new("m"), Alias::new("s"));
+    let mut select = Query::select();
+    for c in message::Column::iter() {
+        select.expr_as(Expr::col((m.clone(), c)), Alias::new(format!("{MESSAGE}{}", c.as_str())));
+    }
+    for c in subscription::Column::iter() {
+        select.expr_as(Expr::col((s.clone(), c)), Alias::new(format!("{SUBSCRIPTION}{}", c.as_str())));
+    }
+    select
+        .from_as(message::Entity, m.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            subscription::Entity,
+            s.clone(),
+            Expr::col((s, subscription::Column::Id)).eq(subscription_id),
+        )
+        .and_where(Expr::col((m, message::Column::NotificationId)).is_in(notification_ids));
+    backend.build(&select)
+}
+
 /// A delivery made, waiting for its outcome to be written.
 struct Delivered {
     id: String,
@@ -376,14 +408,17 @@ impl Inner {
             return Ok(Vec::new());
         }
         let notification_ids: Vec<String> = claimed.iter().map(|d| d.notification_id.clone()).collect();
-        let messages: HashMap<(String, i32), message::Model> = message::Entity::find()
-            .filter(message::Column::NotificationId.is_in(notification_ids))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|m| ((m.notification_id.clone(), m.audience), m))
-            .collect();
-        let subscription = subscription::Entity::find_by_id(subscription_id.to_owned()).one(&self.db).await?;
+        let backend = self.db.get_database_backend();
+        let rows = self.db.query_all_raw(messages_and_subscription(backend, notification_ids, subscription_id)).await?;
+        let mut messages: HashMap<(String, i32), message::Model> = HashMap::new();
+        let mut subscription = None;
+        for row in rows {
+            let m = message::Model::from_query_result(&row, MESSAGE)?;
+            if row.try_get::<Option<String>>(SUBSCRIPTION, subscription::Column::Id.as_str())?.is_some() {
+                subscription = Some(subscription::Model::from_query_result(&row, SUBSCRIPTION)?);
+            }
+            messages.insert((m.notification_id.clone(), m.audience), m);
+        }
         Ok(claimed
             .into_iter()
             .map(|delivery| Claimed {
