@@ -316,3 +316,20 @@ pub mod columns {
         c
     }
 }
+
+/// Adds every column of `E`, from the table aliased `alias`, to `select`, each named `prefix`
+/// and the column: two tables' rows read as one, each then read back with
+/// `FromQueryResult::from_query_result(row, prefix)`.
+pub fn select_prefixed<E: sea_orm::EntityTrait>(
+    select: &mut sea_orm::sea_query::SelectStatement,
+    alias: &sea_orm::sea_query::Alias,
+    prefix: &str,
+) {
+    use sea_orm::{IdenStatic, Iterable};
+    for c in E::Column::iter() {
+        select.expr_as(
+            sea_orm::sea_query::Expr::col((alias.clone(), c)),
+            sea_orm::sea_query::Alias::new(format!("{prefix}{}", c.as_str())),
+        );
+    }
+}

@@ -101,6 +101,20 @@ async fn wait_empty(outbox: &Outbox) {
     panic!("outbox not drained: {:?}", outbox.backlog().await.unwrap());
 }
 
+/// The payloads a handler recorded, in order, once there are `n` of them (or after 10 s).
+async fn delivered_payloads(delivered: &Mutex<Vec<i64>>, n: usize) -> Vec<i64> {
+    let mut seen = Vec::new();
+    for _ in 0..400 {
+        seen = delivered.lock().unwrap().clone();
+        if seen.len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    seen.sort();
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_on_postgres_deliver_every_row_exactly_once() {
     let (db, name) = postgres().await;
@@ -197,16 +211,7 @@ async fn each_failed_batch_is_retried_at_its_own_time_without_a_poll() {
         let shutdown = CancellationToken::new();
         let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
         enqueue(&outbox, &db, 2).await;
-        let mut retried = Vec::new();
-        for _ in 0..400 {
-            retried = delivered.lock().unwrap().clone();
-            if retried.len() == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        retried.sort();
-        assert_eq!(retried, vec![0, 1], "both rows retried at their own time");
+        assert_eq!(delivered_payloads(&delivered, 2).await, vec![0, 1], "both rows retried at their own time");
         wait_empty(&outbox).await;
         shutdown.cancel();
         relay.await.unwrap();
@@ -244,16 +249,11 @@ async fn every_failed_row_of_a_batch_is_retried_without_a_poll() {
         let shutdown = CancellationToken::new();
         let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
         enqueue(&outbox, &db, 8).await;
-        let mut retried = Vec::new();
-        for _ in 0..400 {
-            retried = delivered.lock().unwrap().clone();
-            if retried.len() == 8 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        retried.sort();
-        assert_eq!(retried, (0..8).collect::<Vec<i64>>(), "every row of the batch retried");
+        assert_eq!(
+            delivered_payloads(&delivered, 8).await,
+            (0..8).collect::<Vec<i64>>(),
+            "every row of the batch retried"
+        );
         wait_empty(&outbox).await;
         shutdown.cancel();
         relay.await.unwrap();

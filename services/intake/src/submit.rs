@@ -13,7 +13,7 @@ use crs_proto::triage::AssessRequestRequest;
 use prost::Message;
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, QueryFilter, Statement,
 };
 use sha2::{Digest, Sha256};
 
@@ -201,12 +201,8 @@ const HOLDER: &str = "r_";
 pub fn agency_and_key_statement(backend: DbBackend, agency_id: &str, key: &str) -> Statement {
     let (a, r) = (Alias::new("a"), Alias::new("r"));
     let mut select = Query::select();
-    for c in agency::Column::iter() {
-        select.expr_as(Expr::col((a.clone(), c)), Alias::new(format!("{AGENCY}{}", c.as_str())));
-    }
-    for c in request::Column::iter() {
-        select.expr_as(Expr::col((r.clone(), c)), Alias::new(format!("{HOLDER}{}", c.as_str())));
-    }
+    crs_platform::db::select_prefixed::<agency::Entity>(&mut select, &a, AGENCY);
+    crs_platform::db::select_prefixed::<request::Entity>(&mut select, &r, HOLDER);
     select
         .from_as(agency::Entity, a.clone())
         .join_as(

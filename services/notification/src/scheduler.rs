@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crs_platform::db::select_prefixed;
 use crs_platform::outbox::statement;
 use crs_platform::time::now_millis;
 use crs_proto::ShortName;
@@ -31,8 +32,7 @@ use crs_proto::notification::{Audience, DeliveryState};
 use rand::Rng;
 use sea_orm::sea_query::{Alias, Expr, JoinType, Query};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, IdenStatic, Iterable, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, IdenStatic, Statement, TransactionTrait,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -366,12 +366,8 @@ fn messages_and_subscription(backend: DbBackend, notification_ids: Vec<String>, 
     use sea_orm::sea_query::ExprTrait;
     let (m, s) = (Alias::new("m"), Alias::new("s"));
     let mut select = Query::select();
-    for c in message::Column::iter() {
-        select.expr_as(Expr::col((m.clone(), c)), Alias::new(format!("{MESSAGE}{}", c.as_str())));
-    }
-    for c in subscription::Column::iter() {
-        select.expr_as(Expr::col((s.clone(), c)), Alias::new(format!("{SUBSCRIPTION}{}", c.as_str())));
-    }
+    select_prefixed::<message::Entity>(&mut select, &m, MESSAGE);
+    select_prefixed::<subscription::Entity>(&mut select, &s, SUBSCRIPTION);
     select
         .from_as(message::Entity, m.clone())
         .join_as(
