@@ -90,45 +90,14 @@ async fn concurrent_units_share_transactions_and_a_failing_one_fails_alone_on_sq
 /// not taken all by the first: no unit waits behind a long batch while another writer idles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_units_are_shared_out_among_the_writers_on_postgres() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     const QUEUED: usize = 40;
 
     let (db, name) = fresh_postgres("crs_shared").await;
     db.execute_unprepared("CREATE TABLE units (n BIGINT PRIMARY KEY)").await.unwrap();
     let shared = SharedTransactions::<i64, DbErr>::start(db.clone());
-    // One unit per writer that holds it until the others are queued.
-    let (gate, holding) = (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    let holders: Vec<_> = (0..shared_txn::WRITERS)
-        .map(|_| {
-            let (shared, gate, holding) = (shared.clone(), gate.clone(), holding.clone());
-            tokio::spawn(async move {
-                let unit = shared_txn::unit(move |_| {
-                    let (gate, holding) = (gate.clone(), holding.clone());
-                    Box::pin(async move {
-                        holding.fetch_add(1, Ordering::SeqCst);
-                        gate.acquire().await.expect("the gate stays open").forget();
-                        Ok(0)
-                    })
-                });
-                shared.run(unit).await
-            })
-        })
-        .collect();
-    while holding.load(Ordering::SeqCst) < shared_txn::WRITERS {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let queued: Vec<_> = (0..QUEUED as i64)
-        .map(|n| {
-            let shared = shared.clone();
-            tokio::spawn(async move { shared.run(insert(n)).await })
-        })
-        .collect();
-    // Every queued unit is sent before the writers come free.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    gate.add_permits(shared_txn::WRITERS);
-    for h in holders.into_iter().chain(queued) {
-        h.await.unwrap().unwrap();
+    let units = (0..QUEUED as i64).map(insert).collect();
+    for answer in queued_together(&shared, DbBackend::Postgres, || 0, units).await {
+        answer.unwrap();
     }
 
     let batches = numbers(&db, "SELECT COUNT(*)::bigint FROM units GROUP BY xmin::text ORDER BY 1 DESC").await;
