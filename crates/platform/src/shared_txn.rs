@@ -23,6 +23,13 @@
 //! each unit whether its event is new (a unit alone records its own, as
 //! [`crate::outbox::inbox_first_time`] does). Of two units of one transaction that carry the same
 //! event, the first is told it is new, as if they had committed one after the other.
+//!
+//! Rows that no unit reads back in its transaction (hand-offs to relay, audit entries, history)
+//! may be left in a unit's outcome and written by the receiver's [`DeferredWrites`] once every
+//! unit of the transaction has run, just before the commit: one statement per table for the
+//! whole transaction instead of one per unit. A unit alone has its own written the same way. If
+//! those writes fail, the transaction is rolled back and each unit runs again alone, as for any
+//! other failure.
 
 use std::sync::Arc;
 
@@ -43,6 +50,11 @@ const QUEUE_BOUND: usize = 4096;
 /// Work run inside the transaction it is given (and whether the unit's event is new), possibly
 /// more than once.
 type Work<T, E> = Arc<dyn for<'t> Fn(&'t DatabaseTransaction, bool) -> BoxFuture<'t, Result<T, E>> + Send + Sync>;
+
+/// Writes, inside the transaction, the rows the units' outcomes left to be written together
+/// (taking them out of the outcomes), just before the commit.
+pub type DeferredWrites<T, E> =
+    Arc<dyn for<'t> Fn(&'t DatabaseTransaction, &'t mut [T]) -> BoxFuture<'t, Result<(), E>> + Send + Sync>;
 
 /// A unit of work, and the event it applies if it is a hand-off's.
 pub struct Unit<T, E> {
@@ -92,10 +104,23 @@ where
 {
     /// Starts [`WRITERS`] writers on `db`. They stop once every handle is dropped.
     pub fn start(db: DatabaseConnection) -> Self {
+        Self::start_writers(db, None)
+    }
+
+    /// Like [`SharedTransactions::start`], with `deferred` writing what the units' outcomes
+    /// leave to be written together before each commit.
+    pub fn start_deferring<F>(db: DatabaseConnection, deferred: F) -> Self
+    where
+        F: for<'t> Fn(&'t DatabaseTransaction, &'t mut [T]) -> BoxFuture<'t, Result<(), E>> + Send + Sync + 'static,
+    {
+        Self::start_writers(db, Some(Arc::new(deferred)))
+    }
+
+    fn start_writers(db: DatabaseConnection, deferred: Option<DeferredWrites<T, E>>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_BOUND);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..WRITERS {
-            tokio::spawn(Writer { db: db.clone(), receiver: receiver.clone() }.run());
+            tokio::spawn(Writer { db: db.clone(), receiver: receiver.clone(), deferred: deferred.clone() }.run());
         }
         Self { queue }
     }
@@ -122,6 +147,7 @@ fn stopped() -> DbErr {
 struct Writer<T, E> {
     db: DatabaseConnection,
     receiver: Arc<Mutex<mpsc::Receiver<Queued<T, E>>>>,
+    deferred: Option<DeferredWrites<T, E>>,
 }
 
 impl<T, E> Writer<T, E>
@@ -189,6 +215,16 @@ where
                 }
             }
         }
+        if let Some(deferred) = &self.deferred
+            && deferred(&txn, &mut outcomes).await.is_err()
+        {
+            let _ = txn.rollback().await;
+            tracing::debug!(
+                units = batch.len(),
+                "a shared transaction's deferred writes failed; running each unit alone"
+            );
+            return self.each_alone(batch).await;
+        }
         match txn.commit().await {
             Ok(()) => {
                 for (q, outcome) in batch.into_iter().zip(outcomes) {
@@ -216,7 +252,10 @@ where
                 Some(id) => crate::outbox::inbox_first_time(&txn, id).await?,
                 None => true,
             };
-            let t = (q.unit.work)(&txn, first_time).await?;
+            let mut t = (q.unit.work)(&txn, first_time).await?;
+            if let Some(deferred) = &self.deferred {
+                deferred(&txn, std::slice::from_mut(&mut t)).await?;
+            }
             txn.commit().await?;
             Ok(t)
         }

@@ -2,6 +2,7 @@
 //! answered with its own outcome, and a failing unit never fails its neighbours.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use crs_platform::shared_txn::{self, SharedTransactions};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
@@ -117,7 +118,6 @@ async fn queued_together<T: Send + 'static>(
     idle: impl Fn() -> T + Send + Sync + Clone + 'static,
     units: Vec<shared_txn::Unit<T, DbErr>>,
 ) -> Vec<Result<T, DbErr>> {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let (gate, holding) = (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
     let held = if backend == DbBackend::Postgres { shared_txn::WRITERS } else { 1 };
@@ -262,5 +262,100 @@ async fn handoffs_sharing_a_transaction_apply_each_event_once_on_postgres() {
 async fn handoffs_sharing_a_transaction_apply_each_event_once_on_sqlite() {
     let (db, path) = sqlite().await;
     handoffs_apply_each_event_once(db).await;
+    let _ = std::fs::remove_file(path);
+}
+
+/// A unit that inserts `n` into `units` itself and leaves `later` to be written into `deferred`
+/// with the other units' rows, before the commit.
+fn defer(n: i64, later: i64) -> shared_txn::Unit<Vec<i64>, DbErr> {
+    shared_txn::unit(move |txn| {
+        Box::pin(async move {
+            let backend = txn.get_database_backend();
+            txn.execute_raw(Statement::from_sql_and_values(backend, "INSERT INTO units (n) VALUES ($1)", [n.into()]))
+                .await?;
+            Ok(vec![later])
+        })
+    })
+}
+
+/// Shared transactions whose deferred rows are written in one statement per transaction; each
+/// statement's row count is kept in `statements`.
+fn deferring(db: DatabaseConnection, statements: Arc<Mutex<Vec<usize>>>) -> SharedTransactions<Vec<i64>, DbErr> {
+    SharedTransactions::start_deferring(db, move |txn, outcomes: &mut [Vec<i64>]| {
+        let rows: Vec<i64> = outcomes.iter_mut().flat_map(std::mem::take).collect();
+        let statements = statements.clone();
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let values: Vec<String> = rows.iter().map(|n| format!("({n})")).collect();
+            txn.execute_unprepared(&format!("INSERT INTO deferred (n) VALUES {}", values.join(", "))).await?;
+            statements.lock().unwrap().push(rows.len());
+            Ok(())
+        })
+    })
+}
+
+/// What units leave to be written before the commit is written, for a unit alone and for a
+/// shared transaction (there in one statement for all its units, in their transaction); if that
+/// write fails, each unit runs again alone, and only the one whose row fails is refused.
+async fn deferred_writes_go_with_their_transaction(db: DatabaseConnection) {
+    db.execute_unprepared("CREATE TABLE units (n BIGINT PRIMARY KEY)").await.unwrap();
+    db.execute_unprepared("CREATE TABLE deferred (n BIGINT PRIMARY KEY)").await.unwrap();
+    let collides = 7;
+    db.execute_unprepared(&format!("INSERT INTO deferred (n) VALUES ({collides})")).await.unwrap();
+    let backend = db.get_database_backend();
+    let statements = Arc::new(Mutex::new(Vec::new()));
+    let shared = deferring(db.clone(), statements.clone());
+
+    let left = shared.run(defer(1, 101)).await.unwrap();
+    assert!(left.is_empty(), "a unit alone has its rows taken out and written: {left:?}");
+    assert_eq!(numbers(&db, "SELECT n FROM deferred WHERE n = 101").await, [101]);
+
+    let units = (0..20).map(|n| defer(1000 + n, 2000 + n)).collect();
+    for answer in queued_together(&shared, backend, Vec::new, units).await {
+        assert!(answer.unwrap().is_empty());
+    }
+    let written = numbers(&db, "SELECT n FROM deferred WHERE n >= 2000 ORDER BY n").await;
+    assert_eq!(written, (2000..2020).collect::<Vec<_>>(), "every unit's row is written");
+    if backend == DbBackend::Postgres {
+        let together = numbers(
+            &db,
+            "SELECT COUNT(*)::bigint FROM units u JOIN deferred d ON d.n = u.n + 1000 \
+             WHERE u.n >= 1000 AND u.xmin::text = d.xmin::text",
+        )
+        .await[0];
+        assert_eq!(together, 20, "each deferred row committed in its unit's transaction");
+        let widest = statements.lock().unwrap().iter().copied().max().unwrap_or_default();
+        assert!(
+            widest > 1,
+            "a shared transaction's rows are written in one statement: {:?}",
+            statements.lock().unwrap()
+        );
+    }
+
+    // A deferred row that collides: the transaction it shares is rolled back and its units run
+    // again alone; only the colliding one is refused, and nothing of it stays.
+    let mut units = vec![defer(3000, collides)];
+    units.extend((1..16).map(|n| defer(3000 + n, 4000 + n)));
+    let answers = queued_together(&shared, backend, Vec::new, units).await;
+    assert!(answers[0].is_err(), "the unit whose deferred row collides is refused");
+    assert!(answers[1..].iter().all(|a| a.as_ref().is_ok_and(|left| left.is_empty())), "{answers:?}");
+    assert!(numbers(&db, "SELECT n FROM units WHERE n = 3000").await.is_empty(), "the refused unit left nothing");
+    assert_eq!(numbers(&db, "SELECT COUNT(*) FROM units WHERE n > 3000").await, [15]);
+    assert_eq!(numbers(&db, "SELECT COUNT(*) FROM deferred WHERE n > 4000").await, [15]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_writes_go_with_their_transaction_on_postgres() {
+    let (db, name) = fresh_postgres("crs_shared").await;
+    deferred_writes_go_with_their_transaction(db).await;
+    drop_postgres(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_writes_go_with_their_transaction_on_sqlite() {
+    let (db, path) = sqlite().await;
+    deferred_writes_go_with_their_transaction(db).await;
     let _ = std::fs::remove_file(path);
 }

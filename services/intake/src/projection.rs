@@ -12,7 +12,7 @@ use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, QuerySelect, S
 
 use crate::entities::{request, request_item};
 use crate::error::IntakeError;
-use crate::events::record_event;
+use crate::events::record_events;
 use crate::service::{Intake, Result};
 
 /// What a status update did.
@@ -20,13 +20,33 @@ pub(crate) enum Projected {
     /// Its event was applied before.
     Replayed,
     /// The projected status is as new or newer.
-    Stale {
-        request_id: String,
-    },
+    Stale { request_id: String },
     Applied {
         request_id: String,
         version: u64,
+        /// The status event for the agency's history, if the status changed: written with
+        /// those of the updates sharing its transaction ([`record_deferred_events`]).
+        event: Option<Box<(request::Model, RequestStatus, String)>>,
     },
+}
+
+/// Writes the status events the updates of one transaction left, in one statement, in the
+/// order of the updates. Nothing in that transaction reads the history back.
+pub(crate) fn record_deferred_events<'t>(
+    txn: &'t DatabaseTransaction,
+    updates: &'t mut [Projected],
+) -> futures::future::BoxFuture<'t, Result<()>> {
+    let events: Vec<(request::Model, RequestStatus, String)> = updates
+        .iter_mut()
+        .filter_map(|u| match u {
+            Projected::Applied { event, .. } => event.take().map(|e| *e),
+            _ => None,
+        })
+        .collect();
+    Box::pin(async move {
+        let events: Vec<_> = events.iter().map(|(row, status, note)| (row, *status, note.as_str())).collect();
+        Ok(record_events(txn, &events).await?)
+    })
 }
 
 impl Intake {
@@ -50,7 +70,7 @@ impl Intake {
                 tracing::info!(request_id = %request_id, status = status.name(), "stale status update ignored");
                 Ok(UpdateStatusResponse { applied: false })
             }
-            Projected::Applied { request_id, version } => {
+            Projected::Applied { request_id, version, .. } => {
                 self.events.notify_waiters();
                 tracing::info!(request_id = %request_id, status = status.name(), version, "status updated");
                 Ok(UpdateStatusResponse { applied: true })
@@ -58,7 +78,8 @@ impl Intake {
         }
     }
 
-    /// Applies a status update inside `txn`, unless it was seen before (not `first_time`) or is
+    /// Applies a status update inside `txn` (its status event is left to be written before the
+    /// commit), unless it was seen before (not `first_time`) or is
     /// no newer than the status already projected.
     async fn project_status(
         &self,
@@ -111,9 +132,8 @@ impl Intake {
             }
         }
         // A step that only moves the deadline (the clock paused or resumed) is no new event.
-        if status != current {
-            record_event(txn, &updated, RequestStatus::try_from(req.status).unwrap_or_default(), &req.note).await?;
-        }
-        Ok(Projected::Applied { request_id: row.id, version: req.case_version })
+        let event = (status != current)
+            .then(|| Box::new((updated, RequestStatus::try_from(req.status).unwrap_or_default(), req.note.clone())));
+        Ok(Projected::Applied { request_id: row.id, version: req.case_version, event })
     }
 }

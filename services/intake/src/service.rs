@@ -76,7 +76,7 @@ impl Intake {
             })
         };
         let group_commit = crate::group_commit::GroupCommit::start(db.clone(), group_commit, committed);
-        let status_updates = SharedTransactions::start(db.clone());
+        let status_updates = SharedTransactions::start_deferring(db.clone(), crate::projection::record_deferred_events);
         Self {
             rate_limits: Arc::new(rate_limits),
             limiter,

@@ -44,20 +44,46 @@ pub struct Action {
 
 /// Records `actions` inside `txn`, in order, to be sealed into the chain once committed.
 pub async fn append(txn: &DatabaseTransaction, actions: Vec<Action>, at: i64) -> Result<(), sea_orm::DbErr> {
-    if actions.is_empty() {
-        return Ok(());
+    append_all(txn, vec![taken(actions, at)]).await
+}
+
+/// Actions a command took, with the time and the trace they were taken in, to be recorded with
+/// other commands' ([`append_all`]).
+#[derive(Debug)]
+pub struct Taken {
+    actions: Vec<Action>,
+    trace_id: String,
+    at: i64,
+}
+
+/// `actions` taken at `at`, in the current trace.
+pub fn taken(actions: Vec<Action>, at: i64) -> Taken {
+    Taken { actions, trace_id: crs_platform::telemetry::current_trace_id().unwrap_or_default(), at }
+}
+
+/// Entries per `INSERT` (6 values each, within SQLite's bound on parameters).
+const ENTRIES_PER_INSERT: usize = 1000;
+
+/// Records the actions of several commands inside `txn`, in order, in a statement per thousand.
+pub async fn append_all(txn: &DatabaseTransaction, taken: Vec<Taken>) -> Result<(), sea_orm::DbErr> {
+    let rows: Vec<audit_pending::ActiveModel> = taken
+        .into_iter()
+        .flat_map(|t| {
+            let Taken { actions, trace_id, at } = t;
+            actions.into_iter().map(move |a| audit_pending::ActiveModel {
+                case_id: Set(a.case_id),
+                actor: Set(a.actor),
+                action: Set(a.action.to_owned()),
+                details: Set(a.details.to_string()),
+                trace_id: Set(trace_id.clone()),
+                at: Set(at),
+                ..Default::default()
+            })
+        })
+        .collect();
+    for chunk in rows.chunks(ENTRIES_PER_INSERT) {
+        audit_pending::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
     }
-    let trace_id = crs_platform::telemetry::current_trace_id().unwrap_or_default();
-    let rows = actions.into_iter().map(|a| audit_pending::ActiveModel {
-        case_id: Set(a.case_id),
-        actor: Set(a.actor),
-        action: Set(a.action.to_owned()),
-        details: Set(a.details.to_string()),
-        trace_id: Set(trace_id.clone()),
-        at: Set(at),
-        ..Default::default()
-    });
-    audit_pending::Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use crs_domain::approval::CaseFacts;
 use crs_domain::case::{Change, Event, Reviewer, check_reason};
 use crs_domain::decision::{self, Request as DecisionRequest};
 use crs_platform::auth::{self, Principal, Role};
-use crs_platform::outbox::inbox_first_time;
+use crs_platform::outbox::{OutboxBatch, inbox_first_time};
 use crs_platform::shared_txn;
 use crs_platform::time::{now_millis, timestamp_from_millis};
 use crs_proto::common::{ItemDecision, RequestStatus, Submission};
@@ -53,11 +53,44 @@ pub(crate) struct Effects {
     /// Queues recorded in `known_queues` (a withdrawal may open cases in several), remembered
     /// once it commits.
     pub known_queues: Vec<String>,
+    /// Hand-offs of what the command did that nothing in its transaction reads back, written
+    /// just before its commit ([`Effects::write`]; a case opening's, with those of the other
+    /// openings sharing its transaction).
+    pub handoffs: OutboxBatch,
+    /// A case opening's audit entries, written with those of the other openings sharing its
+    /// transaction, just before its commit.
+    pub deferred_audit: Vec<audit::Taken>,
 }
 
 impl Effects {
     pub fn record(&mut self, row: &case::Model, actor: &str, action: &'static str, details: serde_json::Value) {
         self.audit.push(Action { case_id: row.id.clone(), actor: actor.to_owned(), action, details });
+    }
+
+    /// Writes the audit entries and hand-offs collected so far, at `now`, inside `txn`: the last
+    /// writes of a command before its commit.
+    pub async fn write(&mut self, txn: &DatabaseTransaction, now: i64) -> Result<()> {
+        std::mem::take(&mut self.handoffs).write(txn).await?;
+        audit::append(txn, std::mem::take(&mut self.audit), now).await?;
+        Ok(())
+    }
+
+    /// Writes what the case openings of one shared transaction left to be written (their audit
+    /// entries and hand-offs), one statement per table for them all.
+    pub fn write_openings<'t>(
+        txn: &'t DatabaseTransaction,
+        opened: &'t mut [(EnqueueCaseResponse, Effects)],
+    ) -> futures::future::BoxFuture<'t, Result<()>> {
+        let (mut handoffs, mut taken) = (OutboxBatch::default(), Vec::new());
+        for (_, fx) in opened.iter_mut() {
+            handoffs.extend(std::mem::take(&mut fx.handoffs));
+            taken.extend(std::mem::take(&mut fx.deferred_audit));
+        }
+        Box::pin(async move {
+            handoffs.write(txn).await?;
+            audit::append_all(txn, taken).await?;
+            Ok(())
+        })
     }
 }
 
@@ -287,7 +320,7 @@ impl LegalReview {
     ///
     /// [`finish`]: LegalReview::finish
     async fn commit(&self, txn: DatabaseTransaction, mut fx: Effects, now: i64) -> Result<()> {
-        audit::append(&txn, std::mem::take(&mut fx.audit), now).await?;
+        fx.write(&txn, now).await?;
         txn.commit().await?;
         self.committed(fx).await;
         Ok(())
@@ -730,8 +763,8 @@ impl LegalReview {
     }
 
     /// Opens the case of a triaged request inside `txn` (or merges the request into the case
-    /// already open on its content), with its audit entries; returns what must follow the
-    /// commit. A replayed event changes nothing.
+    /// already open on its content); returns its audit entries, to be written before the
+    /// commit, and what must follow the commit. A replayed event changes nothing.
     async fn open_case(
         &self,
         txn: &DatabaseTransaction,
@@ -785,7 +818,7 @@ impl LegalReview {
                     "enqueue",
                     json!({ "withdrawn_before": true, "agency_id": submission.agency_id, "items": submission.items.len() }),
                 );
-                audit::append(txn, std::mem::take(&mut fx.audit), now).await?;
+                fx.deferred_audit.push(audit::taken(std::mem::take(&mut fx.audit), now));
             }
             return Ok((EnqueueCaseResponse { case_id: id, replayed: true }, fx));
         }
@@ -802,7 +835,7 @@ impl LegalReview {
             crate::merges::Placed::Opened => id.clone(),
             crate::merges::Placed::Merged(case_id) => case_id,
         };
-        audit::append(txn, std::mem::take(&mut fx.audit), now).await?;
+        fx.deferred_audit.push(audit::taken(std::mem::take(&mut fx.audit), now));
         Ok((EnqueueCaseResponse { case_id, replayed: false }, fx))
     }
 }

@@ -230,20 +230,15 @@ impl LegalReview {
             .exec_without_returning(txn)
             .await?;
         }
-        self.outbox
-            .send(
-                txn,
-                &UpdateStatusRequest {
-                    request_id: row.id.clone(),
-                    status: RequestStatus::Triaged as i32,
-                    deadline: crate::views::deadline(assessment, Some(&clock), now),
-                    note: p.note.clone(),
-                    occurred_at: Some(timestamp_from_millis(now)),
-                    case_version: row.version as u64,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        fx.handoffs.send(&UpdateStatusRequest {
+            request_id: row.id.clone(),
+            status: RequestStatus::Triaged as i32,
+            deadline: crate::views::deadline(assessment, Some(&clock), now),
+            note: p.note.clone(),
+            occurred_at: Some(timestamp_from_millis(now)),
+            case_version: row.version as u64,
+            ..Default::default()
+        });
         let mut details = json!({
             "agency_id": s.agency_id,
             "jurisdiction": s.jurisdiction,
@@ -484,7 +479,7 @@ impl LegalReview {
             json!({ "request_id": merged.request_id, "reason": crate::commands::agency_text(reason) }),
         );
         let merged = finish(&txn, merged, state.status, now).await?;
-        crate::audit::append(&txn, fx.audit, now).await?;
+        fx.write(&txn, now).await?;
         txn.commit().await?;
         self.outbox.wake();
         tracing::info!(request_id = %merged.request_id, case_id = %row.id, "merged request withdrawn by the agency");

@@ -74,7 +74,9 @@ impl LegalReview {
         cfg: ReviewConfig,
         approval: ApprovalPolicy,
     ) -> Self {
-        let openings = SharedTransactions::start(db.clone());
+        // Nothing in the transaction reads the audit entries or hand-offs back: they go in one
+        // statement each.
+        let openings = SharedTransactions::start_deferring(db.clone(), crate::commands::Effects::write_openings);
         Self {
             db,
             outbox,

@@ -91,7 +91,7 @@ impl SlaHandler {
                 .apply(txn, Step { row: &row, change: &change, note: &message, now: firing.fired_at }, &mut fx, |_| {})
                 .await?;
         }
-        crate::audit::append(txn, fx.audit, firing.fired_at).await?;
+        fx.write(txn, firing.fired_at).await?;
         Ok(())
     }
 }

@@ -41,7 +41,13 @@ struct Recorded {
     published: bool,
     deliveries: usize,
     request_id: String,
+    /// Its deliveries, written with those of the notifications sharing its transaction.
+    delivery_rows: Vec<delivery::ActiveModel>,
 }
+
+/// The most deliveries inserted by one statement (16 values each, within SQLite's bound on
+/// parameters).
+const DELIVERIES_PER_INSERT: usize = 1000;
 
 #[derive(Clone)]
 pub struct Notifications {
@@ -66,7 +72,17 @@ impl Notifications {
         appeal: AppealConfig,
         transparency: Transparency,
     ) -> Self {
-        let notices = SharedTransactions::start(db.clone());
+        // Nothing in the transaction reads the deliveries back: they go in one statement.
+        let notices = SharedTransactions::start_deferring(db.clone(), |txn, recorded: &mut [Recorded]| {
+            let rows: Vec<delivery::ActiveModel> =
+                recorded.iter_mut().flat_map(|r| std::mem::take(&mut r.delivery_rows)).collect();
+            Box::pin(async move {
+                for chunk in rows.chunks(DELIVERIES_PER_INSERT) {
+                    delivery::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+                }
+                Ok(())
+            })
+        });
         Self { db, channels, subscriptions, scheduler, stream, appeal, transparency, notices }
     }
 
@@ -105,8 +121,9 @@ impl Notifications {
         Ok(NotifyResponse { notification_id: recorded.id, replayed: recorded.replayed })
     }
 
-    /// Records the event, its messages and their deliveries inside `txn`; a replayed event (not
-    /// `first_time`) answers with the notification recorded the first time.
+    /// Records the event and its messages inside `txn`, leaving their deliveries to be written
+    /// before the commit; a replayed event (not `first_time`) answers with the notification
+    /// recorded the first time.
     async fn record_notification(
         &self,
         txn: &DatabaseTransaction,
@@ -201,11 +218,14 @@ impl Notifications {
                 deliveries += 1;
             }
         }
-        // Every audience's deliveries in one statement.
-        if !rows.is_empty() {
-            delivery::Entity::insert_many(rows).exec_without_returning(txn).await?;
-        }
-        Ok(Recorded { id, replayed: false, published, deliveries, request_id: submission.request_id })
+        Ok(Recorded {
+            id,
+            replayed: false,
+            published,
+            deliveries,
+            request_id: submission.request_id,
+            delivery_rows: rows,
+        })
     }
 
     /// The subscriptions an audience's message goes to, on channels this deployment has: an

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crs_platform::auth::{self, Role};
-use crs_platform::outbox::{Outbox, inbox_first_time, statement};
+use crs_platform::outbox::{Outbox, OutboxBatch, inbox_first_time, statement};
 use crs_platform::shared_txn::{self, SharedTransactions};
 use crs_platform::time::{millis_from_timestamp, now_millis};
 use crs_proto::common::{Assessment, ItemOutcome, Submission};
@@ -45,11 +45,20 @@ struct Assessed {
     /// The rule that routed it and the policy set's digest, for the log.
     route: String,
     policies: String,
+    /// The hand-off to legal review, written with those of the units sharing its transaction.
+    handoff: OutboxBatch,
 }
 
 impl Triage {
     pub fn new(db: DatabaseConnection, outbox: Outbox, policies: LivePolicies) -> Self {
-        let assessments = SharedTransactions::start(db.clone());
+        // Nothing in the transaction reads the hand-offs back: they go in one statement.
+        let assessments = SharedTransactions::start_deferring(db.clone(), |txn, assessed: &mut [Assessed]| {
+            let mut handoffs = OutboxBatch::default();
+            for a in assessed {
+                handoffs.extend(std::mem::take(&mut a.handoff));
+            }
+            Box::pin(async move { Ok(handoffs.write(txn).await?) })
+        });
         Self { db, outbox, policies, assessments }
     }
 
@@ -93,8 +102,8 @@ impl Triage {
         Ok(AssessRequestResponse { assessment: Some(assessed.assessment), replayed: assessed.replayed })
     }
 
-    /// Assesses `submission` and stores the assessment, its content and the hand-off to legal
-    /// review inside `txn`; a replayed event (not `first_time`) answers with the assessment
+    /// Assesses `submission` and stores the assessment and its content inside `txn`, leaving the
+    /// hand-off to legal review to be written before the commit; a replayed event (not `first_time`) answers with the assessment
     /// stored the first time.
     async fn store_assessment(
         &self,
@@ -105,7 +114,13 @@ impl Triage {
     ) -> Result<Assessed> {
         if !first_time {
             let assessment = stored(txn, &submission.request_id).await?;
-            return Ok(Assessed { assessment, replayed: true, route: String::new(), policies: String::new() });
+            return Ok(Assessed {
+                assessment,
+                replayed: true,
+                route: String::new(),
+                policies: String::new(),
+                handoff: OutboxBatch::default(),
+            });
         }
         let set = self.policies.current();
         let now = now_millis();
@@ -134,17 +149,13 @@ impl Triage {
         });
         content_index::Entity::insert_many(indexed).exec_without_returning(txn).await?;
         let route = assessment.route_rule.clone();
-        self.outbox
-            .send(
-                txn,
-                &EnqueueCaseRequest {
-                    event_id: String::new(),
-                    submission: Some(submission),
-                    assessment: Some(assessment.clone()),
-                },
-            )
-            .await?;
-        Ok(Assessed { assessment, replayed: false, route, policies: set.digest.clone() })
+        let mut handoff = OutboxBatch::default();
+        handoff.send(&EnqueueCaseRequest {
+            event_id: String::new(),
+            submission: Some(submission),
+            assessment: Some(assessment.clone()),
+        });
+        Ok(Assessed { assessment, replayed: false, route, policies: set.digest.clone(), handoff })
     }
 
     async fn explain(&self, req: ExplainAssessmentRequest) -> Result<ExplainAssessmentResponse> {
