@@ -58,6 +58,16 @@ async fn out_of_order(backend: Backend) {
     let seen = view(&mut client).await;
     assert_eq!(seen.status, RequestStatus::Escalated as i32);
     assert!(seen.pending_question.is_empty());
+    // A newer version with the same status (the clock paused: only the deadline moves) applies
+    // and is no new event in the agency's history.
+    let paused = UpdateStatusRequest {
+        deadline: Some(crs_proto::common::SlaDeadline { paused: true, ..Default::default() }),
+        ..update(&request.id, RequestStatus::Escalated, 8, "")
+    };
+    assert!(internal.update_status(paused).await.unwrap().into_inner().applied);
+    let seen = view(&mut client).await;
+    assert_eq!(seen.status, RequestStatus::Escalated as i32);
+    assert!(seen.deadline.is_some_and(|d| d.paused), "the deadline moved with the newer version");
     if backend == Backend::Postgres {
         // RECEIVED, AWAITING_INFORMATION, ESCALATED: each ordered by the transaction that wrote it.
         assert_eq!(intake.events_without_their_transaction().await, (0, 3));
