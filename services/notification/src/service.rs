@@ -41,13 +41,15 @@ struct Recorded {
     published: bool,
     deliveries: usize,
     request_id: String,
-    /// Its deliveries, written with those of the notifications sharing its transaction.
+    /// Its messages and their deliveries, written with those of the notifications sharing its
+    /// transaction.
+    message_rows: Vec<message::ActiveModel>,
     delivery_rows: Vec<delivery::ActiveModel>,
 }
 
-/// The most deliveries inserted by one statement (16 values each, within SQLite's bound on
-/// parameters).
-const DELIVERIES_PER_INSERT: usize = 1000;
+/// The most rows inserted by one statement (messages have 10 values each, deliveries 16: within
+/// SQLite's bound on parameters).
+const ROWS_PER_INSERT: usize = 1000;
 
 #[derive(Clone)]
 pub struct Notifications {
@@ -72,12 +74,18 @@ impl Notifications {
         appeal: AppealConfig,
         transparency: Transparency,
     ) -> Self {
-        // Nothing in the transaction reads the deliveries back: they go in one statement.
+        // Nothing in the transaction reads the messages or deliveries back: they go in one
+        // statement each.
         let notices = SharedTransactions::start_deferring(db.clone(), |txn, recorded: &mut [Recorded]| {
-            let rows: Vec<delivery::ActiveModel> =
+            let messages: Vec<message::ActiveModel> =
+                recorded.iter_mut().flat_map(|r| std::mem::take(&mut r.message_rows)).collect();
+            let deliveries: Vec<delivery::ActiveModel> =
                 recorded.iter_mut().flat_map(|r| std::mem::take(&mut r.delivery_rows)).collect();
             Box::pin(async move {
-                for chunk in rows.chunks(DELIVERIES_PER_INSERT) {
+                for chunk in messages.chunks(ROWS_PER_INSERT) {
+                    message::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+                }
+                for chunk in deliveries.chunks(ROWS_PER_INSERT) {
                     delivery::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
                 }
                 Ok(())
@@ -121,7 +129,7 @@ impl Notifications {
         Ok(NotifyResponse { notification_id: recorded.id, replayed: recorded.replayed })
     }
 
-    /// Records the event and its messages inside `txn`, leaving their deliveries to be written
+    /// Records the event inside `txn`, leaving its messages and their deliveries to be written
     /// before the commit; a replayed event (not `first_time`) answers with the notification
     /// recorded the first time.
     async fn record_notification(
@@ -163,7 +171,7 @@ impl Notifications {
         let event = Event { notification_id: &id, kind, request: req, submission: &submission, created_at: now };
         let trace_context = crs_platform::telemetry::current_traceparent();
         let (mut deliveries, mut published) = (0, false);
-        let mut rows = Vec::new();
+        let (mut messages, mut rows) = (Vec::new(), Vec::new());
         for audience in messages::audiences(kind).iter().filter(|a| !merged || **a == Audience::Agency) {
             if *audience == Audience::Agency {
                 crate::subscriptions::hold_agency_subscriptions(txn, &submission.agency_id).await?;
@@ -191,7 +199,7 @@ impl Notifications {
                 false => (0, None),
             };
             published |= on_stream;
-            message::ActiveModel::from(message::Model {
+            messages.push(message::ActiveModel::from(message::Model {
                 notification_id: id.clone(),
                 audience: *audience as i32,
                 kind: kind as i32,
@@ -202,9 +210,7 @@ impl Notifications {
                 stream_seq,
                 stream_txid,
                 created_at: now,
-            })
-            .insert(txn)
-            .await?;
+            }));
             for sub in subs {
                 let complete = self.channels.get(sub.channel).is_some_and(|c| c.complete_when_recorded());
                 rows.push(delivery::ActiveModel::from(delivery::Model::new(
@@ -224,6 +230,7 @@ impl Notifications {
             published,
             deliveries,
             request_id: submission.request_id,
+            message_rows: messages,
             delivery_rows: rows,
         })
     }
