@@ -102,7 +102,7 @@ impl Intake {
             false => read_then_update(txn, status, req, occurred_at).await?,
         };
         let (updated, previous) = match update {
-            Update::Applied { updated, previous } => (updated, previous),
+            Update::Applied { updated, previous } => (*updated, previous),
             Update::Stale => return Ok(Projected::Stale { request_id: req.request_id.clone() }),
             Update::NoSuchRequest => {
                 return Err(IntakeError::NotFound { kind: "request", id: req.request_id.clone() });
@@ -130,7 +130,7 @@ impl Intake {
 enum Update {
     /// Updated; `previous` is the status it replaced.
     Applied {
-        updated: request::Model,
+        updated: Box<request::Model>,
         previous: crs_domain::Status,
     },
     /// The status projected is as new or newer.
@@ -169,7 +169,7 @@ async fn update_if_newer(txn: &DatabaseTransaction, req: &UpdateStatusRequest, o
         .await?;
     if let Some(row) = updated {
         let previous = status_of(row.try_get("", "previous_status")?);
-        return Ok(Update::Applied { updated: request::Model::from_query_result(&row, "")?, previous });
+        return Ok(Update::Applied { updated: Box::new(request::Model::from_query_result(&row, "")?), previous });
     }
     // Rarely: no row was updated. Stale, or no such request.
     let exists = request::Entity::find_by_id(req.request_id.clone()).select_only().column(request::Column::Id);
@@ -211,5 +211,5 @@ async fn read_then_update(
         active.deadline = Set(Some(deadline.encode_to_vec()));
     }
     active.updated_at = Set(now_millis());
-    Ok(Update::Applied { updated: active.update(txn).await?, previous: current })
+    Ok(Update::Applied { updated: Box::new(active.update(txn).await?), previous: current })
 }
