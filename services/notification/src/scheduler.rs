@@ -220,26 +220,21 @@ impl Scheduler {
                 continue;
             }
             let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-            let claimed = inner
-                .db
-                .query_all_raw(statement(
-                    backend,
-                    &format!(
-                        "UPDATE deliveries SET locked_until = {lease}, attempts = attempts + 1 WHERE id IN \
-                         (SELECT id FROM deliveries WHERE subscription_id = $2 AND {due} \
-                          ORDER BY next_attempt_at, id LIMIT $3 {lock}) RETURNING *",
-                        lease = inner.lease_expr,
-                    ),
-                    // The lease runs from the claim itself, not from the round's start: a round
-                    // over many endpoints would otherwise cut the later ones' leases short.
-                    vec![now.into(), endpoint.clone().into(), (free as i64).into(), now_millis().into()],
-                ))
-                .await?
-                .iter()
-                .map(|row| delivery::Model::from_query_result(row, ""))
-                .collect::<Result<Vec<_>, DbErr>>()?;
+            let claim = statement(
+                backend,
+                &format!(
+                    "UPDATE deliveries SET locked_until = {lease}, attempts = attempts + 1 WHERE id IN \
+                     (SELECT id FROM deliveries WHERE subscription_id = $2 AND {due} \
+                      ORDER BY next_attempt_at, id LIMIT $3 {lock}) RETURNING *",
+                    lease = inner.lease_expr,
+                ),
+                // The lease runs from the claim itself, not from the round's start: a round
+                // over many endpoints would otherwise cut the later ones' leases short.
+                vec![now.into(), endpoint.clone().into(), (free as i64).into(), now_millis().into()],
+            );
+            let claimed = inner.claim(claim, &endpoint).await?;
             let filled = claimed.len() >= free;
-            for claimed in inner.load(claimed, &endpoint).await? {
+            for claimed in claimed {
                 inner.lanes.lock().expect("lanes").entry(endpoint.clone()).or_default().in_flight += 1;
                 let this = self.clone();
                 let endpoint = endpoint.clone();
@@ -380,6 +375,40 @@ fn messages_and_subscription(backend: DbBackend, notification_ids: Vec<String>, 
     backend.build(&select)
 }
 
+/// Column prefix of a claimed delivery in [`claimed_with_messages`]'s rows.
+const DELIVERY: &str = "d_";
+
+/// `claim` (PostgreSQL's `UPDATE ... RETURNING *`) as a data-modifying `WITH` whose rows are
+/// joined to their messages and their subscription (or NULLs, if either no longer exists),
+/// columns prefixed `d_`, `m_` and `s_`: a claim and what its attempts need in one round trip.
+fn claimed_with_messages(claim: Statement) -> Statement {
+    use sea_orm::sea_query::{ExprTrait, PostgresQueryBuilder};
+    let (c, m, s) = (Alias::new("c"), Alias::new("m"), Alias::new("s"));
+    let mut select = Query::select();
+    select_prefixed::<delivery::Entity>(&mut select, &c, DELIVERY);
+    select_prefixed::<message::Entity>(&mut select, &m, MESSAGE);
+    select_prefixed::<subscription::Entity>(&mut select, &s, SUBSCRIPTION);
+    select
+        .from_as(Alias::new("claimed"), c.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            message::Entity,
+            m.clone(),
+            Expr::col((m.clone(), message::Column::NotificationId))
+                .equals((c.clone(), delivery::Column::NotificationId))
+                .and(Expr::col((m, message::Column::Audience)).equals((c.clone(), delivery::Column::Audience))),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            subscription::Entity,
+            s.clone(),
+            Expr::col((s, subscription::Column::Id)).equals((c, delivery::Column::SubscriptionId)),
+        );
+    // The join takes no values of its own, so the claim's numbered parameters stay as they are.
+    let sql = format!("WITH claimed AS ({}) {}", claim.sql, select.to_string(PostgresQueryBuilder));
+    Statement { sql, ..claim }
+}
+
 /// A delivery made, waiting for its outcome to be written.
 struct Delivered {
     id: String,
@@ -397,6 +426,44 @@ fn gone(why: &str) -> Failure {
 }
 
 impl Inner {
+    /// Runs `claim` (an `UPDATE ... RETURNING *` of one subscription's deliveries) and reads
+    /// what their attempts need: on PostgreSQL in the same statement, the claim's rows joined
+    /// to their messages and the subscription ([`claimed_with_messages`]); elsewhere the claim,
+    /// then [`Inner::load`].
+    async fn claim(&self, claim: Statement, subscription_id: &str) -> Result<Vec<Claimed>, DbErr> {
+        let backend = self.db.get_database_backend();
+        if backend != DbBackend::Postgres {
+            let claimed = self
+                .db
+                .query_all_raw(claim)
+                .await?
+                .iter()
+                .map(|row| delivery::Model::from_query_result(row, ""))
+                .collect::<Result<Vec<_>, DbErr>>()?;
+            return self.load(claimed, subscription_id).await;
+        }
+        let rows = self.db.query_all_raw(claimed_with_messages(claim)).await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let present =
+                |prefix: &str, column: &str| row.try_get::<Option<String>>(prefix, column).map(|v| v.is_some());
+            let message = match present(MESSAGE, message::Column::NotificationId.as_str())? {
+                true => Some(message::Model::from_query_result(&row, MESSAGE)?),
+                false => None,
+            };
+            let subscription = match present(SUBSCRIPTION, subscription::Column::Id.as_str())? {
+                true => Some(subscription::Model::from_query_result(&row, SUBSCRIPTION)?),
+                false => None,
+            };
+            claimed.push(Claimed {
+                delivery: delivery::Model::from_query_result(&row, DELIVERY)?,
+                message,
+                subscription,
+            });
+        }
+        Ok(claimed)
+    }
+
     /// Reads, for deliveries just claimed for one subscription, their messages and the
     /// subscription: two statements for the whole claim.
     async fn load(&self, claimed: Vec<delivery::Model>, subscription_id: &str) -> Result<Vec<Claimed>, DbErr> {
