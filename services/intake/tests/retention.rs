@@ -64,7 +64,11 @@ async fn finished_requests_lose_their_free_text_and_keys_are_released(backend: B
             .get_request(GetRequestRequest { request_id: finished.clone() })
             .await;
         let request = got.unwrap().into_inner().request.unwrap();
+        // Each kind of text has a rule of its own, applied one after the other: wait for them all.
+        let notes = format!("SELECT COUNT(*) AS n FROM status_events WHERE request_id = '{finished}' AND note <> ''");
         (request.legal_basis.is_empty()
+            && request.items.iter().all(|i| i.description.is_empty())
+            && count(&intake, &notes).await == 0
             && count(&intake, "SELECT COUNT(*) AS n FROM inbox WHERE event_id = 'old-event'").await == 0)
             .then_some(())
     })
