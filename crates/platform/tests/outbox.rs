@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crs_platform::config::OutboxConfig;
 use crs_platform::outbox::{
-    HandoffError, Outbox, OutboxClaimOrder, OutboxDeadLetters, OutboxMigration, VACUUM_AFTER_ROWS, claim_statement,
-    handler, inbox_first_time,
+    HandoffError, Outbox, OutboxClaimOrder, OutboxDeadLetters, OutboxMigration, Relay, VACUUM_AFTER_ROWS,
+    claim_statement, handler, inbox_first_time,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -91,6 +91,25 @@ fn counting_handler() -> (Arc<Mutex<usize>>, crs_platform::outbox::Handler) {
     (delivered, h)
 }
 
+/// A relay running in the background until [`TestRelay::stop`].
+struct TestRelay {
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl TestRelay {
+    fn start(relay: Relay) -> Self {
+        let shutdown = CancellationToken::new();
+        Self { running: tokio::spawn(relay.run(shutdown.clone())), shutdown }
+    }
+
+    /// Stops the relay and waits until it has.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.await.unwrap();
+    }
+}
+
 async fn wait_empty(outbox: &Outbox) {
     for _ in 0..400 {
         if outbox.backlog().await.unwrap().0 == 0 {
@@ -164,13 +183,10 @@ async fn failed_hand_offs_are_retried_until_they_succeed() {
                 Ok(())
             }
         });
-        let shutdown = CancellationToken::new();
-        let relay =
-            tokio::spawn(outbox.relay("test", config(), HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let relay = TestRelay::start(outbox.relay("test", config(), HashMap::from([("test.topic", h)])));
         enqueue(&outbox, &db, 1).await;
         wait_empty(&outbox).await;
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
         assert_eq!(*attempts.lock().unwrap(), vec![1, 2, 3], "retried until the third attempt succeeded");
         release(db, pg_name).await;
     }
@@ -208,13 +224,11 @@ async fn each_failed_batch_is_retried_at_its_own_time_without_a_poll() {
             poll_interval_ms: 600_000,
             ..config()
         };
-        let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let relay = TestRelay::start(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])));
         enqueue(&outbox, &db, 2).await;
         assert_eq!(delivered_payloads(&delivered, 2).await, vec![0, 1], "both rows retried at their own time");
         wait_empty(&outbox).await;
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
         release(db, pg_name).await;
     }
 }
@@ -246,8 +260,7 @@ async fn every_failed_row_of_a_batch_is_retried_without_a_poll() {
             poll_interval_ms: 600_000,
             ..config()
         };
-        let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let relay = TestRelay::start(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])));
         enqueue(&outbox, &db, 8).await;
         assert_eq!(
             delivered_payloads(&delivered, 8).await,
@@ -255,8 +268,7 @@ async fn every_failed_row_of_a_batch_is_retried_without_a_poll() {
             "every row of the batch retried"
         );
         wait_empty(&outbox).await;
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
         release(db, pg_name).await;
     }
 }
@@ -281,13 +293,11 @@ async fn the_inbox_applies_each_event_once() {
 async fn rows_without_a_handler_stay_until_one_exists() {
     let db = sqlite().await;
     let outbox = Outbox::new(db.clone());
-    let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(outbox.relay("test", config(), HashMap::new()).run(shutdown.clone()));
+    let relay = TestRelay::start(outbox.relay("test", config(), HashMap::new()));
     enqueue(&outbox, &db, 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(outbox.backlog().await.unwrap().0, 3, "nothing is dropped");
-    shutdown.cancel();
-    relay.await.unwrap();
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,8 +326,7 @@ async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_an
         });
         // No poll: the retries go at their times, and the replay must wake the relay itself.
         let cfg = OutboxConfig { max_age_secs: 1, poll_interval_ms: 600_000, ..config() };
-        let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let relay = TestRelay::start(outbox.relay("test", cfg, HashMap::from([("test.topic", h)])));
         enqueue(&outbox, &db, 6).await;
         // Everything behind the poison rows is delivered, and the poison rows end as dead letters.
         for _ in 0..200 {
@@ -354,8 +363,7 @@ async fn refused_and_expired_hand_offs_become_dead_letters_that_block_nothing_an
         got.sort();
         assert_eq!(got, vec![0, 1, 2, 3, 4, 5], "replayed dead letters are delivered");
         assert_eq!(crs_platform::dead_letters::count(&db).await.unwrap(), 0);
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
         release(db, pg_name).await;
     }
 }
@@ -451,8 +459,7 @@ async fn a_relay_woken_for_each_hand_off_claims_once_for_it() {
         let (delivered, h) = counting_handler();
         let outbox = Outbox::new(db.clone());
         let cfg = OutboxConfig { poll_interval_ms: 600_000, ..config() };
-        let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(outbox.relay(&service, cfg, HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+        let relay = TestRelay::start(outbox.relay(&service, cfg, HashMap::from([("test.topic", h)])));
         let hand_offs = 20;
         for n in 1..=hand_offs {
             enqueue(&outbox, &db, 1).await;
@@ -470,8 +477,7 @@ async fn a_relay_woken_for_each_hand_off_claims_once_for_it() {
         assert_eq!(claims("rows"), hand_offs as u64, "one claim found each hand-off");
         let empty = claims("empty");
         assert!(empty <= 2, "{empty} claims found nothing for {hand_offs} hand-offs (one at start is expected)");
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
         release(db, pg_name).await;
     }
 }
@@ -651,8 +657,7 @@ async fn a_relay_vacuums_its_outbox_after_removing_many_rows_on_postgres() {
     let before = outbox_stat(&db, "vacuum_count").await;
     let (delivered, h) = counting_handler();
     let outbox = Outbox::new(db.clone());
-    let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(outbox.relay("test", config(), HashMap::from([("test.topic", h)])).run(shutdown.clone()));
+    let relay = TestRelay::start(outbox.relay("test", config(), HashMap::from([("test.topic", h)])));
     wait_empty(&outbox).await;
     assert_eq!(*delivered.lock().unwrap(), rows as usize, "every row delivered");
     let mut after = before;
@@ -666,7 +671,6 @@ async fn a_relay_vacuums_its_outbox_after_removing_many_rows_on_postgres() {
     assert!(after > before, "the relay removed {rows} rows and never vacuumed its outbox");
     let dead = outbox_stat(&db, "n_dead_tup").await;
     assert!(dead < 200, "{dead} dead row versions left after the vacuum");
-    shutdown.cancel();
-    relay.await.unwrap();
+    relay.stop().await;
     release(db, Some(name)).await;
 }
