@@ -190,6 +190,90 @@ async fn one_request_yields_one_trace_across_all_four_services() {
     suite.stop().await.unwrap();
 }
 
+/// Work done once for many requests (intake's group commit of submissions, each receiver's
+/// shared transaction of hand-offs) is traced with the requests it serves: for one request, in
+/// its trace; for several, in a span of its own that links to each request's. No database span
+/// is left a trace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_done_together_is_traced_with_each_request() {
+    const REQUESTS: usize = 24;
+    let (collector, _metrics, endpoint) = start_collector().await;
+    let mut suite = Suite::start_with(Backend::Postgres, &exporting_to(&endpoint)).await.expect("suite starts");
+    let receiver = Receiver::start().await.unwrap();
+    let mut demo = Demo::new(suite.endpoints.clone(), suite.issuer.clone(), receiver);
+    demo.set_up().await.unwrap();
+    let intake =
+        IntakeServiceClient::new(crsctl::connect(&suite.endpoints.intake, demo.agency().unwrap()).await.unwrap());
+    // Submitted at once, so that some share a commit, and their hand-offs a transaction.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..REQUESTS {
+        let mut intake = intake.clone();
+        calls
+            .spawn(async move { intake.submit_request(Demo::sample_request(&uuid::Uuid::new_v4().to_string())).await });
+    }
+    let mut submitted = Vec::new();
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply.unwrap().expect("accepted");
+        let trace_id = reply.metadata().get("x-trace-id").unwrap().to_str().unwrap().to_owned();
+        submitted.push((trace_id, reply.into_inner().request.unwrap().id));
+    }
+    for (_, request_id) in &submitted {
+        demo.wait_status(request_id, RequestStatus::Triaged).await.unwrap();
+        demo.wait_delivered(request_id, &[NotificationKind::Acknowledged]).await.unwrap();
+    }
+    for svc in SERVICES {
+        assert!(suite.terminate(svc).unwrap().success(), "{svc} stopped cleanly");
+    }
+    let all = collector.0.lock().unwrap().clone();
+
+    let has_attribute = |span: &Span, key: &str| span.attributes.iter().any(|a| a.key == key);
+    let lone_db_spans: Vec<String> = all
+        .iter()
+        .filter(|(_, s)| s.parent_span_id.is_empty() && has_attribute(s, "db.system"))
+        .map(|(svc, s)| format!("{svc}: {}", s.name))
+        .collect();
+    assert!(lone_db_spans.is_empty(), "database spans that are traces of their own: {lone_db_spans:?}");
+
+    let batches: Vec<&(String, Span)> =
+        all.iter().filter(|(_, s)| s.name == "group commit" || s.name == "shared transaction").collect();
+    let size =
+        |span: &Span| match span.attributes.iter().find(|a| a.key == "crs.batch.size").and_then(|a| a.value.clone()) {
+            Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(Value::IntValue(n)) }) => n as usize,
+            other => panic!("{} has no crs.batch.size: {other:?}", span.name),
+        };
+    for (svc, batch) in &batches {
+        if size(batch) == 1 {
+            assert!(
+                !batch.parent_span_id.is_empty() && batch.links.is_empty(),
+                "{svc}: a batch of one is its caller's child"
+            );
+        } else {
+            assert!(batch.parent_span_id.is_empty(), "{svc}: a batch of several is a trace of its own");
+            assert_eq!(batch.links.len(), size(batch), "{svc}: a batch of several links to each of its callers");
+        }
+    }
+    for (trace_id, request_id) in &submitted {
+        for (service, batch) in [
+            ("crs-intake", "group commit"),
+            ("crs-triage", "shared transaction"),
+            ("crs-legal-review", "shared transaction"),
+            ("crs-notification", "shared transaction"),
+            ("crs-intake", "shared transaction"),
+        ] {
+            let serves = batches.iter().any(|(svc, s)| {
+                svc == service
+                    && s.name == batch
+                    && (hex::encode(&s.trace_id) == *trace_id
+                        || s.links.iter().any(|l| hex::encode(&l.trace_id) == *trace_id))
+            });
+            assert!(serves, "request {request_id}: {service}'s {batch} is in its trace or linked to it");
+        }
+    }
+    let shared = batches.iter().filter(|(_, s)| s.links.len() > 1).count();
+    eprintln!("{} batches, {shared} of them of several requests", batches.len());
+    suite.stop().await.unwrap();
+}
+
 /// SLA warnings and the breach of a request are spans of that request's trace, and what they
 /// send (notifications to on-call) continues from them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,6 +318,19 @@ async fn sla_firings_join_the_requests_trace() {
         .map(|s| s.parent_span_id.as_slice())
         .collect();
     assert_eq!(notified.len(), 4, "each firing's notification continues from the firing");
+    // Each batch of firings is a span of its own that links to the trace of each case it read;
+    // its database work is in it.
+    let sweeps: Vec<&Span> = all
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "sla firings" && s.links.iter().any(|l| hex::encode(&l.trace_id) == trace_id))
+        .collect();
+    assert!(!sweeps.is_empty(), "the batches that fired the request's thresholds link to its trace");
+    let sweep_ids: HashSet<&[u8]> = sweeps.iter().map(|s| s.span_id.as_slice()).collect();
+    assert!(
+        all.iter().any(|(_, s)| s.name == "sla clocks load" && sweep_ids.contains(s.parent_span_id.as_slice())),
+        "reading the clocks is part of the batch"
+    );
     // Numbers stay numbers.
     let breach = in_trace.iter().find(|s| s.name == "sla.breach").unwrap();
     let percent = breach.attributes.iter().find(|a| a.key == "sla.threshold_percent").and_then(|a| a.value.clone());

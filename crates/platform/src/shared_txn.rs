@@ -15,8 +15,11 @@
 //! in one transaction run in the order they were queued and see each other's writes, as if they
 //! had committed one after the other.
 //!
-//! A unit runs in its caller's span, so what it records of the trace (the `traceparent` of the
-//! hand-offs it writes, its log lines) is its caller's.
+//! A unit runs in its caller's trace, so what it records of the trace (the `traceparent` of the
+//! hand-offs it writes, its log lines) is its caller's. Each transaction is a span, `shared
+//! transaction` ([`crate::telemetry::batch_span`]): for a unit alone, a child of the unit's
+//! span; for several, a trace of its own linked to each unit's span, with each unit's own work
+//! in the unit's span.
 //!
 //! A hand-off's unit ([`handoff`]) names the event it applies: the writer records the events of
 //! all the units of a transaction in the inbox in one statement before it runs them, and tells
@@ -186,8 +189,18 @@ where
         Some(batch)
     }
 
-    /// Runs `batch` in one transaction; on any failure, each of its units again alone.
+    /// Runs `batch` in one transaction; on any failure, each of its units again alone. What the
+    /// transaction does for all its units (the inbox, the deferred writes, the commit) is traced
+    /// in a span linked to each unit's; each unit's own work stays in its caller's span.
     async fn together(&self, batch: Vec<Queued<T, E>>) {
+        let span = {
+            let units: Vec<&tracing::Span> = batch.iter().map(|q| &q.span).collect();
+            crate::telemetry::batch_span("shared transaction", &units)
+        };
+        self.together_traced(batch).instrument(span).await
+    }
+
+    async fn together_traced(&self, batch: Vec<Queued<T, E>>) {
         let txn = match self.db.begin().await {
             Ok(txn) => txn,
             Err(e) if crate::db::is_unavailable(&e) => return unavailable(batch, &e),
@@ -259,7 +272,7 @@ where
             txn.commit().await?;
             Ok(t)
         }
-        .instrument(q.span.clone())
+        .instrument(crate::telemetry::batch_span("shared transaction", &[&q.span]))
         .await;
         let _ = q.answer.send(outcome);
     }

@@ -212,6 +212,39 @@ pub fn join_stored_trace(span: &tracing::Span, traceparent: Option<&str>, link_f
     }
 }
 
+/// The span of work done once for several callers' sakes: a shared transaction, a group commit,
+/// a batch of timer firings. Done for one caller (`members` holds one span), it is that span's
+/// child, in the caller's trace. Done for several, it starts a trace of its own and links to each
+/// caller's span, as the messaging conventions do for a batch: the work belongs to no one
+/// caller's trace more than another's, and each can be found from it. Either way what it does in
+/// the database is in a trace, not in traces of a single span each.
+pub fn batch_span(name: &'static str, members: &[&tracing::Span]) -> tracing::Span {
+    if let [only] = members {
+        return tracing::info_span!(parent: *only, "batch", otel.name = name, crs.batch.size = 1);
+    }
+    let span = tracing::info_span!(parent: None, "batch", otel.name = name, crs.batch.size = members.len() as i64);
+    for member in members {
+        link(&span, member.context().span().span_context().clone());
+    }
+    span
+}
+
+/// Links `span` to each stored trace context among `traceparents` (e.g. the cases whose timers a
+/// batch fires).
+pub fn link_stored_traces<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = Option<&'a str>>) {
+    for tp in traceparents.into_iter().flatten() {
+        let carrier = HashMap::from([("traceparent".to_owned(), tp.to_owned())]);
+        let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        link(span, cx.span().span_context().clone());
+    }
+}
+
+fn link(span: &tracing::Span, to: opentelemetry::trace::SpanContext) {
+    if to.is_valid() {
+        span.add_link(to);
+    }
+}
+
 struct MetadataInjector<'a>(&'a mut MetadataMap);
 
 impl Injector for MetadataInjector<'_> {

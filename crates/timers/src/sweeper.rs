@@ -184,7 +184,15 @@ impl Sweeper {
     /// Fires the given entries in one transaction, then arms each clock's next threshold. The
     /// clocks are read (and locked) together, the firings recorded and the clocks advanced in
     /// multi-row statements, so a batch costs a few statements, not a few per firing.
+    ///
+    /// The batch is traced in a span of its own, linked to the trace of each case it reads; each
+    /// firing continues its case's trace (see [`FiringHandler::on_firing`]).
     async fn fire(&self, members: &[Member], path: Path) -> anyhow::Result<()> {
+        let span = tracing::info_span!(parent: None, "batch", otel.name = "sla firings", crs.batch.size = members.len() as i64);
+        self.fire_traced(members, path, &span).instrument(span.clone()).await
+    }
+
+    async fn fire_traced(&self, members: &[Member], path: Path, span: &tracing::Span) -> anyhow::Result<()> {
         let now = now_ms();
         let txn = self.db.begin().await?;
         let ids: Vec<String> = members.iter().map(|m| m.case_id.clone()).collect();
@@ -194,6 +202,7 @@ impl Sweeper {
             .into_iter()
             .map(|c| (c.case_id.clone(), c))
             .collect();
+        crs_platform::telemetry::link_stored_traces(span, clocks.values().map(|c| c.trace_context.as_deref()));
         let mut advanced: Vec<(Clock, Clock)> = Vec::with_capacity(members.len());
         let mut fired: Vec<Firing> = Vec::with_capacity(members.len());
         for member in members {

@@ -7,7 +7,9 @@
 //! (the batch it took, or its last one, held more than one) it waits up to
 //! `group_commit.max_wait_us` for more to join. A lone submission is written at once. It then
 //! stores the whole batch with a few multi-row statements: requests, items, the agencies'
-//! status events and every hand-off. Each caller is answered after the commit.
+//! status events and every hand-off. Each caller is answered after the commit. The batch's
+//! statements are traced in the submission's trace when it is alone, and otherwise in a span of
+//! their own linked to each submission's (`crs_platform::telemetry::batch_span`).
 //!
 //! One failing submission never fails its neighbours: if the batch's transaction fails, each
 //! of its submissions is written again on its own and answered with its own outcome. A
@@ -26,6 +28,7 @@ use crs_platform::outbox::OutboxBatch;
 use crs_proto::common::RequestStatus;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait, TransactionTrait, TryInsertResult};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::config::GroupCommitConfig;
 use crate::entities::{request, request_item};
@@ -51,6 +54,8 @@ pub(crate) enum Stored {
 
 struct Pending {
     submission: Submission,
+    /// The caller's span: a submission's durable write belongs to its trace.
+    span: tracing::Span,
     answer: oneshot::Sender<Result<Stored>>,
 }
 
@@ -93,7 +98,8 @@ impl GroupCommit {
     pub(crate) async fn store(&self, submission: Submission) -> Result<Stored> {
         let (answer, answered) = oneshot::channel();
         let gone = || IntakeError::Unavailable("intake is shutting down".into());
-        self.queue.send(Pending { submission, answer }).await.map_err(|_| gone())?;
+        let span = tracing::Span::current();
+        self.queue.send(Pending { submission, span, answer }).await.map_err(|_| gone())?;
         answered.await.map_err(|_| gone())?
     }
 }
@@ -149,8 +155,12 @@ impl Writer {
             keys.insert((row.agency_id.clone(), row.idempotency_key.clone()))
         });
         let submissions: Vec<&Submission> = together.iter().map(|p| &p.submission).collect();
+        let span = {
+            let callers: Vec<&tracing::Span> = together.iter().map(|p| &p.span).collect();
+            crs_platform::telemetry::batch_span("group commit", &callers)
+        };
         let mut alone = twins;
-        match store_together(&self.db, &submissions).await {
+        match store_together(&self.db, &submissions).instrument(span).await {
             Ok(taken) => {
                 (self.committed)();
                 for p in together {
@@ -177,7 +187,7 @@ impl Writer {
             }
         }
         for p in alone {
-            let result = store_together(&self.db, &[&p.submission]).await;
+            let result = store_together(&self.db, &[&p.submission]).instrument(p.span.clone()).await;
             if result.is_ok() {
                 (self.committed)();
             }
