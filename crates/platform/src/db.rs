@@ -162,6 +162,64 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Runs `statements` in one round trip on PostgreSQL; elsewhere one after the other, in order.
+///
+/// On PostgreSQL each statement but the last becomes a data-modifying `WITH` clause of the
+/// last, so they are one statement: all of them run (a `WITH` clause that writes runs whether
+/// or not the rest refers to it), all see the database as it was before the statement, and none
+/// sees the rows another writes. So they must be writes that need no answer and do not depend
+/// on each other's rows. The last may be anything but a statement with a `WITH` of its own,
+/// such as a lock taken for the statements after it. Each statement is written with `$n`
+/// placeholders counting from `$1`, as sea-query writes them for PostgreSQL.
+pub async fn in_one_round_trip<C: ConnectionTrait>(conn: &C, statements: Vec<Statement>) -> Result<(), sea_orm::DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres || statements.len() < 2 {
+        for statement in statements {
+            conn.execute_raw(statement).await?;
+        }
+        return Ok(());
+    }
+    conn.execute_raw(one_statement(statements)).await?;
+    Ok(())
+}
+
+/// `statements` as one PostgreSQL statement (see [`in_one_round_trip`]).
+fn one_statement(statements: Vec<Statement>) -> Statement {
+    let count = statements.len();
+    let mut sql = String::new();
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    for (i, statement) in statements.into_iter().enumerate() {
+        let part = renumbered(&statement.sql, values.len());
+        if i + 1 < count {
+            sql.push_str(if i == 0 { "WITH " } else { ", " });
+            sql.push_str(&format!("write_{i} AS ({part})"));
+        } else {
+            sql.push(' ');
+            sql.push_str(&part);
+        }
+        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+    }
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// `sql` with each placeholder `$n` moved to `$(n + offset)`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' || !chars.peek().is_some_and(char::is_ascii_digit) {
+            continue;
+        }
+        let mut n = 0usize;
+        while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+            n = n * 10 + d as usize;
+            chars.next();
+        }
+        out.push_str(&(n + offset).to_string());
+    }
+    out
+}
+
 /// A client span for a unit of database work, named by what it does, with the database
 /// semantic-convention attributes (`db.system`, `db.operation.name`).
 pub fn span(db: &impl sea_orm::ConnectionTrait, operation: &'static str) -> tracing::Span {
@@ -331,5 +389,25 @@ pub fn select_prefixed<E: sea_orm::EntityTrait>(
             sea_orm::sea_query::Expr::col((alias.clone(), c)),
             sea_orm::sea_query::Alias::new(format!("{prefix}{}", c.as_str())),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_move_past_those_before_them() {
+        assert_eq!(renumbered("VALUES ($1, $2), ($10, $11) -- $", 3), "VALUES ($4, $5), ($13, $14) -- $");
+        let joined = one_statement(vec![
+            Statement::from_sql_and_values(DbBackend::Postgres, "INSERT INTO a VALUES ($1, $2)", [1.into(), 2.into()]),
+            Statement::from_sql_and_values(DbBackend::Postgres, "INSERT INTO b VALUES ($1)", [3.into()]),
+            Statement::from_sql_and_values(DbBackend::Postgres, "SELECT f($1)", [4.into()]),
+        ]);
+        assert_eq!(
+            joined.sql,
+            "WITH write_0 AS (INSERT INTO a VALUES ($1, $2)), write_1 AS (INSERT INTO b VALUES ($3)) SELECT f($4)"
+        );
+        assert_eq!(joined.values.unwrap().0, vec![1.into(), 2.into(), 3.into(), 4.into()]);
     }
 }

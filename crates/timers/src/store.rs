@@ -4,7 +4,7 @@
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Alias, Index, OnConflict};
-use sea_orm::{ConnectionTrait, DbErr, QueryOrder, QuerySelect, Set};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryOrder, QuerySelect, QueryTrait, Set, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
 use crate::{Clock, Firing};
@@ -113,7 +113,13 @@ impl ClockStore {
     }
 
     pub async fn insert<C: ConnectionTrait>(conn: &C, clock: &Clock) -> Result<(), DbErr> {
-        clock::ActiveModel::from(row(clock)).insert(conn).await.map(|_| ())
+        conn.execute_raw(Self::insert_statement(conn.get_database_backend(), clock)).await.map(|_| ())
+    }
+
+    /// The statement [`ClockStore::insert`] runs, to send with others
+    /// (`crs_platform::db::in_one_round_trip`).
+    pub fn insert_statement(backend: DbBackend, clock: &Clock) -> Statement {
+        clock::Entity::insert(clock::ActiveModel::from(row(clock))).build(backend)
     }
 
     /// Inserts many clocks in large statements (arming a backlog, benchmarks).

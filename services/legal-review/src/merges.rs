@@ -26,7 +26,8 @@ use crs_timers::{Clock, ClockStore};
 use prost::Message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QueryTrait, Set,
 };
 use serde_json::json;
 
@@ -200,36 +201,41 @@ impl LegalReview {
         // The gate row is already the case as it opens (see `opening`).
         let row = gate;
         let clock = clock_of(&row.id, s, assessment, row.trace_context.clone());
-        ClockStore::insert(txn, &clock).await?;
+        let backend = txn.get_database_backend();
+        let mut writes = vec![ClockStore::insert_statement(backend, &clock)];
         let recorded = self.known_queues.lock().expect("known queues").contains(&assessment.queue)
             || fx.known_queues.contains(&assessment.queue);
         if !recorded {
-            known_queue::Entity::insert(known_queue::ActiveModel::from(known_queue::Model {
-                name: assessment.queue.clone(),
-                first_case_at: now,
-            }))
-            .on_conflict(OnConflict::column(known_queue::Column::Name).do_nothing().to_owned())
-            .exec_without_returning(txn)
-            .await?;
+            writes.push(
+                known_queue::Entity::insert(known_queue::ActiveModel::from(known_queue::Model {
+                    name: assessment.queue.clone(),
+                    first_case_at: now,
+                }))
+                .on_conflict(OnConflict::column(known_queue::Column::Name).do_nothing().to_owned())
+                .build(backend),
+            );
             fx.known_queues.push(assessment.queue.clone());
         }
         if !s.items.is_empty() {
-            case_content::Entity::insert_many(s.items.iter().map(|i| {
-                case_content::ActiveModel::from(case_content::Model {
-                    case_id: row.id.clone(),
-                    item_index: i.index as i32,
-                    content_key: i.content_key.clone(),
-                    jurisdiction: s.jurisdiction.clone(),
-                })
-            }))
-            .on_conflict(
-                OnConflict::columns([case_content::Column::CaseId, case_content::Column::ItemIndex])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+            writes.push(
+                case_content::Entity::insert_many(s.items.iter().map(|i| {
+                    case_content::ActiveModel::from(case_content::Model {
+                        case_id: row.id.clone(),
+                        item_index: i.index as i32,
+                        content_key: i.content_key.clone(),
+                        jurisdiction: s.jurisdiction.clone(),
+                    })
+                }))
+                .on_conflict(
+                    OnConflict::columns([case_content::Column::CaseId, case_content::Column::ItemIndex])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .build(backend),
+            );
         }
+        // The clock, the queue and the content in one round trip: none reads another.
+        crs_platform::db::in_one_round_trip(txn, writes).await?;
         fx.handoffs.send(&UpdateStatusRequest {
             request_id: row.id.clone(),
             status: RequestStatus::Triaged as i32,

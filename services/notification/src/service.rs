@@ -16,7 +16,7 @@ use crs_proto::notification::notification_service_server::NotificationService;
 use crs_proto::notification::*;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
@@ -150,20 +150,30 @@ impl Notifications {
         }
         let now = now_millis();
         let id = uuid::Uuid::now_v7().to_string();
-        notification::ActiveModel::from(notification::Model {
-            id: id.clone(),
-            event_id: req.event_id.clone(),
-            kind: kind as i32,
-            request_id: submission.request_id.clone(),
-            agency_id: submission.agency_id.clone(),
-            payload: record(kind, req).to_string(),
-            created_at: now,
-        })
-        .insert(txn)
-        .await?;
         // A request merged into another's case is told of the decision; everyone else learns of
         // it once, from that case (one statement of reasons per decision on a piece of content).
         let merged = kind == NotificationKind::Decided && !req.decided_in_case.is_empty();
+        let audiences: Vec<Audience> =
+            messages::audiences(kind).iter().copied().filter(|a| !merged || *a == Audience::Agency).collect();
+        let backend = txn.get_database_backend();
+        let mut writes = vec![
+            notification::Entity::insert(notification::ActiveModel::from(notification::Model {
+                id: id.clone(),
+                event_id: req.event_id.clone(),
+                kind: kind as i32,
+                request_id: submission.request_id.clone(),
+                agency_id: submission.agency_id.clone(),
+                payload: record(kind, req).to_string(),
+                created_at: now,
+            }))
+            .build(backend),
+        ];
+        // The agency's subscriptions are read below, in a statement of their own: its snapshot
+        // is taken after the lock, so it sees a subscription committed before the lock was had.
+        if audiences.contains(&Audience::Agency) {
+            writes.extend(crate::subscriptions::holding_agency_subscriptions(backend, &submission.agency_id));
+        }
+        crs_platform::db::in_one_round_trip(txn, writes).await?;
         if kind == NotificationKind::Decided && !merged {
             transparency::record(txn, &transparency::decided_of(&id, req, now)).await?;
         }
@@ -172,10 +182,7 @@ impl Notifications {
         let trace_context = crs_platform::telemetry::current_traceparent();
         let (mut deliveries, mut published) = (0, false);
         let (mut messages, mut rows) = (Vec::new(), Vec::new());
-        for audience in messages::audiences(kind).iter().filter(|a| !merged || **a == Audience::Agency) {
-            if *audience == Audience::Agency {
-                crate::subscriptions::hold_agency_subscriptions(txn, &submission.agency_id).await?;
-            }
+        for audience in &audiences {
             let subs = self.subscriptions_of(txn, *audience, &submission.agency_id).await?;
             let Some(msg) = messages::message(*audience, &event, &self.appeal, self.transparency.config()) else {
                 continue;

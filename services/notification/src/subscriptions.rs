@@ -60,25 +60,27 @@ fn agency_lock(agency_id: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
 }
 
-/// Waits until no new subscription of the agency is being committed, and keeps one from being
-/// committed until this transaction ends (shared: recording notifications never wait on each
-/// other).
-pub(crate) async fn hold_agency_subscriptions<C: sea_orm::ConnectionTrait>(conn: &C, agency_id: &str) -> Result<()> {
-    lock_agency(conn, agency_id, "pg_advisory_xact_lock_shared").await
+/// The statement that waits until no new subscription of the agency is being committed, and
+/// keeps one from being committed until this transaction ends (shared: recording notifications
+/// never wait on each other); none where no lock is needed. Sent with other writes
+/// (`crs_platform::db::in_one_round_trip`), as its last.
+pub(crate) fn holding_agency_subscriptions(backend: sea_orm::DbBackend, agency_id: &str) -> Option<sea_orm::Statement> {
+    agency_lock_statement(backend, agency_id, "pg_advisory_xact_lock_shared")
 }
 
 /// Takes the agency's lock (`function`: shared or exclusive) until the transaction ends, on
 /// PostgreSQL.
 async fn lock_agency<C: sea_orm::ConnectionTrait>(conn: &C, agency_id: &str, function: &str) -> Result<()> {
-    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        conn.execute_raw(crs_platform::outbox::statement(
-            sea_orm::DbBackend::Postgres,
-            &format!("SELECT {function}($1)"),
-            vec![agency_lock(agency_id).into()],
-        ))
-        .await?;
+    if let Some(lock) = agency_lock_statement(conn.get_database_backend(), agency_id, function) {
+        conn.execute_raw(lock).await?;
     }
     Ok(())
+}
+
+fn agency_lock_statement(backend: sea_orm::DbBackend, agency_id: &str, function: &str) -> Option<sea_orm::Statement> {
+    (backend == sea_orm::DbBackend::Postgres).then(|| {
+        crs_platform::outbox::statement(backend, &format!("SELECT {function}($1)"), vec![agency_lock(agency_id).into()])
+    })
 }
 
 /// Where a change comes from: an admin's call, or intake's hand-off (which alone may carry a

@@ -15,7 +15,7 @@ use crs_proto::triage::*;
 use prost::Message;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryTrait, TransactionTrait, Value,
 };
 use tonic::{Request, Response, Status};
 
@@ -127,27 +127,33 @@ impl Triage {
         let ctx = context(txn, &submission, set.rules.related.recent_decision_days, now).await?;
         let assessment = assess(&submission, &set, received_at, &ctx, now).assessment;
         let policy_id = assessment.policy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-        assessment::ActiveModel::from(assessment::Model {
-            request_id: submission.request_id.clone(),
-            priority: assessment.priority as i32,
-            policy_id,
-            queue: assessment.queue.clone(),
-            human_rights_review: assessment.human_rights_review,
-            duplicate_of: assessment.duplicate_of.clone(),
-            encoded: assessment.encode_to_vec(),
-            assessed_at: now,
-        })
-        .insert(txn)
-        .await?;
-        // One statement for every item (a request names at most `limits.max_items` at intake).
-        let indexed = submission.items.iter().map(|item| {
-            content_index::ActiveModel::from(content_index::Model {
-                content_key: item.content_key.clone(),
+        let backend = txn.get_database_backend();
+        let mut writes = vec![
+            assessment::Entity::insert(assessment::ActiveModel::from(assessment::Model {
                 request_id: submission.request_id.clone(),
-                indexed_at: now,
-            })
-        });
-        content_index::Entity::insert_many(indexed).exec_without_returning(txn).await?;
+                priority: assessment.priority as i32,
+                policy_id,
+                queue: assessment.queue.clone(),
+                human_rights_review: assessment.human_rights_review,
+                duplicate_of: assessment.duplicate_of.clone(),
+                encoded: assessment.encode_to_vec(),
+                assessed_at: now,
+            }))
+            .build(backend),
+        ];
+        // One statement for every item (a request names at most `limits.max_items` at intake).
+        if !submission.items.is_empty() {
+            let indexed = submission.items.iter().map(|item| {
+                content_index::ActiveModel::from(content_index::Model {
+                    content_key: item.content_key.clone(),
+                    request_id: submission.request_id.clone(),
+                    indexed_at: now,
+                })
+            });
+            writes.push(content_index::Entity::insert_many(indexed).build(backend));
+        }
+        // The assessment and its content in one round trip: neither reads the other.
+        crs_platform::db::in_one_round_trip(txn, writes).await?;
         let route = assessment.route_rule.clone();
         let mut handoff = OutboxBatch::default();
         handoff.send(&EnqueueCaseRequest {
