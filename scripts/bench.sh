@@ -62,7 +62,10 @@ trap cleanup EXIT INT TERM
 "$bin/crsctl" keygen --key-dir "$work/data/keys" >/dev/null
 (umask 077; head -c 48 /dev/urandom | base64 -w0 >"$work/data/keys/webhook-secret.key")
 
-port() { case "$1" in intake) echo 51051 ;; triage) echo 51052 ;; legal-review) echo 51053 ;; notification) echo 51054 ;; esac; }
+# Below Linux's ephemeral ports (32768-60999): a relay that keeps calling a service while it
+# restarts may otherwise be given the service's own port for its end, connect to itself, and hold
+# the port the service is about to listen on.
+port() { case "$1" in intake) echo 21051 ;; triage) echo 21052 ;; legal-review) echo 21053 ;; notification) echo 21054 ;; esac; }
 db_name() { echo "crs_bench_${1//-/_}"; }
 services=(intake triage legal-review notification)
 
@@ -122,7 +125,7 @@ stop_services() {
 
 crs_load() {
   "$bin/crs-bench" load --intake "http://127.0.0.1:$(port intake)" --legal-review "http://127.0.0.1:$(port legal-review)" \
-    --key-dir "$work/data/keys" --receiver 127.0.0.1:50098 "$@"
+    --key-dir "$work/data/keys" --receiver 127.0.0.1:20098 "$@"
 }
 
 pg_databases() {
@@ -143,16 +146,16 @@ pgbench_round() {
   echo "pgbench: $clients clients, one-row insert per transaction: ${tps:-?} TPS"
 }
 
-"$bin/crs-bench" echo-server --listen 127.0.0.1:50099 >/dev/null &
+"$bin/crs-bench" echo-server --listen 127.0.0.1:20099 >/dev/null &
 echo_pid=$!
 # The first round's client must not race the server's start.
 for _ in $(seq 150); do
-  (exec 3<>/dev/tcp/127.0.0.1/50099) 2>/dev/null && break
+  (exec 3<>/dev/tcp/127.0.0.1/20099) 2>/dev/null && break
   sleep 0.2
 done
 
 cat >"$results/commands.txt" <<EOF
-$bin/crs-bench echo --target http://127.0.0.1:50099 --clients $clients --secs $secs
+$bin/crs-bench echo --target http://127.0.0.1:20099 --clients $clients --secs $secs
 pgbench -n -M prepared -c $clients -j 2 -T $secs -f insert.sql   # INSERT INTO rows (body) VALUES (...)
 crs-bench load --clients $clients --secs $secs --agencies 16 --databases <the four services' PostgreSQL databases>
 crs-bench load --rate $open_rate --secs $open_secs --warmup-secs 0 --follow 200 --decide
@@ -164,7 +167,7 @@ EOF
 # CPU for their relays, and PostgreSQL connections the ceilings' clients need.
 for round in $(seq "$rounds"); do
   echo "== round $round of $rounds"
-  "$bin/crs-bench" echo --target http://127.0.0.1:50099 --clients "$clients" --secs "$secs" --json "$results/round-$round-echo.json"
+  "$bin/crs-bench" echo --target http://127.0.0.1:20099 --clients "$clients" --secs "$secs" --json "$results/round-$round-echo.json"
   pgbench_round "$results/round-$round-pgbench.json"
   start_services postgres
   crs_load --clients "$clients" --secs "$secs" --databases "$(pg_databases)" --json "$results/round-$round-crs.json"

@@ -48,7 +48,7 @@ enum Command {
     Load(LoadArgs),
     /// A bare tonic server answering grpc.health.v1 Check: the gRPC ceiling.
     EchoServer {
-        #[arg(long, default_value = "127.0.0.1:50099")]
+        #[arg(long, default_value = "127.0.0.1:20099")]
         listen: SocketAddr,
     },
     /// Calls the echo server as `load` calls intake.
@@ -89,7 +89,7 @@ struct Shape {
 
 #[derive(Args)]
 struct EchoArgs {
-    #[arg(long, default_value = "http://127.0.0.1:50099")]
+    #[arg(long, default_value = "http://127.0.0.1:20099")]
     target: String,
     #[command(flatten)]
     shape: Shape,
