@@ -103,7 +103,7 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
     } else {
         writeln!(
             md,
-            "| offered/s | answered/s | p50 / p99 ms | errors | reply → claimable case p50 / p99 ms | decision → agency webhook p50 / p99 ms | followed | lost |"
+            "| offered/s | answered/s | p50 / p99 ms | errors | reply → claimable case p50 / p99 ms | decision → agency webhook p50 / p99 ms | followed to their case | given up on |"
         )?;
         writeln!(md, "|---|---|---|---|---|---|---|---|")?;
         for run in [&light, &open].into_iter().flatten() {
@@ -124,6 +124,11 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
             )?;
         }
         writeln!(md)?;
+        writeln!(
+            md,
+            "A followed request is given up on when its case has not come 120 s after its reply, when the \
+             benchmark's claim or decision on it failed, or when its webhook has not come 120 s after the decision.\n"
+        )?;
     }
     if let Some(open) = &open {
         let to_case = num(open, &["hops", "reply_to_case", "p99_ms"]);
