@@ -233,9 +233,7 @@ pub fn batch_span(name: &'static str, members: &[&tracing::Span]) -> tracing::Sp
 /// batch fires).
 pub fn link_stored_traces<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = Option<&'a str>>) {
     for tp in traceparents.into_iter().flatten() {
-        let carrier = HashMap::from([("traceparent".to_owned(), tp.to_owned())]);
-        let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-        link(span, cx.span().span_context().clone());
+        link(span, stored_context(tp).span().span_context().clone());
     }
 }
 
@@ -296,10 +294,14 @@ pub fn current_traceparent() -> Option<String> {
 /// Makes `span` continue the trace of a stored `traceparent`.
 pub fn continue_stored_trace(span: &tracing::Span, traceparent: Option<&str>) {
     if let Some(tp) = traceparent {
-        let carrier = HashMap::from([("traceparent".to_owned(), tp.to_owned())]);
-        let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-        let _ = span.set_parent(cx);
+        let _ = span.set_parent(stored_context(tp));
     }
+}
+
+/// The trace context a stored `traceparent` names.
+fn stored_context(traceparent: &str) -> opentelemetry::Context {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier))
 }
 
 /// Silent-by-default logging for tests: set `TEST_LOG=1` to see it.
