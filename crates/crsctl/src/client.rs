@@ -97,15 +97,12 @@ impl Session {
             .map_err(|e| usage(format!("{service} address {url:?}: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(self.timeout);
-        let channel = match (endpoint.uri().scheme_str(), &self.tls) {
-            (Some("https"), Some(tls)) => endpoint.connect_with_connector_lazy(tls.connector()),
-            (Some("https"), None) => {
-                return Err(usage(format!(
-                    "{url} is https: give the CA that signs the services' certificates (--ca-file)"
-                )));
-            }
-            _ => endpoint.connect_lazy(),
-        };
+        if endpoint.uri().scheme_str() == Some("https") && self.tls.is_none() {
+            return Err(usage(format!(
+                "{url} is https: give the CA that signs the services' certificates (--ca-file)"
+            )));
+        }
+        let channel = crs_platform::peers::channel(&endpoint, self.tls.as_ref())?;
         Ok(Conn { inner: channel, bearer, verbose: self.verbose })
     }
 }

@@ -526,9 +526,9 @@ impl ClientTls {
         self.config.load_full()
     }
 
-    /// A connector for `Endpoint::connect_with_connector_lazy`: TCP, then a TLS handshake with
-    /// the configuration current at that moment, verifying the server's certificate for the
-    /// URI's host.
+    /// A connector for `Endpoint::connect_with_connector_lazy`: TCP (`peers::connect_tcp`), then
+    /// a TLS handshake with the configuration current at that moment, verifying the server's
+    /// certificate for the URI's host.
     pub fn connector(&self) -> Connector {
         Connector { tls: self.clone() }
     }
@@ -552,13 +552,10 @@ impl tower::Service<http::Uri> for Connector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.tls.config();
         Box::pin(async move {
-            let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
-            let host = uri.host().ok_or_else(|| invalid(format!("{uri} names no host")))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-            let port = uri.port_u16().unwrap_or(443);
-            let name = ServerName::try_from(host.clone()).map_err(|e| invalid(format!("{host}: {e}")))?;
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
+            let (host, port) = crate::peers::host_and_port(&uri, 443)?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+            let tcp = crate::peers::connect_tcp(&host, port).await?;
             let stream = TlsConnector::from(config).connect(name, tcp).await?;
             Ok(TokioIo::new(stream))
         })
