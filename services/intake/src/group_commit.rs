@@ -17,6 +17,9 @@
 //! or one committed by another replica) is answered [`Stored::KeyTaken`], so the caller
 //! answers as that request was answered.
 //!
+//! A submission whose caller has gone by the time a writer takes it (its deadline passed in
+//! the queue) is not stored: nobody was told it was accepted.
+//!
 //! Nothing is locked that another submission waits on: the agencies' status events are ordered
 //! by the transaction that wrote them (`crate::events`), not numbered under the agency's row.
 
@@ -117,6 +120,10 @@ impl Writer {
         let mut busy = false;
         while let Some(batch) = self.gather(busy).await {
             busy = batch.len() > 1;
+            let batch = without_abandoned(batch);
+            if batch.is_empty() {
+                continue;
+            }
             crate::metrics::GROUP_COMMIT_SIZE.observe(batch.len() as f64);
             self.write(batch).await;
         }
@@ -197,6 +204,22 @@ impl Writer {
             let _ = p.answer.send(answer);
         }
     }
+}
+
+/// The submissions whose callers still wait for them. A caller that has gone (its deadline
+/// passed while it queued, or it hung up) was answered nothing, and a retry with its
+/// idempotency key is a new submission: storing it now would spend the commit, and the work it
+/// causes in every service, on a request nobody is told was accepted. Under overload this is
+/// what keeps the queue from filling with work past its deadline.
+fn without_abandoned(batch: Vec<Pending>) -> Vec<Pending> {
+    let gathered = batch.len();
+    let waiting: Vec<Pending> = batch.into_iter().filter(|p| !p.answer.is_closed()).collect();
+    let abandoned = gathered - waiting.len();
+    if abandoned > 0 {
+        tracing::info!(abandoned, "submissions whose callers had gone were not stored");
+        crate::metrics::SUBMISSIONS_ABANDONED.inc_by(abandoned as u64);
+    }
+    waiting
 }
 
 /// Stores `submissions` in one transaction; returns the ids of those not stored because their

@@ -4,7 +4,9 @@
 use std::sync::LazyLock;
 
 use crs_proto::common::Category;
-use prometheus::{Histogram, IntCounterVec, register_histogram, register_int_counter_vec};
+use prometheus::{
+    Histogram, IntCounter, IntCounterVec, register_histogram, register_int_counter, register_int_counter_vec,
+};
 
 use crate::error::IntakeError;
 
@@ -41,6 +43,16 @@ pub static GROUP_COMMIT_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
         "crs_intake_group_commit_size",
         "Submissions stored per transaction.",
         vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+    )
+    .expect("registers once")
+});
+
+/// Submissions not stored because their callers had gone (deadline passed, or cancelled) before
+/// a group-commit writer took them: a sign that intake is taking longer than its callers wait.
+pub static SUBMISSIONS_ABANDONED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "crs_intake_submissions_abandoned_total",
+        "Submissions not stored because their callers had gone before they were written."
     )
     .expect("registers once")
 });

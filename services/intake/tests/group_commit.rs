@@ -235,3 +235,57 @@ async fn a_cursor_from_before_resumes_where_it_was() {
     assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
     intake.stop().await;
 }
+
+/// A submission whose caller's deadline passes while it waits for a writer is not stored:
+/// nobody was told it was accepted, and its retry with the same idempotency key is taken as a
+/// new submission. The submission the writer was busy with is stored and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgres() {
+    use sea_orm::TransactionTrait;
+    use std::time::Duration;
+
+    let intake = Intake::start_with(Backend::Postgres, &[("CRS_GROUP_COMMIT__WRITERS", "1")]).await;
+    let agency = intake.agency().await;
+    let client = intake.intake(intake.as_agency(&agency)).await;
+    let abandoned = |metrics: String| {
+        let line =
+            metrics.lines().find(|l| l.starts_with("crs_intake_submissions_abandoned_total ")).map(str::to_owned);
+        line.map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+    };
+    let abandoned_before = abandoned(intake.metrics().await);
+
+    // Reads go on, but the writer's insert of request items waits for this lock.
+    let blocker = intake.db.begin().await.unwrap();
+    blocker.execute_unprepared("LOCK TABLE request_items IN EXCLUSIVE MODE").await.unwrap();
+    let mut first_client = client.clone();
+    let first = tokio::spawn(async move { first_client.submit_request(valid_request()).await });
+    let waiting_on_the_lock = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                               WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut waited = 0;
+    while numbers(&intake, waiting_on_the_lock.into()).await[0] == 0 {
+        waited += 1;
+        assert!(waited < 200, "the first submission never reached the writer");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let given_up = valid_request();
+    let mut call = tonic::Request::new(given_up.clone());
+    call.set_timeout(Duration::from_millis(400));
+    let answer = client.clone().submit_request(call).await;
+    let status = answer.expect_err("the caller's deadline passes while the writer is held");
+    assert!(matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled), "answered {status:?}");
+    blocker.rollback().await.unwrap();
+    let first = first.await.unwrap().expect("the submission being written is stored").into_inner();
+    assert!(!first.replayed);
+
+    let key = &given_up.idempotency_key;
+    let stored = format!("SELECT COUNT(*) AS n FROM requests WHERE idempotency_key = '{key}'");
+    assert_eq!(numbers(&intake, stored.clone()).await[0], 0, "the abandoned submission was not stored");
+    assert!(abandoned(intake.metrics().await) > abandoned_before, "it is counted in /metrics");
+    let retried = client.clone().submit_request(given_up).await.expect("its retry is accepted").into_inner();
+    assert!(!retried.replayed, "the retry is a new submission, not an answer from storage");
+    assert_eq!(numbers(&intake, stored).await[0], 1);
+    let [requests, items, events, _] = intake.written().await;
+    assert_eq!((requests, items, events), (2, 4, 2), "the first submission and the retry, stored whole");
+    intake.stop().await;
+}

@@ -114,7 +114,7 @@ async fn a_shadow_rule_counts_without_denying() {
     for _ in 0..4 {
         client.submit_request(notice()).await.expect("shadow never denies");
     }
-    let metrics = reqwest_get(&format!("http://{}/metrics", intake.admin_addr)).await;
+    let metrics = intake.metrics().await;
     let line = metrics
         .lines()
         .find(|l| {
@@ -126,18 +126,6 @@ async fn a_shadow_rule_counts_without_denying() {
     let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 3.0, "{line}");
     intake.stop().await;
-}
-
-/// A plain HTTP GET, enough to read `/metrics`.
-async fn reqwest_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
-    let path = format!("/{}", url.trim_start_matches("http://").split_once('/').unwrap().1);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,13 +170,13 @@ async fn redis_killed_mid_flight_loses_nothing() {
     assert_eq!(ok.len(), 5, "the local bound is the agency's limit");
     assert!(during.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code() == Code::ResourceExhausted));
     accepted.extend(ok.iter().map(|r| r.get_ref().request.clone().unwrap().id));
-    let metrics = reqwest_get(&format!("http://{}/metrics", intake.admin_addr)).await;
+    let metrics = intake.metrics().await;
     assert!(metrics.contains("crs_ratelimit_fallback_active 1"), "the fallback is visible");
 
     redis.restart();
     let mut back = false;
     for _ in 0..60 {
-        let metrics = reqwest_get(&format!("http://{}/metrics", intake.admin_addr)).await;
+        let metrics = intake.metrics().await;
         let reply = client.submit_request(notice()).await;
         if let Ok(r) = reply {
             accepted.push(r.into_inner().request.unwrap().id);

@@ -85,6 +85,16 @@ impl Intake {
         self.review_db.drop_now().await.unwrap();
     }
 
+    /// What intake's `/metrics` serves now.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.admin_addr).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: intake\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    }
+
     pub fn bearer(&self, principal: Principal) -> Bearer {
         Bearer::new(&crs_testkit::keys::token(&principal)).unwrap()
     }
