@@ -121,6 +121,11 @@ struct LoadArgs {
     /// Where the bench's webhook receiver listens (the agencies' callbacks point here).
     #[arg(long, default_value = "127.0.0.1:0")]
     receiver: SocketAddr,
+    /// Each submission's deadline in milliseconds, sent as `grpc-timeout` as an agency's client
+    /// would set it (0: none). Past it, intake gives the call up, and does not store a
+    /// submission no writer has taken yet.
+    #[arg(long, default_value_t = 0)]
+    deadline_ms: u64,
     /// PostgreSQL databases of the four services (`postgres://...`, comma-separated): the
     /// commits each request caused are read from their `pg_stat_database`.
     #[arg(long, value_delimiter = ',')]
@@ -488,7 +493,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let before = if args.databases.is_empty() { None } else { Some(commits(&args.databases).await?) };
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
-    let (follow, decide) = (args.follow, args.decide);
+    let (follow, decide, deadline_ms) = (args.follow, args.decide, args.deadline_ms);
     let (agencies2, hops2, followers2, accepted2) =
         (agencies.clone(), hops.clone(), followers.clone(), accepted.clone());
     let (mut tally, elapsed) = drive(&args.shape, move |n| {
@@ -500,7 +505,11 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         let review = InterceptedService::new(review_channel.clone(), reviewer.clone());
         let (hops, followers, accepted, hooks) = (hops2.clone(), followers2.clone(), accepted2.clone(), hooks.clone());
         async move {
-            let reply = client.submit_request(request).await.map_err(|s| s.code())?.into_inner();
+            let mut call = tonic::Request::new(request);
+            if deadline_ms > 0 {
+                call.set_timeout(Duration::from_millis(deadline_ms));
+            }
+            let reply = client.submit_request(call).await.map_err(|s| s.code())?.into_inner();
             let replied = Instant::now();
             let seen = accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if follow > 0

@@ -17,13 +17,17 @@
 //! or one committed by another replica) is answered [`Stored::KeyTaken`], so the caller
 //! answers as that request was answered.
 //!
-//! A submission whose caller has gone by the time a writer takes it (its deadline passed in
-//! the queue) is not stored: nobody was told it was accepted.
+//! When submissions arrive faster than they are written, so that the oldest waiting has
+//! waited longer than [`STANDING_QUEUE`], writers take the newest first: those are written
+//! within their callers' deadlines, instead of every submission waiting as long as the queue is
+//! deep. One that has waited [`OLDEST_FIRST_AFTER`] goes first again, before the server gives
+//! its call up. A submission whose caller has gone by the time a writer takes it (its deadline passed
+//! in the queue) is not stored: nobody was told it was accepted.
 //!
 //! Nothing is locked that another submission waits on: the agencies' status events are ordered
 //! by the transaction that wrote them (`crate::events`), not numbered under the agency's row.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +64,14 @@ struct Pending {
     /// The caller's span: a submission's durable write belongs to its trace.
     span: tracing::Span,
     answer: oneshot::Sender<Result<Stored>>,
+    queued_at: tokio::time::Instant,
+}
+
+/// Submissions waiting for a writer: those sent to the queue, and those a writer has taken off
+/// it but not yet into a batch.
+struct Queue {
+    receiver: mpsc::Receiver<Pending>,
+    waiting: VecDeque<Pending>,
 }
 
 /// The queue of submissions waiting to be stored, and its writers.
@@ -70,6 +82,21 @@ pub(crate) struct GroupCommit {
 
 /// Submissions that may wait for a writer before callers are held back.
 const QUEUE_BOUND: usize = 16_384;
+
+/// How long the oldest waiting submission may have waited before writers take the newest
+/// first. Below it, submissions are written in the order they came. Past it, intake is
+/// receiving more than it writes: in order, every submission would wait as long as the queue
+/// is deep, past its caller's deadline once the queue is deep enough, and the writers would
+/// spend every commit on requests nobody waits for any more. Newest first, those just arrived
+/// are written in time, and the queue's oldest wait until it drains or their callers go
+/// (then they are dropped, see [`without_abandoned`]).
+const STANDING_QUEUE: Duration = Duration::from_millis(100);
+
+/// How long a submission may wait before it is written ahead of newer ones again, standing
+/// queue or not: the newest going first must not keep a caller without a deadline of its own
+/// waiting until the server's bound on a call (`server.request_timeout_secs`, 30 s by default)
+/// gives it up.
+const OLDEST_FIRST_AFTER: Duration = Duration::from_secs(10);
 
 /// Rows of request items per `INSERT` (9 values each, within SQLite's bound on parameters).
 const ITEM_ROWS_PER_INSERT: usize = 1000;
@@ -83,11 +110,11 @@ impl GroupCommit {
         committed: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_BOUND);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let waiting = Arc::new(Mutex::new(Queue { receiver, waiting: VecDeque::new() }));
         for _ in 0..cfg.writers.max(1) {
             let writer = Writer {
                 db: db.clone(),
-                receiver: receiver.clone(),
+                queue: waiting.clone(),
                 max_batch: cfg.max_batch.max(1),
                 max_wait: Duration::from_micros(cfg.max_wait_us),
                 committed: committed.clone(),
@@ -102,14 +129,15 @@ impl GroupCommit {
         let (answer, answered) = oneshot::channel();
         let gone = || IntakeError::Unavailable("intake is shutting down".into());
         let span = tracing::Span::current();
-        self.queue.send(Pending { submission, span, answer }).await.map_err(|_| gone())?;
+        let queued_at = tokio::time::Instant::now();
+        self.queue.send(Pending { submission, span, answer, queued_at }).await.map_err(|_| gone())?;
         answered.await.map_err(|_| gone())?
     }
 }
 
 struct Writer {
     db: DatabaseConnection,
-    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    queue: Arc<Mutex<Queue>>,
     max_batch: usize,
     max_wait: Duration,
     committed: Arc<dyn Fn() + Send + Sync>,
@@ -129,18 +157,31 @@ impl Writer {
         }
     }
 
-    /// The next batch; `None` once every handle is dropped and the queue is empty. One writer
-    /// gathers at a time, while the others write.
+    /// The next batch (see [`next_batch`] for which submissions); `None` once every handle is
+    /// dropped and nothing waits. One writer gathers at a time, while the others write.
     async fn gather(&self, busy: bool) -> Option<Vec<Pending>> {
-        let mut receiver = self.receiver.lock().await;
-        let first = receiver.recv().await?;
-        let mut batch = vec![first];
-        while batch.len() < self.max_batch {
-            match receiver.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+        let mut queue = self.queue.lock().await;
+        let Queue { receiver, waiting } = &mut *queue;
+        loop {
+            if waiting.is_empty() {
+                waiting.push_back(receiver.recv().await?);
+            }
+            // Everything sent meanwhile, within the queue's bound (beyond it, callers wait to send).
+            while waiting.len() < QUEUE_BOUND {
+                match receiver.try_recv() {
+                    Ok(p) => waiting.push_back(p),
+                    Err(_) => break,
+                }
+            }
+            // Those left waiting while the newest went first may have been given up since.
+            let before = waiting.len();
+            waiting.retain(|p| !p.answer.is_closed());
+            count_abandoned(before - waiting.len());
+            if !waiting.is_empty() {
+                break;
             }
         }
+        let mut batch = next_batch(waiting, self.max_batch, tokio::time::Instant::now(), |p| p.queued_at);
         if (busy || batch.len() > 1) && !self.max_wait.is_zero() {
             let until = tokio::time::Instant::now() + self.max_wait;
             while batch.len() < self.max_batch {
@@ -206,6 +247,26 @@ impl Writer {
     }
 }
 
+/// Takes up to `max` of `waiting` for a batch: the oldest while the oldest has waited less than
+/// [`STANDING_QUEUE`], the newest once it has waited longer, and the oldest again once it has
+/// waited [`OLDEST_FIRST_AFTER`].
+fn next_batch<T>(
+    waiting: &mut VecDeque<T>,
+    max: usize,
+    now: tokio::time::Instant,
+    queued_at: impl Fn(&T) -> tokio::time::Instant,
+) -> Vec<T> {
+    let take = max.min(waiting.len());
+    let oldest_waited =
+        waiting.front().map_or(Duration::ZERO, |oldest| now.saturating_duration_since(queued_at(oldest)));
+    if oldest_waited > STANDING_QUEUE && oldest_waited <= OLDEST_FIRST_AFTER {
+        crate::metrics::GROUP_COMMIT_NEWEST_FIRST.inc();
+        waiting.split_off(waiting.len() - take).into_iter().collect()
+    } else {
+        waiting.drain(..take).collect()
+    }
+}
+
 /// The submissions whose callers still wait for them. A caller that has gone (its deadline
 /// passed while it queued, or it hung up) was answered nothing, and a retry with its
 /// idempotency key is a new submission: storing it now would spend the commit, and the work it
@@ -214,12 +275,15 @@ impl Writer {
 fn without_abandoned(batch: Vec<Pending>) -> Vec<Pending> {
     let gathered = batch.len();
     let waiting: Vec<Pending> = batch.into_iter().filter(|p| !p.answer.is_closed()).collect();
-    let abandoned = gathered - waiting.len();
+    count_abandoned(gathered - waiting.len());
+    waiting
+}
+
+fn count_abandoned(abandoned: usize) {
     if abandoned > 0 {
         tracing::info!(abandoned, "submissions whose callers had gone were not stored");
         crate::metrics::SUBMISSIONS_ABANDONED.inc_by(abandoned as u64);
     }
-    waiting
 }
 
 /// Stores `submissions` in one transaction; returns the ids of those not stored because their
@@ -263,4 +327,48 @@ async fn store_together(
     handoffs.write(&txn).await?;
     txn.commit().await?;
     Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Submissions numbered in the order they came, queued `ages` milliseconds before `now`.
+    fn queued(now: Instant, ages: &[u64]) -> VecDeque<(u32, Instant)> {
+        ages.iter().enumerate().map(|(i, age)| (i as u32, now - Duration::from_millis(*age))).collect()
+    }
+
+    fn numbers(batch: Vec<(u32, Instant)>) -> Vec<u32> {
+        batch.into_iter().map(|(n, _)| n).collect()
+    }
+
+    #[test]
+    fn submissions_are_written_in_the_order_they_came_while_the_queue_keeps_up() {
+        let now = Instant::now();
+        let mut waiting = queued(now, &[60, 40, 20, 5, 1]);
+        assert_eq!(numbers(next_batch(&mut waiting, 3, now, |p| p.1)), [0, 1, 2]);
+        assert_eq!(numbers(next_batch(&mut waiting, 3, now, |p| p.1)), [3, 4]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn the_newest_go_first_once_the_oldest_has_waited_too_long() {
+        let now = Instant::now();
+        let mut waiting = queued(now, &[900, 500, 300, 40, 20, 1]);
+        assert_eq!(numbers(next_batch(&mut waiting, 2, now, |p| p.1)), [4, 5], "the newest, in the order they came");
+        assert_eq!(numbers(next_batch(&mut waiting, 2, now, |p| p.1)), [2, 3]);
+        assert_eq!(numbers(next_batch(&mut waiting, 8, now, |p| p.1)), [0, 1], "the oldest once the rest are written");
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn those_about_to_be_given_up_by_the_server_go_first_again() {
+        let now = Instant::now();
+        let mut waiting = queued(now, &[12_000, 11_000, 9_000, 300, 1]);
+        assert_eq!(numbers(next_batch(&mut waiting, 2, now, |p| p.1)), [0, 1]);
+        assert_eq!(numbers(next_batch(&mut waiting, 2, now, |p| p.1)), [3, 4], "then the newest again");
+        assert_eq!(numbers(next_batch(&mut waiting, 2, now, |p| p.1)), [2]);
+    }
 }

@@ -56,3 +56,13 @@ pub static SUBMISSIONS_ABANDONED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
+
+/// Batches taken newest first because the oldest waiting submission had waited too long: intake
+/// was receiving more submissions than it wrote.
+pub static GROUP_COMMIT_NEWEST_FIRST: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "crs_intake_group_commit_newest_first_total",
+        "Group-commit batches taken newest first because submissions had queued too long."
+    )
+    .expect("registers once")
+});

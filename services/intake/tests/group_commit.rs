@@ -289,3 +289,55 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
     assert_eq!((requests, items, events), (2, 4, 2), "the first submission and the retry, stored whole");
     intake.stop().await;
 }
+
+/// When intake receives more than it writes, the newest submissions are written first: in order,
+/// every one would wait as long as the queue is deep, past its caller's deadline. The older
+/// ones are still written once the newer are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_submissions_are_written_first_once_the_queue_stands_on_postgres() {
+    use sea_orm::TransactionTrait;
+    use std::time::Duration;
+
+    let intake = Intake::start_with(
+        Backend::Postgres,
+        &[("CRS_GROUP_COMMIT__WRITERS", "1"), ("CRS_GROUP_COMMIT__MAX_BATCH", "1")],
+    )
+    .await;
+    let agency = intake.agency().await;
+    let client = intake.intake(intake.as_agency(&agency)).await;
+    let submit = |request: SubmitRequestRequest| {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.submit_request(request).await })
+    };
+
+    let blocker = intake.db.begin().await.unwrap();
+    blocker.execute_unprepared("LOCK TABLE request_items IN EXCLUSIVE MODE").await.unwrap();
+    let (first, older, newer) = (valid_request(), valid_request(), valid_request());
+    let calls = vec![submit(first.clone())];
+    let waiting_on_the_lock = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                               WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut waited = 0;
+    while numbers(&intake, waiting_on_the_lock.into()).await[0] == 0 {
+        waited += 1;
+        assert!(waited < 200, "the first submission never reached the writer");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut calls = calls;
+    calls.push(submit(older.clone()));
+    // The older one has waited well past the queue's bound by the time the writer is free.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    calls.push(submit(newer.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    blocker.rollback().await.unwrap();
+    for call in calls {
+        call.await.unwrap().expect("every submission is stored and answered");
+    }
+
+    // One writer, one submission per transaction: transaction ids give the order of writing.
+    let order = |key: &str| format!("SELECT xmin::text::bigint AS n FROM requests WHERE idempotency_key = '{key}'");
+    let first = numbers(&intake, order(&first.idempotency_key)).await[0];
+    let older = numbers(&intake, order(&older.idempotency_key)).await[0];
+    let newer = numbers(&intake, order(&newer.idempotency_key)).await[0];
+    assert!(first < newer && newer < older, "written: first {first}, newer {newer}, older {older}");
+    intake.stop().await;
+}
