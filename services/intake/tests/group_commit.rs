@@ -236,12 +236,32 @@ async fn a_cursor_from_before_resumes_where_it_was() {
     intake.stop().await;
 }
 
+/// Holds intake's group-commit writer: `first` (a submission under way) is being written, and
+/// its insert of request items waits for the returned transaction's lock (reads go on). Returns
+/// once it waits.
+async fn hold_the_writer<T>(
+    intake: &Intake,
+    first: tokio::task::JoinHandle<T>,
+) -> (sea_orm::DatabaseTransaction, tokio::task::JoinHandle<T>) {
+    use sea_orm::TransactionTrait;
+    let blocker = intake.db.begin().await.unwrap();
+    blocker.execute_unprepared("LOCK TABLE request_items IN EXCLUSIVE MODE").await.unwrap();
+    let waiting_on_the_lock = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                               WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut waited = 0;
+    while numbers(intake, waiting_on_the_lock.into()).await[0] == 0 {
+        waited += 1;
+        assert!(waited < 200, "the first submission never reached the writer");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    (blocker, first)
+}
+
 /// A submission whose caller's deadline passes while it waits for a writer is not stored:
 /// nobody was told it was accepted, and its retry with the same idempotency key is taken as a
 /// new submission. The submission the writer was busy with is stored and answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgres() {
-    use sea_orm::TransactionTrait;
     use std::time::Duration;
 
     let intake = Intake::start_with(Backend::Postgres, &[("CRS_GROUP_COMMIT__WRITERS", "1")]).await;
@@ -254,19 +274,9 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
     };
     let abandoned_before = abandoned(intake.metrics().await);
 
-    // Reads go on, but the writer's insert of request items waits for this lock.
-    let blocker = intake.db.begin().await.unwrap();
-    blocker.execute_unprepared("LOCK TABLE request_items IN EXCLUSIVE MODE").await.unwrap();
     let mut first_client = client.clone();
-    let first = tokio::spawn(async move { first_client.submit_request(valid_request()).await });
-    let waiting_on_the_lock = "SELECT COUNT(*) AS n FROM pg_stat_activity \
-                               WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let mut waited = 0;
-    while numbers(&intake, waiting_on_the_lock.into()).await[0] == 0 {
-        waited += 1;
-        assert!(waited < 200, "the first submission never reached the writer");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (blocker, first) =
+        hold_the_writer(&intake, tokio::spawn(async move { first_client.submit_request(valid_request()).await })).await;
 
     let given_up = valid_request();
     let mut call = tonic::Request::new(given_up.clone());
@@ -295,7 +305,6 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
 /// ones are still written once the newer are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_submissions_are_written_first_once_the_queue_stands_on_postgres() {
-    use sea_orm::TransactionTrait;
     use std::time::Duration;
 
     let intake = Intake::start_with(
@@ -310,19 +319,9 @@ async fn the_newest_submissions_are_written_first_once_the_queue_stands_on_postg
         tokio::spawn(async move { client.submit_request(request).await })
     };
 
-    let blocker = intake.db.begin().await.unwrap();
-    blocker.execute_unprepared("LOCK TABLE request_items IN EXCLUSIVE MODE").await.unwrap();
     let (first, older, newer) = (valid_request(), valid_request(), valid_request());
-    let calls = vec![submit(first.clone())];
-    let waiting_on_the_lock = "SELECT COUNT(*) AS n FROM pg_stat_activity \
-                               WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let mut waited = 0;
-    while numbers(&intake, waiting_on_the_lock.into()).await[0] == 0 {
-        waited += 1;
-        assert!(waited < 200, "the first submission never reached the writer");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let mut calls = calls;
+    let (blocker, first_call) = hold_the_writer(&intake, submit(first.clone())).await;
+    let mut calls = vec![first_call];
     calls.push(submit(older.clone()));
     // The older one has waited well past the queue's bound by the time the writer is free.
     tokio::time::sleep(Duration::from_secs(1)).await;
