@@ -42,7 +42,8 @@ max_watch_streams_per_agency = 4
 # Concurrent submissions are stored together: one transaction and one commit carry up to
 # `max_batch` of them, gathered for at most `max_wait_us` once submissions queue (a lone one is
 # written at once). `writers` batches are written at a time. A submission that fails in a batch
-# is retried alone, so it never fails its neighbours.
+# is retried alone, so it never fails its neighbours. Once the oldest waiting has waited 100 ms,
+# the newest are written first, and a submission whose caller has gone is not written.
 [group_commit]
 max_batch = 256
 max_wait_us = 1000
