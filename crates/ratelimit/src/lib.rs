@@ -13,6 +13,10 @@
 //!
 //! When Redis cannot be reached the same rules run in process (per replica) until it answers
 //! again, so requests keep flowing under a local bound and nothing is refused for Redis's sake.
+//!
+//! An allowed call that in the end does nothing (what it was allowed for was never stored)
+//! gives back what it took: a [`Charge`] held for it refunds the limits when dropped, unless
+//! the caller keeps it.
 
 #![forbid(unsafe_code)]
 
@@ -151,6 +155,8 @@ struct Pending {
 pub struct Limiter {
     redis: RedisHandle,
     script: Arc<redis::Script>,
+    /// Gives back an allowed call's consumption (`refund.lua`).
+    refund_script: redis::Script,
     prefix: Arc<str>,
     local: local::LocalGcra,
     /// Until when decisions stay local (Redis failed recently).
@@ -164,6 +170,7 @@ impl Limiter {
         Limiter {
             redis,
             script: Arc::new(redis::Script::new(include_str!("gcra.lua"))),
+            refund_script: redis::Script::new(include_str!("refund.lua")),
             prefix: prefix.into(),
             local: local::LocalGcra::default(),
             fallback_until: Mutex::new(None),
@@ -194,6 +201,38 @@ impl Limiter {
         };
         metrics::record(&decision);
         decision
+    }
+
+    /// Gives back what an allowed call took from its limits, because it did nothing in the
+    /// end. Only the limits it consumed are refunded (a shadow limit it exceeded took nothing),
+    /// each no further than a full bucket, where the decision was made. If Redis cannot be
+    /// reached the charge stays: the limit errs toward holding callers back, never the reverse.
+    pub async fn refund(&self, decision: &Decision, cost: u32) {
+        let consumed: Vec<&RuleOutcome> = decision.rules.iter().filter(|r| !r.exceeded).collect();
+        if !decision.allowed || consumed.is_empty() || cost == 0 {
+            return;
+        }
+        match decision.source {
+            Source::Local => self.local.refund(&consumed, cost),
+            Source::Redis => {
+                if let Err(e) = self.refund_in_redis(&consumed, cost).await {
+                    tracing::warn!(error = %e, "could not give an unused rate-limit charge back; it stays");
+                    return;
+                }
+            }
+        }
+        metrics::record_refund(&consumed);
+    }
+
+    async fn refund_in_redis(&self, consumed: &[&RuleOutcome], cost: u32) -> anyhow::Result<()> {
+        let mut conn = self.redis.get().await.ok_or_else(|| anyhow::anyhow!("redis unreachable"))?;
+        let mut invocation = self.refund_script.prepare_invoke();
+        invocation.arg(cost);
+        for rule in consumed {
+            invocation.key(state_key(&self.prefix, &rule.subject, &rule.name)).arg(rule.limit.interval_us());
+        }
+        let _given: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(())
     }
 
     fn use_redis(&self) -> bool {
@@ -283,7 +322,7 @@ async fn run_batch(
     for p in batch {
         invocation.arg(p.cost).arg(p.rules.len());
         for rule in &p.rules {
-            invocation.key(format!("{prefix}:{}:{}", rule.subject, rule.name));
+            invocation.key(state_key(prefix, &rule.subject, &rule.name));
             invocation.arg(rule.limit.interval_us()).arg(rule.limit.burst).arg(if rule.limit.shadow {
                 "1"
             } else {
@@ -301,6 +340,48 @@ async fn run_batch(
         at += len;
     }
     Ok(decisions)
+}
+
+/// The Redis key holding one limit's state for one subject.
+fn state_key(prefix: &str, subject: &str, name: &str) -> String {
+    format!("{prefix}:{subject}:{name}")
+}
+
+/// An allowed call's hold on its limits: given back when dropped, unless [`Charge::keep`] says
+/// the call did what it was allowed to do. Held across the work the limit pays for, it refunds
+/// on every way that work can end undone: an error, a caller that went away (its task dropped),
+/// or a request found to be a retry of one already counted.
+pub struct Charge {
+    limiter: Arc<Limiter>,
+    /// What was taken, while it is still to be given back.
+    decision: Option<Decision>,
+    cost: u32,
+}
+
+impl Charge {
+    /// The hold of a call decided by `decision` at `cost`; a denied call holds nothing.
+    pub fn new(limiter: Arc<Limiter>, decision: &Decision, cost: u32) -> Charge {
+        Charge { limiter, decision: decision.allowed.then(|| decision.clone()), cost }
+    }
+
+    /// The call did what it was allowed to: what it took stays taken.
+    pub fn keep(mut self) {
+        self.decision = None;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let Some(decision) = self.decision.take() else { return };
+        // Often dropped with a cancelled call's task: the refund runs as a task of its own.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let (limiter, cost) = (self.limiter.clone(), self.cost);
+                runtime.spawn(async move { limiter.refund(&decision, cost).await });
+            }
+            Err(_) => tracing::debug!("no runtime left to give an unused rate-limit charge back on; it stays"),
+        }
+    }
 }
 
 fn parse_reply(rules: &[Rule], reply: &[i64], source: Source) -> anyhow::Result<Decision> {

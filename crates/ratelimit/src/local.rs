@@ -60,6 +60,17 @@ impl LocalGcra {
         let tightest = tightest(&outcomes, denied);
         Decision { allowed: !denied, tightest, rules: outcomes, source: Source::Local }
     }
+
+    /// Gives back `cost` to each of `consumed`, no further than a full bucket (`refund.lua`).
+    pub(crate) fn refund(&self, consumed: &[&RuleOutcome], cost: u32) {
+        let now = self.epoch.elapsed().as_micros() as f64;
+        let mut tats = self.tats.lock().expect("local limiter lock");
+        for rule in consumed {
+            if let Some(tat) = tats.get_mut(&format!("{}:{}", rule.subject, rule.name)) {
+                *tat = (*tat - rule.limit.interval_us() * f64::from(cost)).max(now);
+            }
+        }
+    }
 }
 
 /// Mirrors the script's choice: the denying rule freeing up last, else the one with least room;
@@ -107,6 +118,31 @@ mod tests {
         assert_eq!((0..10).filter(|_| g.check(&both, 1).allowed).count(), 2);
         let wide = [rule("wide", 0.001, 5)];
         assert_eq!((0..10).filter(|_| g.check(&wide, 1).allowed).count(), 3, "denied calls left `wide` untouched");
+    }
+
+    #[test]
+    fn a_call_given_back_leaves_room_for_one_more_and_no_more() {
+        let g = LocalGcra::default();
+        let rules = [rule("a", 0.001, 3)];
+        let decisions: Vec<Decision> = (0..3).map(|_| g.check(&rules, 1)).collect();
+        assert!(decisions.iter().all(|d| d.allowed));
+        assert!(!g.check(&rules, 1).allowed, "the burst is used up");
+        let consumed: Vec<&RuleOutcome> = decisions[1].rules.iter().collect();
+        g.refund(&consumed, 1);
+        assert!(g.check(&rules, 1).allowed, "the call given back made room");
+        assert!(!g.check(&rules, 1).allowed, "for one call only");
+    }
+
+    #[test]
+    fn a_refund_never_fills_a_bucket_past_its_burst() {
+        let g = LocalGcra::default();
+        let rules = [rule("a", 0.001, 2)];
+        let decision = g.check(&rules, 1);
+        let consumed: Vec<&RuleOutcome> = decision.rules.iter().collect();
+        for _ in 0..5 {
+            g.refund(&consumed, 1);
+        }
+        assert_eq!((0..10).filter(|_| g.check(&rules, 1).allowed).count(), 2, "a full bucket holds the burst");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use prometheus::{
     IntCounter, IntCounterVec, IntGauge, register_int_counter, register_int_counter_vec, register_int_gauge,
 };
 
-use crate::{Decision, Source};
+use crate::{Decision, RuleOutcome, Source};
 
 /// `outcome` is `allowed`, `denied` or `shadow_denied`; `source` is `redis` or `local`.
 pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -24,6 +24,16 @@ pub static NEAR_LIMIT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "crs_ratelimit_near_limit_total",
         "Allowed calls that left a rule at or above 80 % of its burst.",
+        &["rule"]
+    )
+    .expect("metric registers once")
+});
+
+/// Allowed calls that gave back what they took, because they did nothing in the end.
+pub static REFUNDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "crs_ratelimit_refunded_total",
+        "Allowed calls that gave their consumption of a rule back, having done nothing in the end.",
         &["rule"]
     )
     .expect("metric registers once")
@@ -46,6 +56,12 @@ pub static FALLBACK_ENTERED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) fn record_refund(consumed: &[&RuleOutcome]) {
+    for rule in consumed {
+        REFUNDED.with_label_values(&[rule.name.as_str()]).inc();
+    }
+}
 
 pub(crate) fn record(decision: &Decision) {
     let source = match decision.source {

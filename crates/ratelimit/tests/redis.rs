@@ -91,6 +91,59 @@ async fn a_denied_call_consumes_none_of_its_limits() {
     assert_eq!(more, 2, "seven denied calls left `daily` with 5 - 3 = 2");
 }
 
+/// A call given back makes room for exactly one more, on every limit it took from; a denied
+/// call has nothing to give back, and a bucket is never filled past its burst.
+#[tokio::test]
+async fn a_call_given_back_makes_room_for_one_more_and_no_more() {
+    let limiter = limiter();
+    let both = [rule("agency", 0.001, 3), rule("global", 0.001, 10)];
+    let mut decisions = Vec::new();
+    for _ in 0..4 {
+        decisions.push(limiter.check(&both, 1).await);
+    }
+    assert_eq!(decisions.iter().map(|d| d.allowed).collect::<Vec<_>>(), [true, true, true, false]);
+    limiter.refund(&decisions[3], 1).await;
+    assert!(!limiter.check(&both, 1).await.allowed, "a denied call gave nothing back");
+
+    limiter.refund(&decisions[1], 1).await;
+    let again = limiter.check(&both, 1).await;
+    assert!(again.allowed, "the call given back made room");
+    assert_eq!(again.rules[1].remaining, 7, "`global` got its share back too: 10 - 3");
+    assert!(!limiter.check(&both, 1).await.allowed, "for one call only");
+
+    for d in &decisions[..3] {
+        limiter.refund(d, 1).await;
+    }
+    limiter.refund(&again, 1).await;
+    limiter.refund(&decisions[0], 1).await;
+    let mut admitted = 0;
+    for _ in 0..6 {
+        admitted += usize::from(limiter.check(&both, 1).await.allowed);
+    }
+    assert_eq!(admitted, 3, "given back more than it took, a bucket still holds its burst");
+}
+
+/// A charge dropped without being kept gives its call back; one kept does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_dropped_unkept_is_given_back() {
+    let limiter = Arc::new(limiter());
+    let rules = [rule("charge-dropped", 0.001, 2)];
+    let kept = limiter.check(&rules, 1).await;
+    crs_ratelimit::Charge::new(limiter.clone(), &kept, 1).keep();
+    let dropped = limiter.check(&rules, 1).await;
+    assert!(kept.allowed && dropped.allowed);
+    let refunded = || crs_ratelimit::metrics::REFUNDED.with_label_values(&["charge-dropped"]).get();
+    drop(crs_ratelimit::Charge::new(limiter.clone(), &dropped, 1));
+    let mut waited = 0;
+    while refunded() == 0 {
+        waited += 1;
+        assert!(waited < 200, "the dropped charge was never given back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(limiter.check(&rules, 1).await.allowed, "the dropped call's room is there again");
+    assert!(!limiter.check(&rules, 1).await.allowed, "the kept one's is not");
+}
+
 #[tokio::test]
 async fn a_shadow_rule_counts_but_never_denies() {
     let limiter = limiter();

@@ -22,7 +22,8 @@
 //! within their callers' deadlines, instead of every submission waiting as long as the queue is
 //! deep. One that has waited [`OLDEST_FIRST_AFTER`] goes first again, before the server gives
 //! its call up. A submission whose caller has gone by the time a writer takes it (its deadline passed
-//! in the queue) is not stored: nobody was told it was accepted.
+//! in the queue) is not stored: nobody was told it was accepted. A submission not stored, for
+//! whatever reason, gives back what it took from the agency's rate limits.
 //!
 //! Nothing is locked that another submission waits on: the agencies' status events are ordered
 //! by the transaction that wrote them (`crate::events`), not numbered under the agency's row.
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 use crs_platform::outbox::OutboxBatch;
 use crs_proto::common::RequestStatus;
+use crs_ratelimit::Charge;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait, TransactionTrait, TryInsertResult};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument;
@@ -65,6 +67,9 @@ struct Pending {
     span: tracing::Span,
     answer: oneshot::Sender<Result<Stored>>,
     queued_at: tokio::time::Instant,
+    /// What the submission took from its rate limits: kept once it is stored, and given back
+    /// when it is not (dropped with the submission, whether abandoned, failed or a retry).
+    charge: Charge,
 }
 
 /// Submissions waiting for a writer: those sent to the queue, and those a writer has taken off
@@ -125,12 +130,13 @@ impl GroupCommit {
     }
 
     /// Stores `submission` with whatever else is being submitted; returns after the commit.
-    pub(crate) async fn store(&self, submission: Submission) -> Result<Stored> {
+    /// `charge` is kept if the submission is stored, and given back otherwise.
+    pub(crate) async fn store(&self, submission: Submission, charge: Charge) -> Result<Stored> {
         let (answer, answered) = oneshot::channel();
         let gone = || IntakeError::Unavailable("intake is shutting down".into());
         let span = tracing::Span::current();
         let queued_at = tokio::time::Instant::now();
-        self.queue.send(Pending { submission, span, answer, queued_at }).await.map_err(|_| gone())?;
+        self.queue.send(Pending { submission, span, answer, queued_at, charge }).await.map_err(|_| gone())?;
         answered.await.map_err(|_| gone())?
     }
 }
@@ -214,19 +220,19 @@ impl Writer {
                 for p in together {
                     let stored =
                         if taken.contains(&p.submission.row.id) { Stored::KeyTaken } else { Stored::Committed };
-                    let _ = p.answer.send(Ok(stored));
+                    p.answered(Ok(stored));
                 }
             }
             // A batch of one has failed alone already.
             Err(e) if together.len() == 1 => {
                 if let Some(p) = together.into_iter().next() {
-                    let _ = p.answer.send(Err(e.into()));
+                    p.answered(Err(e.into()));
                 }
             }
             Err(e) if crs_platform::db::is_unavailable(&e) => {
                 tracing::warn!(error = %e, submissions = together.len(), "database unavailable; a batch of submissions was not stored");
                 for p in together {
-                    let _ = p.answer.send(Err(IntakeError::Unavailable(e.to_string())));
+                    p.answered(Err(IntakeError::Unavailable(e.to_string())));
                 }
             }
             Err(e) => {
@@ -242,8 +248,19 @@ impl Writer {
             let answer = result
                 .map_err(IntakeError::from)
                 .map(|taken| if taken.contains(&p.submission.row.id) { Stored::KeyTaken } else { Stored::Committed });
-            let _ = p.answer.send(answer);
+            p.answered(answer);
         }
+    }
+}
+
+impl Pending {
+    /// Answers the caller (if it still waits) with what became of the submission; its rate-limit
+    /// charge is kept only if it was stored.
+    fn answered(self, outcome: Result<Stored>) {
+        if matches!(outcome, Ok(Stored::Committed)) {
+            self.charge.keep();
+        }
+        let _ = self.answer.send(outcome);
     }
 }
 

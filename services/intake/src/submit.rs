@@ -29,8 +29,9 @@ use crate::retention::EXPIRED_KEY_PREFIX;
 
 impl Intake {
     /// Validates, checks the rate limits, and stores the request with its hand-offs. A retry of
-    /// an accepted request is answered from storage and consumes no limit; the decision comes
-    /// back so the caller sees `x-ratelimit-*`.
+    /// an accepted request is answered from storage and consumes no limit, nor does a
+    /// submission that is not stored; the decision comes back so the caller sees
+    /// `x-ratelimit-*`.
     pub(crate) async fn submit(
         &self,
         principal: Principal,
@@ -55,6 +56,9 @@ impl Intake {
             return Err(IntakeError::RateLimited(Box::new(decision)));
         }
 
+        // Only stored requests count against the limits: given back if this one is not
+        // (its caller gone, a failure, or a concurrent retry stored first).
+        let charge = crs_ratelimit::Charge::new(self.limiter.clone(), &decision, 1);
         let now = now_millis();
         let id = uuid::Uuid::now_v7().to_string();
         let row = request::Model {
@@ -109,7 +113,8 @@ impl Intake {
             message: "request received".into(),
             ..Default::default()
         });
-        let stored = self.group_commit.store(Submission { row: row.clone(), items: items.clone(), handoffs }).await?;
+        let stored =
+            self.group_commit.store(Submission { row: row.clone(), items: items.clone(), handoffs }, charge).await?;
         if stored == Stored::KeyTaken {
             // A concurrent retry with the same key won the race: answer as it did.
             let existing = self.find_by_key(&agency.id, &req.idempotency_key).await?.ok_or_else(|| {

@@ -257,9 +257,38 @@ async fn hold_the_writer<T>(
     (blocker, first)
 }
 
+/// Lets `agency` submit `burst` binding orders (what `valid_request` is) before it is refused.
+async fn allow_orders(intake: &Intake, agency: &str, burst: u32) {
+    use crs_proto::intake::{RateLimitOverride, SetRateLimitOverridesRequest};
+    let overrides =
+        vec![RateLimitOverride { rule: "agency_binding".into(), rate_per_second: 0.001, burst, ..Default::default() }];
+    let request = SetRateLimitOverridesRequest { agency_id: agency.into(), overrides };
+    intake.admin_client().await.set_rate_limit_overrides(request).await.unwrap();
+}
+
+fn remaining(reply: &tonic::Response<crs_proto::intake::SubmitRequestResponse>) -> Option<&str> {
+    reply.metadata().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok())
+}
+
+/// Waits until intake has given `n` submissions' shares of its agency's binding-order limit
+/// back (a refund runs once the submission is dropped, just after its caller's answer).
+async fn given_back(intake: &Intake, n: u64) {
+    let series = "crs_ratelimit_refunded_total{rule=\"agency_binding\"} ";
+    for _ in 0..200 {
+        let metrics = intake.metrics().await;
+        let line = metrics.lines().find_map(|l| l.strip_prefix(series)).map(str::to_owned);
+        if line.is_some_and(|v| v.parse::<f64>().unwrap() >= n as f64) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("intake never gave {n} charges back");
+}
+
 /// A submission whose caller's deadline passes while it waits for a writer is not stored:
 /// nobody was told it was accepted, and its retry with the same idempotency key is taken as a
-/// new submission. The submission the writer was busy with is stored and answered.
+/// new submission, within the agency's rate limit: the one given up gave back what it took.
+/// The submission the writer was busy with is stored and answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgres() {
     use std::time::Duration;
@@ -273,6 +302,9 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
         line.map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
     };
     let abandoned_before = abandoned(intake.metrics().await);
+    // Room for the first submission and one more: the retry fits only if the one given up
+    // gave its share back.
+    allow_orders(&intake, &agency, 2).await;
 
     let mut first_client = client.clone();
     let (blocker, first) =
@@ -292,11 +324,62 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
     let stored = format!("SELECT COUNT(*) AS n FROM requests WHERE idempotency_key = '{key}'");
     assert_eq!(numbers(&intake, stored.clone()).await[0], 0, "the abandoned submission was not stored");
     assert!(abandoned(intake.metrics().await) > abandoned_before, "it is counted in /metrics");
-    let retried = client.clone().submit_request(given_up).await.expect("its retry is accepted").into_inner();
+    given_back(&intake, 1).await;
+    let retried = client.clone().submit_request(given_up).await;
+    let retried = retried.expect("its retry is accepted: the one given up took nothing from the limit");
+    assert_eq!(remaining(&retried), Some("0"), "the first submission and the retry used the burst of 2");
+    let retried = retried.into_inner();
     assert!(!retried.replayed, "the retry is a new submission, not an answer from storage");
     assert_eq!(numbers(&intake, stored).await[0], 1);
     let [requests, items, events, _] = intake.written().await;
     assert_eq!((requests, items, events), (2, 4, 2), "the first submission and the retry, stored whole");
+    intake.stop().await;
+}
+
+/// Two concurrent submissions with one idempotency key, both past the lookup before either is
+/// stored: one is stored, the other answered as its retry (`replayed`), and only the stored one
+/// counts against the agency's rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_twins_only_the_one_stored_counts_against_the_limit_on_postgres() {
+    let intake = Intake::start_with(Backend::Postgres, &[("CRS_GROUP_COMMIT__WRITERS", "1")]).await;
+    let agency = intake.agency().await;
+    let client = intake.intake(intake.as_agency(&agency)).await;
+    allow_orders(&intake, &agency, 4).await;
+    let submit = |request: SubmitRequestRequest| {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.submit_request(request).await })
+    };
+
+    let (blocker, first) = hold_the_writer(&intake, submit(valid_request())).await;
+    let twin = valid_request();
+    let twins = [submit(twin.clone()), submit(twin.clone())];
+    // Both have passed the lookup, found no request with their key, and wait for the writer.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    blocker.rollback().await.unwrap();
+    first.await.unwrap().expect("the first submission is stored");
+    let mut replayed = Vec::new();
+    for call in twins {
+        let answer = call.await.unwrap().expect("both twins are answered").into_inner();
+        replayed.push(answer.replayed);
+    }
+    replayed.sort();
+    assert_eq!(replayed, [false, true], "one stored, one answered as its retry");
+    let key = &twin.idempotency_key;
+    assert_eq!(
+        numbers(&intake, format!("SELECT COUNT(*) AS n FROM requests WHERE idempotency_key = '{key}'")).await[0],
+        1
+    );
+
+    // Stored so far: the first and one twin, 2 of the burst of 4; the twin answered from
+    // storage gave back what it took.
+    given_back(&intake, 1).await;
+    let mut client = client.clone();
+    let third = client.submit_request(valid_request()).await.expect("room for a third");
+    assert_eq!(remaining(&third), Some("1"), "4 - the first - the stored twin - this one");
+    let fourth = client.submit_request(valid_request()).await.expect("and a fourth");
+    assert_eq!(remaining(&fourth), Some("0"));
+    let refused = client.submit_request(valid_request()).await.expect_err("the burst is used up");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     intake.stop().await;
 }
 
