@@ -159,7 +159,12 @@ impl Writer {
                 continue;
             }
             crate::metrics::GROUP_COMMIT_SIZE.observe(batch.len() as f64);
+            for p in &batch {
+                crate::metrics::observe_stage("queue", p.queued_at.elapsed(), 1);
+            }
+            let (started, n) = (tokio::time::Instant::now(), batch.len());
             self.write(batch).await;
+            crate::metrics::observe_stage("write", started.elapsed(), n);
         }
     }
 

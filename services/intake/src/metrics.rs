@@ -5,7 +5,8 @@ use std::sync::LazyLock;
 
 use crs_proto::common::Category;
 use prometheus::{
-    Histogram, IntCounter, IntCounterVec, register_histogram, register_int_counter, register_int_counter_vec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, register_histogram, register_histogram_vec,
+    register_int_counter, register_int_counter_vec,
 };
 
 use crate::error::IntakeError;
@@ -46,6 +47,29 @@ pub static GROUP_COMMIT_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("registers once")
 });
+
+/// Where an accepted submission's time goes, by `stage`: `checks` (from the start of the call's
+/// handling to the group commit: the agency and key lookup, validation, the rate limit),
+/// `queue` (waiting for a group-commit writer), `write` (its batch's transaction, to the
+/// commit). What `crs_grpc_server_duration_seconds` adds beyond them is the call's way in and
+/// out (HTTP/2, authentication, waiting for a thread).
+pub static SUBMISSION_STAGE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "crs_intake_submission_stage_seconds",
+        "Time submissions spent in each stage of intake: checks, queue (for a writer) and write.",
+        &["stage"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("registers once")
+});
+
+/// Records `took` for `stage` of [`SUBMISSION_STAGE`], `n` times (once per submission).
+pub fn observe_stage(stage: &str, took: std::time::Duration, n: usize) {
+    let histogram = SUBMISSION_STAGE.with_label_values(&[stage]);
+    for _ in 0..n {
+        histogram.observe(took.as_secs_f64());
+    }
+}
 
 /// Submissions not stored because their callers had gone (deadline passed, or cancelled) before
 /// a group-commit writer took them: a sign that intake is taking longer than its callers wait.

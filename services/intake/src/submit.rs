@@ -37,6 +37,7 @@ impl Intake {
         principal: Principal,
         req: SubmitRequestRequest,
     ) -> Result<(SubmitRequestResponse, Option<crs_ratelimit::Decision>)> {
+        let started = tokio::time::Instant::now();
         let (agency, holder) = self.calling_agency_and_key(&principal, &req.idempotency_key).await?;
         let valid = validate::submission(&req, &agency, &self.limits)?;
         let body_hash = body_hash(&req);
@@ -113,6 +114,7 @@ impl Intake {
             message: "request received".into(),
             ..Default::default()
         });
+        crate::metrics::observe_stage("checks", started.elapsed(), 1);
         let stored =
             self.group_commit.store(Submission { row: row.clone(), items: items.clone(), handoffs }, charge).await?;
         if stored == Stored::KeyTaken {

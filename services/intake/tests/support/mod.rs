@@ -153,6 +153,29 @@ impl Intake {
         (row.try_get::<i64>("", "wrong").unwrap(), row.try_get::<i64>("", "n").unwrap())
     }
 
+    /// Holds intake's group-commit writer (on PostgreSQL): `first` (a submission under way) is
+    /// being written, and its insert of request items waits for the returned transaction's lock
+    /// (reads go on). Returns once it waits; rolling the transaction back lets it go.
+    pub async fn hold_the_writer<T>(
+        &self,
+        first: tokio::task::JoinHandle<T>,
+    ) -> (sea_orm::DatabaseTransaction, tokio::task::JoinHandle<T>) {
+        use sea_orm::TransactionTrait;
+        let blocker = self.db.begin().await.unwrap();
+        blocker.execute_unprepared("LOCK TABLE request_items IN EXCLUSIVE MODE").await.unwrap();
+        let waiting_on_the_lock = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let backend = self.db.get_database_backend();
+        for _ in 0..200 {
+            let row = self.db.query_one_raw(Statement::from_string(backend, waiting_on_the_lock)).await.unwrap();
+            if row.unwrap().try_get::<i64>("", "n").unwrap() > 0 {
+                return (blocker, first);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the first submission never reached the writer");
+    }
+
     /// Rows in every table a submission writes to.
     pub async fn written(&self) -> [i64; 4] {
         let mut out = [0; 4];
