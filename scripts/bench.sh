@@ -123,6 +123,11 @@ stop_services() {
   pids=()
 }
 
+# Intake's /metrics, at the end of a run: where its submissions' time went.
+intake_metrics() {
+  (exec 3<>/dev/tcp/127.0.0.1/9301 && printf 'GET /metrics HTTP/1.0\r\nHost: intake\r\n\r\n' >&3 && cat <&3) >"$1" 2>/dev/null || true
+}
+
 crs_load() {
   "$bin/crs-bench" load --intake "http://127.0.0.1:$(port intake)" --legal-review "http://127.0.0.1:$(port legal-review)" \
     --key-dir "$work/data/keys" --receiver 127.0.0.1:20098 "$@"
@@ -206,6 +211,7 @@ echo "== open loop at a rate this machine keeps up with: $light_rate/s for $ligh
 stop_services
 start_services postgres
 crs_load --rate "$light_rate" --secs "$light_secs" --warmup-secs 0 --follow 20 --decide --json "$results/open-light.json" || true
+intake_metrics "$results/open-light-intake-metrics.txt"
 
 echo "== open loop: $open_rate/s for $open_secs s, a sample followed to legal review and the webhook"
 stop_services
@@ -221,6 +227,7 @@ start_services postgres
 sampler=$!
 crs_load --rate "$open_rate" --secs "$open_secs" --warmup-secs 0 --follow 200 --decide --json "$results/open.json" || true
 kill "$sampler" 2>/dev/null || true
+intake_metrics "$results/open-intake-metrics.txt"
 [ -f "$work/backlog.lines" ] && (IFS=,; echo "[$(paste -sd, "$work/backlog.lines")]") >"$results/backlog.json"
 stop_services
 

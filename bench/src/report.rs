@@ -130,6 +130,26 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
              benchmark's claim or decision on it failed, or when its webhook has not come 120 s after the decision.\n"
         )?;
     }
+    let stages: Vec<(&Value, String)> = [(&light, "open-light-intake-metrics.txt"), (&open, "open-intake-metrics.txt")]
+        .into_iter()
+        .filter_map(|(run, file)| Some((run.as_ref()?, std::fs::read_to_string(dir.join(file)).ok()?)))
+        .collect();
+    if !stages.is_empty() {
+        writeln!(
+            md,
+            "Where intake's submissions spent their time, from its `crs_intake_submission_stage_seconds` at the end of each run (means per submission that reached the stage; `checks` is the agency and key lookup, validation and the rate limit):
+"
+        )?;
+        writeln!(
+            md,
+            "| offered/s | checks ms | queue for a writer ms | batch's write ms | batches (mean size) | given up in the queue |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        for (run, metrics) in stages {
+            writeln!(md, "| {} | {} |", run["offered_per_sec"], stage_row(&metrics))?;
+        }
+        writeln!(md)?;
+    }
     if let Some(open) = &open {
         let to_case = num(open, &["hops", "reply_to_case", "p99_ms"]);
         let to_hook = num(open, &["hops", "decision_to_webhook", "p99_ms"]);
@@ -193,4 +213,53 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
     std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// The value of `series` (its name and labels, as exposed) in a Prometheus text exposition.
+fn series(metrics: &str, series: &str) -> f64 {
+    let value = metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// Intake's stages as table cells: the mean of each stage in milliseconds, the group-commit
+/// batches and their mean size, and the submissions abandoned in the queue.
+fn stage_row(metrics: &str) -> String {
+    let stage = |name: &str| {
+        let at =
+            |part: &str| series(metrics, &format!("crs_intake_submission_stage_seconds_{part}{{stage=\"{name}\"}}"));
+        format!("{:.1}", 1000.0 * at("sum") / at("count"))
+    };
+    let batches = series(metrics, "crs_intake_group_commit_size_count");
+    let size = series(metrics, "crs_intake_group_commit_size_sum") / batches;
+    format!(
+        "{} | {} | {} | {batches:.0} ({size:.1}) | {:.0}",
+        stage("checks"),
+        stage("queue"),
+        stage("write"),
+        series(metrics, "crs_intake_submissions_abandoned_total")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intake_stages_are_read_from_its_metrics() {
+        let metrics = "\
+# TYPE crs_intake_submission_stage_seconds histogram
+crs_intake_submission_stage_seconds_bucket{stage=\"checks\",le=\"1\"} 4
+crs_intake_submission_stage_seconds_sum{stage=\"checks\"} 0.01
+crs_intake_submission_stage_seconds_count{stage=\"checks\"} 4
+crs_intake_submission_stage_seconds_sum{stage=\"queue\"} 0.002
+crs_intake_submission_stage_seconds_count{stage=\"queue\"} 4
+crs_intake_submission_stage_seconds_sum{stage=\"write\"} 0.03
+crs_intake_submission_stage_seconds_count{stage=\"write\"} 4
+crs_intake_group_commit_size_sum 4
+crs_intake_group_commit_size_count 3
+crs_intake_submissions_abandoned_total 1
+";
+        assert_eq!(stage_row(metrics), "2.5 | 0.5 | 7.5 | 3 (1.3) | 1");
+        assert!(series(metrics, "crs_intake_group_commit_size").is_nan(), "a series is named whole");
+    }
 }
