@@ -231,12 +231,14 @@ fn stage_row(metrics: &str) -> String {
     };
     let batches = series(metrics, "crs_intake_group_commit_size_count");
     let size = series(metrics, "crs_intake_group_commit_size_sum") / batches;
+    // A counter appears once it is first counted: absent, nothing was given up.
+    let abandoned = series(metrics, "crs_intake_submissions_abandoned_total");
     format!(
         "{} | {} | {} | {batches:.0} ({size:.1}) | {:.0}",
         stage("checks"),
         stage("queue"),
         stage("write"),
-        series(metrics, "crs_intake_submissions_abandoned_total")
+        if abandoned.is_nan() { 0.0 } else { abandoned }
     )
 }
 
@@ -261,5 +263,7 @@ crs_intake_submissions_abandoned_total 1
 ";
         assert_eq!(stage_row(metrics), "2.5 | 0.5 | 7.5 | 3 (1.3) | 1");
         assert!(series(metrics, "crs_intake_group_commit_size").is_nan(), "a series is named whole");
+        let none_given_up = metrics.replace("crs_intake_submissions_abandoned_total 1\n", "");
+        assert_eq!(stage_row(&none_given_up), "2.5 | 0.5 | 7.5 | 3 (1.3) | 0");
     }
 }
