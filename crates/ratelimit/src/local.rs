@@ -31,7 +31,7 @@ impl LocalGcra {
         let mut next = Vec::with_capacity(rules.len());
         let mut denied = false;
         for rule in rules {
-            let key = format!("{}:{}", rule.subject, rule.name);
+            let key = state_key(&rule.subject, &rule.name);
             let interval = rule.limit.interval_us();
             let horizon = interval * f64::from(rule.limit.burst);
             let tat = tats.get(&key).copied().unwrap_or(now).max(now);
@@ -66,11 +66,16 @@ impl LocalGcra {
         let now = self.epoch.elapsed().as_micros() as f64;
         let mut tats = self.tats.lock().expect("local limiter lock");
         for rule in consumed {
-            if let Some(tat) = tats.get_mut(&format!("{}:{}", rule.subject, rule.name)) {
+            if let Some(tat) = tats.get_mut(&state_key(&rule.subject, &rule.name)) {
                 *tat = (*tat - rule.limit.interval_us() * f64::from(cost)).max(now);
             }
         }
     }
+}
+
+/// The key of one limit's state for one subject.
+fn state_key(subject: &str, name: &str) -> String {
+    format!("{subject}:{name}")
 }
 
 /// Mirrors the script's choice: the denying rule freeing up last, else the one with least room;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use crs_proto::intake::SubmitRequestRequest;
 use sea_orm::{ConnectionTrait, Statement};
-use support::{Backend, Intake, valid_request};
+use support::{Backend, Intake, submit_in_background, valid_request};
 
 /// Submits `requests` at once as `agency`, each over its own connection; the answers in order.
 async fn submit_all(
@@ -290,9 +290,7 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
     // gave its share back.
     allow_orders(&intake, &agency, 2).await;
 
-    let mut first_client = client.clone();
-    let (blocker, first) =
-        intake.hold_the_writer(tokio::spawn(async move { first_client.submit_request(valid_request()).await })).await;
+    let (blocker, first) = intake.hold_the_writer(submit_in_background(&client, valid_request())).await;
 
     let given_up = valid_request();
     let mut call = tonic::Request::new(given_up.clone());
@@ -328,10 +326,7 @@ async fn of_two_concurrent_twins_only_the_one_stored_counts_against_the_limit_on
     let agency = intake.agency().await;
     let client = intake.intake(intake.as_agency(&agency)).await;
     allow_orders(&intake, &agency, 3).await;
-    let submit = |request: SubmitRequestRequest| {
-        let mut client = client.clone();
-        tokio::spawn(async move { client.submit_request(request).await })
-    };
+    let submit = |request: SubmitRequestRequest| submit_in_background(&client, request);
 
     let (blocker, first) = intake.hold_the_writer(submit(valid_request())).await;
     let twin = valid_request();
@@ -370,17 +365,10 @@ async fn of_two_concurrent_twins_only_the_one_stored_counts_against_the_limit_on
 async fn the_newest_submissions_are_written_first_once_the_queue_stands_on_postgres() {
     use std::time::Duration;
 
-    let intake = Intake::start_with(
-        Backend::Postgres,
-        &[("CRS_GROUP_COMMIT__WRITERS", "1"), ("CRS_GROUP_COMMIT__MAX_BATCH", "1")],
-    )
-    .await;
+    let intake = Intake::start_with_one_writer_of_one().await;
     let agency = intake.agency().await;
     let client = intake.intake(intake.as_agency(&agency)).await;
-    let submit = |request: SubmitRequestRequest| {
-        let mut client = client.clone();
-        tokio::spawn(async move { client.submit_request(request).await })
-    };
+    let submit = |request: SubmitRequestRequest| submit_in_background(&client, request);
 
     let (first, older, newer) = (valid_request(), valid_request(), valid_request());
     let (blocker, first_call) = intake.hold_the_writer(submit(first.clone())).await;

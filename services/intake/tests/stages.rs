@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, Intake, valid_request};
+use support::{Intake, submit_in_background, valid_request};
 
 /// The value of the `crs_intake_submission_stage_seconds_<name>` series in `metrics`.
 fn series(metrics: &str, name: &str) -> f64 {
@@ -25,17 +25,10 @@ fn over_a_second(metrics: &str, stage: &str) -> f64 {
 /// the second waits for the writer all that time. Each stage's histogram shows which waited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stage_of_a_submission_is_timed_on_postgres() {
-    let intake = Intake::start_with(
-        Backend::Postgres,
-        &[("CRS_GROUP_COMMIT__WRITERS", "1"), ("CRS_GROUP_COMMIT__MAX_BATCH", "1")],
-    )
-    .await;
+    let intake = Intake::start_with_one_writer_of_one().await;
     let agency = intake.agency().await;
     let client = intake.intake(intake.as_agency(&agency)).await;
-    let submit = || {
-        let mut client = client.clone();
-        tokio::spawn(async move { client.submit_request(valid_request()).await })
-    };
+    let submit = || submit_in_background(&client, valid_request());
 
     let (blocker, first) = intake.hold_the_writer(submit()).await;
     let second = submit();

@@ -48,6 +48,13 @@ impl Intake {
         Self::start_on(db, extra).await
     }
 
+    /// Intake on PostgreSQL with one group-commit writer taking one submission at a time: a test
+    /// that holds the writer ([`Intake::hold_the_writer`]) knows the order of what waits behind it.
+    pub async fn start_with_one_writer_of_one() -> Intake {
+        Self::start_with(Backend::Postgres, &[("CRS_GROUP_COMMIT__WRITERS", "1"), ("CRS_GROUP_COMMIT__MAX_BATCH", "1")])
+            .await
+    }
+
     /// Starts an intake on an existing database (a second replica shares the first one's).
     pub async fn start_on(db: TestDb, extra: &[(&str, &str)]) -> Intake {
         // Withdrawals are decided by legal review while the agency waits: run one beside it.
@@ -193,6 +200,16 @@ impl Intake {
         }
         out
     }
+}
+
+/// Submits `request` with `client` as a task of its own, so that a test can hold intake's writer
+/// meanwhile.
+pub fn submit_in_background(
+    client: &IntakeServiceClient<Authed>,
+    request: SubmitRequestRequest,
+) -> tokio::task::JoinHandle<Result<tonic::Response<crs_proto::intake::SubmitRequestResponse>, tonic::Status>> {
+    let mut client = client.clone();
+    tokio::spawn(async move { client.submit_request(request).await })
 }
 
 /// A valid request from the KZ agency created by [`Intake::agency`].
