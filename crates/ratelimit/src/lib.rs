@@ -155,14 +155,22 @@ struct Pending {
 pub struct Limiter {
     redis: RedisHandle,
     script: Arc<redis::Script>,
-    /// Gives back an allowed call's consumption (`refund.lua`).
-    refund_script: redis::Script,
+    /// Gives back allowed calls' consumption (`refund.lua`).
+    refund_script: Arc<redis::Script>,
     prefix: Arc<str>,
     local: local::LocalGcra,
     /// Until when decisions stay local (Redis failed recently).
     fallback_until: Mutex<Option<Instant>>,
     /// The dispatcher's queue, started with the first call (it needs the runtime).
     queue: OnceLock<mpsc::UnboundedSender<Pending>>,
+    /// Refunds waiting to be sent, many to a script call (started with the first refund).
+    refunds: OnceLock<mpsc::UnboundedSender<PendingRefund>>,
+}
+
+/// A refund waiting for the refund dispatcher: each state key and the microseconds to give back.
+struct PendingRefund {
+    keys: Vec<(String, f64)>,
+    reply: oneshot::Sender<anyhow::Result<()>>,
 }
 
 impl Limiter {
@@ -170,11 +178,12 @@ impl Limiter {
         Limiter {
             redis,
             script: Arc::new(redis::Script::new(include_str!("gcra.lua"))),
-            refund_script: redis::Script::new(include_str!("refund.lua")),
+            refund_script: Arc::new(redis::Script::new(include_str!("refund.lua"))),
             prefix: prefix.into(),
             local: local::LocalGcra::default(),
             fallback_until: Mutex::new(None),
             queue: OnceLock::new(),
+            refunds: OnceLock::new(),
         }
     }
 
@@ -224,15 +233,21 @@ impl Limiter {
         metrics::record_refund(&consumed);
     }
 
+    /// Sends the refund with every other waiting then: under overload callers give up many
+    /// submissions at once, and each would otherwise be a round trip of its own.
     async fn refund_in_redis(&self, consumed: &[&RuleOutcome], cost: u32) -> anyhow::Result<()> {
-        let mut conn = self.redis.get().await.ok_or_else(|| anyhow::anyhow!("redis unreachable"))?;
-        let mut invocation = self.refund_script.prepare_invoke();
-        invocation.arg(cost);
-        for rule in consumed {
-            invocation.key(state_key(&self.prefix, &rule.subject, &rule.name)).arg(rule.limit.interval_us());
-        }
-        let _given: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(())
+        let queue = self.refunds.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(dispatch_refunds(self.redis.clone(), self.refund_script.clone(), rx));
+            tx
+        });
+        let keys = consumed
+            .iter()
+            .map(|r| (state_key(&self.prefix, &r.subject, &r.name), r.limit.interval_us() * f64::from(cost)))
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        queue.send(PendingRefund { keys, reply }).map_err(|_| anyhow::anyhow!("the refund dispatcher stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("the refund dispatcher dropped a refund"))?
     }
 
     fn use_redis(&self) -> bool {
@@ -340,6 +355,37 @@ async fn run_batch(
         at += len;
     }
     Ok(decisions)
+}
+
+/// Takes every waiting refund into one script call, one call at a time.
+async fn dispatch_refunds(
+    redis: RedisHandle,
+    script: Arc<redis::Script>,
+    mut queue: mpsc::UnboundedReceiver<PendingRefund>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let sent = async {
+            let mut conn = redis.get().await.ok_or_else(|| anyhow::anyhow!("redis unreachable"))?;
+            let mut invocation = script.prepare_invoke();
+            for (key, micros) in batch.iter().flat_map(|r| &r.keys) {
+                invocation.key(key).arg(*micros);
+            }
+            let _given: i64 = invocation.invoke_async(&mut conn).await?;
+            anyhow::Ok(())
+        }
+        .await
+        .map_err(|e| format!("{e:#}"));
+        for r in batch {
+            let _ = r.reply.send(sent.clone().map_err(|e| anyhow::anyhow!(e)));
+        }
+    }
 }
 
 /// The Redis key holding one limit's state for one subject.

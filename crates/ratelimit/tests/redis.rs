@@ -123,6 +123,25 @@ async fn a_call_given_back_makes_room_for_one_more_and_no_more() {
     assert_eq!(admitted, 3, "given back more than it took, a bucket still holds its burst");
 }
 
+/// Refunds made at once go to Redis together, and each counts, also when several give back
+/// to the same limit.
+#[tokio::test]
+async fn refunds_made_at_once_each_count() {
+    let limiter = limiter();
+    let rules = [rule("agency", 0.001, 4)];
+    let mut decisions = Vec::new();
+    for _ in 0..4 {
+        decisions.push(limiter.check(&rules, 1).await);
+    }
+    assert!(decisions.iter().all(|d| d.allowed));
+    futures::future::join_all(decisions[..3].iter().map(|d| limiter.refund(d, 1))).await;
+    let mut admitted = 0;
+    for _ in 0..5 {
+        admitted += usize::from(limiter.check(&rules, 1).await.allowed);
+    }
+    assert_eq!(admitted, 3, "three calls given back, three admitted");
+}
+
 /// A charge dropped without being kept gives its call back; one kept does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charge_dropped_unkept_is_given_back() {

@@ -114,7 +114,7 @@ impl Intake {
             message: "request received".into(),
             ..Default::default()
         });
-        crate::metrics::observe_stage("checks", started.elapsed(), 1);
+        crate::metrics::STAGE_CHECKS.observe(started.elapsed().as_secs_f64());
         let stored =
             self.group_commit.store(Submission { row: row.clone(), items: items.clone(), handoffs }, charge).await?;
         if stored == Stored::KeyTaken {
