@@ -29,6 +29,13 @@ pub enum IntakeError {
     PeerUnavailable { peer: &'static str, why: String },
     #[error("rate limit `{}` exceeded for {}; retry in {:.1} s", .0.tightest().name, .0.tightest().subject, .0.tightest().retry_after.as_secs_f64())]
     RateLimited(Box<crs_ratelimit::Decision>),
+    /// Intake is taking in no more than it can store within its callers' deadlines
+    /// (`crate::admission`): nothing was done; the caller may retry after a while.
+    #[error(
+        "intake is saturated: the {} submissions ahead of this one would take about {:.1} s, and this call allows {:.1} s; nothing was stored, retry with backoff",
+        .0.ahead, .0.wait.as_secs_f64().min(3600.0), .0.allowed.as_secs_f64()
+    )]
+    Saturated(crate::admission::Saturated),
     /// The database could not be reached: nothing was done; the caller may retry.
     #[error("the service's database cannot be reached now; retry")]
     Unavailable(String),
@@ -70,7 +77,7 @@ impl ServiceError for IntakeError {
             IntakeError::PeerUnavailable { .. } => Code::Unavailable,
             IntakeError::TooManyStreams { .. } => Code::ResourceExhausted,
             IntakeError::RateLimited(_) => Code::ResourceExhausted,
-            IntakeError::Unavailable(_) => Code::Unavailable,
+            IntakeError::Unavailable(_) | IntakeError::Saturated(_) => Code::Unavailable,
             IntakeError::Internal(_) => Code::Internal,
         }
     }
@@ -83,6 +90,10 @@ impl ServiceError for IntakeError {
     }
 
     fn extra_details(&self, details: &mut tonic_types::ErrorDetails) {
+        if let IntakeError::Saturated(why) = self {
+            // Once the submissions ahead are answered, about.
+            details.set_retry_info(Some(why.wait.min(why.allowed)));
+        }
         if let IntakeError::RateLimited(decision) = self {
             let rule = decision.tightest();
             details.set_retry_info(Some(rule.retry_after));

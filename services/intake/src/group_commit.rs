@@ -39,6 +39,7 @@ use sea_orm::{DatabaseConnection, DbErr, EntityTrait, TransactionTrait, TryInser
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument;
 
+use crate::admission::WritersIdle;
 use crate::config::GroupCommitConfig;
 use crate::entities::{request, request_item};
 use crate::error::IntakeError;
@@ -108,11 +109,14 @@ const ITEM_ROWS_PER_INSERT: usize = 1000;
 
 impl GroupCommit {
     /// Starts `cfg.writers` writers on `db`; `committed` runs after each commit (it wakes the
-    /// relay and open streams). The writers stop when every handle is dropped.
+    /// relay and open streams), and `idle` hears when a writer waits for work (intake's
+    /// admission measures its pace only while none does). The writers stop when every handle is
+    /// dropped.
     pub(crate) fn start(
         db: DatabaseConnection,
         cfg: &GroupCommitConfig,
         committed: Arc<dyn Fn() + Send + Sync>,
+        idle: WritersIdle,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_BOUND);
         let waiting = Arc::new(Mutex::new(Queue { receiver, waiting: VecDeque::new() }));
@@ -123,6 +127,7 @@ impl GroupCommit {
                 max_batch: cfg.max_batch.max(1),
                 max_wait: Duration::from_micros(cfg.max_wait_us),
                 committed: committed.clone(),
+                idle: idle.clone(),
             };
             tokio::spawn(writer.run());
         }
@@ -147,6 +152,7 @@ struct Writer {
     max_batch: usize,
     max_wait: Duration,
     committed: Arc<dyn Fn() + Send + Sync>,
+    idle: WritersIdle,
 }
 
 impl Writer {
@@ -179,6 +185,7 @@ impl Writer {
         let Queue { receiver, waiting } = &mut *queue;
         loop {
             if waiting.is_empty() {
+                let _idle = self.idle.waiting();
                 waiting.push_back(receiver.recv().await?);
             }
             // Everything sent meanwhile, within the queue's bound (beyond it, callers wait to send).

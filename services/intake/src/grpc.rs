@@ -17,9 +17,13 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 impl IntakeService for Intake {
     async fn submit_request(&self, request: Request<SubmitRequestRequest>) -> Reply<SubmitRequestResponse> {
         let principal = auth::principal(&request)?;
+        let admitted = self.admission.admit(crate::admission::call_deadline(request.metadata()));
         let req = request.into_inner();
         let (jurisdiction, category) = (req.jurisdiction.clone(), req.category);
-        let result = self.submit(principal, req).await;
+        let result = match admitted {
+            Ok(admitted) => self.submit(principal, req, admitted).await,
+            Err(saturated) => Err(crate::error::IntakeError::Saturated(saturated)),
+        };
         crate::metrics::count_submission(&jurisdiction, category, result.as_ref().map(|(r, _)| r.replayed));
         let (reply, decision) = result?;
         let mut response = Response::new(reply);

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 mod agencies;
 mod agency_view;
 pub mod config;
@@ -88,6 +89,7 @@ impl crs_platform::app::Service for Application {
             cfg.rate_limits.clone(),
             secrets,
             &cfg.group_commit,
+            Duration::from_secs(cfg.server.request_timeout_secs),
         );
         // Intake's database is the truth about revocations: known before the first call.
         intake.load_revocations().await?;

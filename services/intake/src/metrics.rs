@@ -11,8 +11,8 @@ use prometheus::{
 
 use crate::error::IntakeError;
 
-/// `outcome`: accepted, replayed, invalid, rate_limited, refused (authentication, authorisation,
-/// suspension), failed (internal).
+/// `outcome`: accepted, replayed, invalid, rate_limited, shed (intake saturated, see
+/// `crate::admission`), refused (authentication, authorisation, suspension), failed (internal).
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "crs_requests_total",
@@ -32,6 +32,7 @@ pub fn count_submission(jurisdiction: &str, category: i32, result: Result<bool, 
         Ok(true) => "replayed",
         Err(IntakeError::InvalidArgument(_)) | Err(IntakeError::IdempotencyKeyReused(_)) => "invalid",
         Err(IntakeError::RateLimited(_)) => "rate_limited",
+        Err(IntakeError::Saturated(_)) => "shed",
         Err(IntakeError::Internal(_)) => "failed",
         Err(_) => "refused",
     };

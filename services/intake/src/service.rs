@@ -45,6 +45,8 @@ pub struct Intake {
     pub(crate) secrets: SecretBox,
     /// Open `WatchRequests` streams per agency.
     pub(crate) watchers: crate::watch::Watchers,
+    /// Which submissions are taken in when more come than can be stored in time.
+    pub(crate) admission: crate::admission::Admission,
     /// Where submissions are stored, many to a transaction.
     pub(crate) group_commit: crate::group_commit::GroupCommit,
     /// Status updates relayed together are applied together (see `crs_platform::shared_txn`).
@@ -65,6 +67,7 @@ impl Intake {
         rate_limits: crate::limits::RateLimitConfig,
         secrets: SecretBox,
         group_commit: &crate::config::GroupCommitConfig,
+        call_bound: std::time::Duration,
     ) -> Self {
         let limiter = Arc::new(crs_ratelimit::Limiter::new(redis.clone(), &rate_limits.key_prefix));
         let events = Arc::new(Notify::new());
@@ -75,7 +78,9 @@ impl Intake {
                 events.notify_waiters();
             })
         };
-        let group_commit = crate::group_commit::GroupCommit::start(db.clone(), group_commit, committed);
+        let admission = crate::admission::Admission::new(call_bound);
+        let group_commit =
+            crate::group_commit::GroupCommit::start(db.clone(), group_commit, committed, admission.writers());
         let status_updates = SharedTransactions::start_deferring(db.clone(), crate::projection::record_deferred_events);
         Self {
             rate_limits: Arc::new(rate_limits),
@@ -92,6 +97,7 @@ impl Intake {
             review,
             secrets,
             watchers: Default::default(),
+            admission,
             group_commit,
             status_updates,
         }

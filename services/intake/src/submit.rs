@@ -36,6 +36,7 @@ impl Intake {
         &self,
         principal: Principal,
         req: SubmitRequestRequest,
+        admitted: crate::admission::Admitted,
     ) -> Result<(SubmitRequestResponse, Option<crs_ratelimit::Decision>)> {
         let started = tokio::time::Instant::now();
         let (agency, holder) = self.calling_agency_and_key(&principal, &req.idempotency_key).await?;
@@ -124,6 +125,7 @@ impl Intake {
             })?;
             return Ok((self.replay(existing, &row.body_hash, &req.idempotency_key).await?, None));
         }
+        admitted.stored();
         tracing::info!(request_id = %row.id, agency_id = %row.agency_id, items = items.len(), "request received");
         Ok((
             SubmitRequestResponse { request: Some(to_government_request(&row, &items)), replayed: false },

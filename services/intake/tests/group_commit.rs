@@ -392,3 +392,82 @@ async fn the_newest_submissions_are_written_first_once_the_queue_stands_on_postg
 
     intake.stop().await;
 }
+
+/// When more is in flight than intake can store within a caller's deadline, the caller is told
+/// at once (`UNAVAILABLE`, with a time to retry after) and nothing of its submission is stored;
+/// a caller without a deadline is still taken in and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_that_cannot_be_stored_before_its_deadline_is_refused_at_once_on_postgres() {
+    use std::time::{Duration, Instant};
+    use tonic_types::StatusExt;
+
+    // One writer storing one submission at a time.
+    let intake = Intake::start_with_one_writer_of_one().await;
+    let shed = |metrics: String| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("crs_requests_total{") && l.contains("outcome=\"shed\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    let shed_before = shed(intake.metrics().await);
+
+    // Two and a half seconds of steady submissions from sixteen agencies, so many that the
+    // writer never waits for work: intake learns how many it stores a second. Two
+    // jurisdictions, each well within its limits.
+    let mut clients = Vec::new();
+    for jurisdiction in ["TR", "IN"].repeat(8) {
+        let agency = intake.agency_in(jurisdiction).await;
+        allow_orders(&intake, &agency, 10_000).await;
+        clients.push((jurisdiction, intake.intake(intake.as_agency(&agency)).await));
+    }
+    let mut loops = Vec::new();
+    for (jurisdiction, mut client) in clients {
+        loops.push(tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_millis(2500);
+            let mut stored = 0;
+            while Instant::now() < until {
+                let request = SubmitRequestRequest { jurisdiction: jurisdiction.into(), ..valid_request() };
+                client.submit_request(request).await.expect("the steady submissions are stored");
+                stored += 1;
+            }
+            stored
+        }));
+    }
+    let mut steady = 0;
+    for l in loops {
+        steady += l.await.unwrap();
+    }
+
+    // A hundred and one wait behind a held writer: far more than it stores in 25 ms.
+    let agency = intake.agency().await;
+    let client = intake.intake(intake.as_agency(&agency)).await;
+    let (blocker, first) = intake.hold_the_writer(submit_in_background(&client, valid_request())).await;
+    let mut waiting: Vec<_> = (0..100).map(|_| submit_in_background(&client, valid_request())).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let hurried = valid_request();
+    let mut call = tonic::Request::new(hurried.clone());
+    call.set_timeout(Duration::from_millis(50));
+    let status = client.clone().submit_request(call).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("intake is saturated"), "{}", status.message());
+    assert!(status.message().contains("nothing was stored"), "{}", status.message());
+    assert!(status.get_details_retry_info().is_some(), "the caller is told when to retry");
+    assert!(shed(intake.metrics().await) > shed_before, "counted as shed in /metrics");
+
+    // Without a deadline, the server's bound of 30 s allows the wait.
+    waiting.push(submit_in_background(&client, valid_request()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.rollback().await.unwrap();
+    first.await.unwrap().expect("the held submission is stored");
+    for call in waiting {
+        call.await.unwrap().expect("every submission waiting without a deadline is stored");
+    }
+    let key = &hurried.idempotency_key;
+    let hurried_rows = format!("SELECT COUNT(*) AS n FROM requests WHERE idempotency_key = '{key}'");
+    assert_eq!(numbers(&intake, hurried_rows).await[0], 0, "the refused submission left nothing");
+    let [requests, ..] = intake.written().await;
+    assert_eq!(requests, steady + 102, "the steady ones, the held one and the 101 behind it");
+    intake.stop().await;
+}

@@ -1,0 +1,323 @@
+//! Shedding at intake's door: a submission that cannot be stored within its caller's deadline is
+//! refused at once, before it costs a lookup, a rate-limit check or a place in the queue.
+//!
+//! Under overload every submission admitted makes the others wait: its checks hold a connection
+//! and CPU, its write makes a batch longer. One whose caller gives up before it is stored was
+//! that cost for nothing, and cost the submissions that could have made it their deadlines. So
+//! a submission is admitted only while those already in flight would be stored, at the rate
+//! intake stores them when it is busy, within half of what its call allows (Little's law: a
+//! queue of `n` drained at `r` a second is `n / r` seconds long). Its call allows its
+//! `grpc-timeout`, and at most the server's bound on a call (`server.request_timeout_secs`).
+//! Callers that set no deadline are held back only when the wait nears that bound, so a burst
+//! of thousands is still absorbed; those whose deadline is short are told at once, instead of
+//! when it has passed.
+//!
+//! The rate is measured only over spans in which no group-commit writer waited for work: a
+//! quiet hour says nothing of what intake can store. Until it has been measured, every
+//! submission is admitted, and so is one with nothing ahead of it.
+//!
+//! A refused submission is answered `UNAVAILABLE` (retry with backoff): it stored nothing and
+//! took nothing from its rate limits.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Share of a call's time that the wait ahead of a submission may take: the wait estimated is
+/// a mean, and a caller whose deadline equals it would miss it half the time.
+const HEADROOM: f64 = 0.5;
+
+/// The shortest span over which the rate of stored submissions is measured.
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// Decides which submissions intake takes in.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    state: Arc<State>,
+    /// The longest a call may take (the server's bound), for callers without a deadline.
+    bound: Duration,
+}
+
+struct State {
+    in_flight: AtomicUsize,
+    writers: WritersIdle,
+    spans: Mutex<Spans>,
+}
+
+/// The span under way, and the rate of the busy ones before it.
+#[derive(Debug, Default)]
+struct Spans {
+    started: Option<Instant>,
+    stored: u64,
+    /// Submissions stored per second while busy; each busy span's rate weighs half.
+    per_sec: Option<f64>,
+}
+
+/// Whether the group-commit writers waited for work: those waiting now, and whether any did
+/// since the span under way began.
+#[derive(Clone, Default)]
+pub(crate) struct WritersIdle {
+    waiting: Arc<AtomicUsize>,
+    waited: Arc<AtomicBool>,
+}
+
+/// A writer waiting for work; dropped when it has some.
+pub(crate) struct WaitingForWork(WritersIdle);
+
+impl WritersIdle {
+    /// A writer found nothing to write and waits for work until the guard is dropped.
+    pub(crate) fn waiting(&self) -> WaitingForWork {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.waited.store(true, Ordering::Relaxed);
+        WaitingForWork(self.clone())
+    }
+
+    /// Whether a writer waited since the last call; starts the next span.
+    fn waited_since_asked(&self) -> bool {
+        let waiting_now = self.waiting.load(Ordering::Relaxed) > 0;
+        self.waited.swap(waiting_now, Ordering::Relaxed)
+    }
+}
+
+impl Drop for WaitingForWork {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A submission let in; dropping it lets it out.
+pub(crate) struct Admitted {
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admitted")
+    }
+}
+
+/// Why a submission was refused: the submissions ahead of it, how long they would take, and
+/// what its call allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saturated {
+    pub ahead: usize,
+    pub wait: Duration,
+    pub allowed: Duration,
+}
+
+impl Admission {
+    pub(crate) fn new(bound: Duration) -> Self {
+        let state = State {
+            in_flight: AtomicUsize::new(0),
+            writers: WritersIdle::default(),
+            spans: Mutex::new(Spans::default()),
+        };
+        Self { state: Arc::new(state), bound }
+    }
+
+    /// What the group-commit writers report their waits for work to.
+    pub(crate) fn writers(&self) -> WritersIdle {
+        self.state.writers.clone()
+    }
+
+    /// Lets a submission in, or says why not; `deadline` is what its caller allows (its
+    /// `grpc-timeout`), if it said.
+    pub(crate) fn admit(&self, deadline: Option<Duration>) -> Result<Admitted, Saturated> {
+        self.admit_at(deadline, Instant::now())
+    }
+
+    fn admit_at(&self, deadline: Option<Duration>, now: Instant) -> Result<Admitted, Saturated> {
+        let ahead = self.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted { state: self.state.clone() };
+        if ahead == 0 {
+            return Ok(admitted);
+        }
+        let Some(per_sec) = self.state.spans(now).per_sec else {
+            return Ok(admitted);
+        };
+        let allowed = deadline.map_or(self.bound, |d| d.min(self.bound));
+        let wait = if per_sec > 0.0 { Duration::from_secs_f64(ahead as f64 / per_sec) } else { Duration::MAX };
+        if wait.as_secs_f64() <= allowed.as_secs_f64() * HEADROOM {
+            return Ok(admitted);
+        }
+        Err(Saturated { ahead, wait, allowed })
+    }
+}
+
+impl State {
+    /// The spans, the one under way closed if it has lasted [`WINDOW`]: its rate counts if no
+    /// writer waited for work in it and it stored something.
+    fn spans(&self, now: Instant) -> std::sync::MutexGuard<'_, Spans> {
+        let mut spans = self.spans.lock().expect("admission spans poisoned");
+        match spans.started {
+            None => {
+                spans.started = Some(now);
+                self.writers.waited_since_asked();
+            }
+            Some(started) if now.saturating_duration_since(started) >= WINDOW => {
+                let busy = !self.writers.waited_since_asked();
+                if busy && spans.stored > 0 {
+                    let rate = spans.stored as f64 / now.saturating_duration_since(started).as_secs_f64();
+                    spans.per_sec = Some(spans.per_sec.map_or(rate, |before| (before + rate) / 2.0));
+                }
+                spans.started = Some(now);
+                spans.stored = 0;
+            }
+            Some(_) => {}
+        }
+        spans
+    }
+}
+
+impl Admitted {
+    /// The submission was stored: it counts towards the rate.
+    pub(crate) fn stored(self) {
+        self.stored_at(Instant::now());
+    }
+
+    fn stored_at(self, now: Instant) {
+        self.state.spans(now).stored += 1;
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a call allows, from its `grpc-timeout` header (an integer of up to eight digits and a
+/// unit: `H`ours, `M`inutes, `S`econds, `m`illiseconds, `u` microseconds, `n`anoseconds); `None`
+/// when it sets none or one that does not parse (the server's bound then applies).
+pub(crate) fn call_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` submissions admitted at `at`, without deadlines.
+    fn admitted(admission: &Admission, n: usize, at: Instant) -> Vec<Admitted> {
+        (0..n).map(|_| admission.admit_at(None, at).expect("admitted")).collect()
+    }
+
+    /// Stores `n` of `in_flight` at `at`.
+    fn store(in_flight: &mut Vec<Admitted>, n: usize, at: Instant) {
+        for a in in_flight.drain(..n) {
+            a.stored_at(at);
+        }
+    }
+
+    #[test]
+    fn every_submission_is_admitted_until_the_rate_is_known() {
+        let admission = Admission::new(Duration::from_secs(30));
+        let now = Instant::now();
+        let short = Some(Duration::from_millis(1));
+        let held: Vec<_> = (0..100).map(|_| admission.admit_at(short, now).expect("nothing to go by")).collect();
+        assert_eq!(held.len(), 100);
+    }
+
+    #[test]
+    fn a_submission_is_refused_when_the_wait_ahead_passes_half_its_deadline() {
+        let admission = Admission::new(Duration::from_secs(30));
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 120, start);
+        store(&mut in_flight, 100, start + WINDOW / 2);
+        // A busy second stored 100: the 20 still in flight are a fifth of a second's wait.
+        let now = start + WINDOW;
+        let ok = admission.admit_at(Some(Duration::from_millis(500)), now).expect("0.2 s of 0.5 s");
+        drop(ok);
+        let refused = admission.admit_at(Some(Duration::from_millis(300)), now).expect_err("0.2 s of 0.3 s");
+        assert_eq!(refused.ahead, 20);
+        assert!((refused.wait.as_secs_f64() - 0.2).abs() < 1e-6, "{:?}", refused.wait);
+        assert_eq!(refused.allowed, Duration::from_millis(300));
+        assert_eq!(admission.state.in_flight.load(Ordering::Relaxed), 20, "a refusal holds no place");
+    }
+
+    #[test]
+    fn a_span_in_which_a_writer_waited_for_work_measures_nothing() {
+        let admission = Admission::new(Duration::from_secs(30));
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 30, start);
+        // A quiet spell: a writer waits for work, and what is stored is not intake's pace.
+        let waiting = admission.writers().waiting();
+        store(&mut in_flight, 25, start + WINDOW / 2);
+        drop(waiting);
+        let mut more = admitted(&admission, 30, start + WINDOW);
+        assert!(admission.state.spans(start + WINDOW).per_sec.is_none());
+        assert_eq!(more.len(), 30, "all admitted: nothing to go by");
+        // Busy from here on: 20 stored in a second.
+        store(&mut more, 20, start + WINDOW * 3 / 2);
+        assert_eq!(admission.state.spans(start + WINDOW * 2).per_sec, Some(20.0));
+        // A writer that waits from before a span to past its end spoils it too.
+        let waiting = admission.writers().waiting();
+        store(&mut more, 2, start + WINDOW * 5 / 2);
+        store(&mut more, 2, start + WINDOW * 7 / 2);
+        store(&mut more, 2, start + WINDOW * 4);
+        assert_eq!(admission.state.spans(start + WINDOW * 9 / 2).per_sec, Some(20.0), "neither span measured");
+        drop(waiting);
+    }
+
+    #[test]
+    fn callers_without_a_deadline_wait_up_to_half_the_servers_bound() {
+        let admission = Admission::new(Duration::from_secs(10));
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 20, start);
+        store(&mut in_flight, 10, start + WINDOW / 2);
+        let now = start + WINDOW;
+        // 10 stored a second: 49 ahead are 4.9 s, within 5; 50 are 5 s; 51 are past it.
+        in_flight.extend((0..40).map(|_| admission.admit_at(None, now).expect("within 5 s")));
+        in_flight.push(admission.admit_at(Some(Duration::from_secs(60)), now).expect("5 s: half the bound"));
+        let refused = admission.admit_at(None, now).expect_err("5.1 s");
+        assert_eq!(refused.allowed, Duration::from_secs(10), "the server's bound");
+        let refused = admission.admit_at(Some(Duration::from_secs(60)), now).expect_err("a longer deadline is cut");
+        assert_eq!(refused.allowed, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn each_busy_span_weighs_half_in_the_rate() {
+        let admission = Admission::new(Duration::from_secs(30));
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 200, start);
+        store(&mut in_flight, 100, start + WINDOW / 2);
+        assert_eq!(admission.state.spans(start + WINDOW).per_sec, Some(100.0));
+        store(&mut in_flight, 50, start + WINDOW * 3 / 2);
+        assert_eq!(admission.state.spans(start + WINDOW * 2).per_sec, Some(75.0), "then 50 in a second");
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit() {
+        let deadline = |v: &str| {
+            let mut m = tonic::metadata::MetadataMap::new();
+            m.insert("grpc-timeout", v.parse().unwrap());
+            call_deadline(&m)
+        };
+        assert_eq!(deadline("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(deadline("1999m"), Some(Duration::from_millis(1999)));
+        assert_eq!(deadline("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(deadline("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(deadline("500u"), Some(Duration::from_micros(500)));
+        assert_eq!(deadline("7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(deadline("123456789S"), None, "more than eight digits");
+        assert_eq!(deadline("5x"), None);
+        assert_eq!(deadline("S"), None);
+        assert_eq!(call_deadline(&tonic::metadata::MetadataMap::new()), None);
+    }
+}
