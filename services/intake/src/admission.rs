@@ -12,9 +12,11 @@
 //! of thousands is still absorbed; those whose deadline is short are told at once, instead of
 //! when it has passed.
 //!
-//! The rate is measured only over spans in which no group-commit writer waited for work: a
-//! quiet hour says nothing of what intake can store. Until it has been measured, every
-//! submission is admitted, and so is one with nothing ahead of it.
+//! The rate is measured only over spans of a second or more, and of at least a batch's worth
+//! of stored submissions (`group_commit.max_batch`), in which intake never ran out of work to
+//! write (no group-commit writer found the queue empty and waited for some): a quiet hour, or
+//! a few small batches written slowly, say little of what intake can store. A rate not measured again for [`RATE_KEPT`] is forgotten. Without
+//! one, every submission is admitted, and so is one with nothing ahead of it.
 //!
 //! A refused submission is answered `UNAVAILABLE` (retry with backoff): it stored nothing and
 //! took nothing from its rate limits.
@@ -32,6 +34,14 @@ const HEADROOM: f64 = 0.5;
 /// The shortest span over which the rate of stored submissions is measured.
 const WINDOW: Duration = Duration::from_secs(1);
 
+/// How long a measured rate is kept without being measured again: what intake could store
+/// during an overload long past (a slow database, a smaller deployment) must not refuse
+/// today's burst.
+const RATE_KEPT: Duration = Duration::from_secs(60);
+
+/// The least time a refused caller is told to wait before retrying.
+const RETRY_AFTER_MIN: Duration = Duration::from_millis(100);
+
 /// Decides which submissions intake takes in.
 #[derive(Clone)]
 pub(crate) struct Admission {
@@ -42,6 +52,8 @@ pub(crate) struct Admission {
 
 struct State {
     in_flight: AtomicUsize,
+    /// A batch's worth (`group_commit.max_batch`): the least a span stores to be measured.
+    full_batch: u64,
     writers: WritersIdle,
     spans: Mutex<Spans>,
 }
@@ -53,11 +65,14 @@ struct Spans {
     stored: u64,
     /// Submissions stored per second while busy; each busy span's rate weighs half.
     per_sec: Option<f64>,
+    /// When `per_sec` was last measured.
+    measured_at: Option<Instant>,
 }
 
-/// Whether the group-commit writers waited for work: those waiting now, and whether any did
-/// since the span under way began.
-#[derive(Clone, Default)]
+/// Whether intake ran out of work to write: how many group-commit writers wait for work now
+/// (one at most: the others wait for it to finish gathering), and whether one did since the
+/// span under way began.
+#[derive(Clone)]
 pub(crate) struct WritersIdle {
     waiting: Arc<AtomicUsize>,
     waited: Arc<AtomicBool>,
@@ -67,23 +82,36 @@ pub(crate) struct WritersIdle {
 pub(crate) struct WaitingForWork(WritersIdle);
 
 impl WritersIdle {
-    /// A writer found nothing to write and waits for work until the guard is dropped.
+    fn new() -> Self {
+        Self { waiting: Arc::default(), waited: Arc::new(AtomicBool::new(true)) }
+    }
+
+    /// A writer found the queue empty and waits for work until the guard is dropped.
     pub(crate) fn waiting(&self) -> WaitingForWork {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.waited.store(true, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.waited.store(true, Ordering::SeqCst);
         WaitingForWork(self.clone())
     }
 
-    /// Whether a writer waited since the last call; starts the next span.
+    /// Whether a writer waited since the last call, without starting the next span.
+    fn waited_now(&self) -> bool {
+        self.waited.load(Ordering::SeqCst)
+    }
+
+    /// Whether a writer waited since the last call; starts the next span, spoilt from its start
+    /// if one waits now.
     fn waited_since_asked(&self) -> bool {
-        let waiting_now = self.waiting.load(Ordering::Relaxed) > 0;
-        self.waited.swap(waiting_now, Ordering::Relaxed)
+        let waited = self.waited.swap(false, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.waited.store(true, Ordering::SeqCst);
+        }
+        waited
     }
 }
 
 impl Drop for WaitingForWork {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -98,20 +126,25 @@ impl std::fmt::Debug for Admitted {
     }
 }
 
-/// Why a submission was refused: the submissions ahead of it, how long they would take, and
-/// what its call allows.
+/// Why a submission was refused: the submissions ahead of it, how long they would take, what
+/// its call allows, and when a retry would find the wait short enough (about; at least 100 ms,
+/// at most the server's bound).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Saturated {
     pub ahead: usize,
     pub wait: Duration,
     pub allowed: Duration,
+    pub retry_after: Duration,
 }
 
 impl Admission {
-    pub(crate) fn new(bound: Duration) -> Self {
+    /// Admission to a server whose calls take at most `bound`, storing up to `full_batch`
+    /// submissions a transaction.
+    pub(crate) fn new(bound: Duration, full_batch: usize) -> Self {
         let state = State {
             in_flight: AtomicUsize::new(0),
-            writers: WritersIdle::default(),
+            full_batch: full_batch.max(1) as u64,
+            writers: WritersIdle::new(),
             spans: Mutex::new(Spans::default()),
         };
         Self { state: Arc::new(state), bound }
@@ -134,21 +167,23 @@ impl Admission {
         if ahead == 0 {
             return Ok(admitted);
         }
-        let Some(per_sec) = self.state.spans(now).per_sec else {
+        let Some(per_sec) = self.state.spans(now).rate(now) else {
             return Ok(admitted);
         };
         let allowed = deadline.map_or(self.bound, |d| d.min(self.bound));
-        let wait = if per_sec > 0.0 { Duration::from_secs_f64(ahead as f64 / per_sec) } else { Duration::MAX };
-        if wait.as_secs_f64() <= allowed.as_secs_f64() * HEADROOM {
+        let wait = Duration::try_from_secs_f64(ahead as f64 / per_sec).unwrap_or(Duration::MAX);
+        let admissible = allowed.mul_f64(HEADROOM);
+        if wait <= admissible {
             return Ok(admitted);
         }
-        Err(Saturated { ahead, wait, allowed })
+        let retry_after = wait.saturating_sub(admissible).clamp(RETRY_AFTER_MIN, self.bound.max(RETRY_AFTER_MIN));
+        Err(Saturated { ahead, wait, allowed, retry_after })
     }
 }
 
 impl State {
-    /// The spans, the one under way closed if it has lasted [`WINDOW`]: its rate counts if no
-    /// writer waited for work in it and it stored something.
+    /// The spans, the one under way closed if it has lasted [`WINDOW`]: its rate counts if
+    /// intake never ran out of work to write in it and it stored something.
     fn spans(&self, now: Instant) -> std::sync::MutexGuard<'_, Spans> {
         let mut spans = self.spans.lock().expect("admission spans poisoned");
         match spans.started {
@@ -156,11 +191,19 @@ impl State {
                 spans.started = Some(now);
                 self.writers.waited_since_asked();
             }
-            Some(started) if now.saturating_duration_since(started) >= WINDOW => {
+            // A span that has not yet stored a batch's worth stays open, unless a writer waited:
+            // what a few small batches took says little of how many intake stores.
+            Some(started)
+                if now.saturating_duration_since(started) >= WINDOW
+                    && (spans.stored >= self.full_batch || self.writers.waited_now()) =>
+            {
                 let busy = !self.writers.waited_since_asked();
                 if busy && spans.stored > 0 {
                     let rate = spans.stored as f64 / now.saturating_duration_since(started).as_secs_f64();
-                    spans.per_sec = Some(spans.per_sec.map_or(rate, |before| (before + rate) / 2.0));
+                    let per_sec = spans.rate(now).map_or(rate, |before| (before + rate) / 2.0);
+                    spans.per_sec = Some(per_sec);
+                    spans.measured_at = Some(now);
+                    crate::metrics::ADMISSION_RATE.set(per_sec);
                 }
                 spans.started = Some(now);
                 spans.stored = 0;
@@ -168,6 +211,14 @@ impl State {
             Some(_) => {}
         }
         spans
+    }
+}
+
+impl Spans {
+    /// The measured rate, unless it is older than [`RATE_KEPT`].
+    fn rate(&self, now: Instant) -> Option<f64> {
+        let fresh = self.measured_at.is_some_and(|at| now.saturating_duration_since(at) <= RATE_KEPT);
+        self.per_sec.filter(|_| fresh)
     }
 }
 
@@ -227,7 +278,7 @@ mod tests {
 
     #[test]
     fn every_submission_is_admitted_until_the_rate_is_known() {
-        let admission = Admission::new(Duration::from_secs(30));
+        let admission = Admission::new(Duration::from_secs(30), 1);
         let now = Instant::now();
         let short = Some(Duration::from_millis(1));
         let held: Vec<_> = (0..100).map(|_| admission.admit_at(short, now).expect("nothing to go by")).collect();
@@ -236,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_submission_is_refused_when_the_wait_ahead_passes_half_its_deadline() {
-        let admission = Admission::new(Duration::from_secs(30));
+        let admission = Admission::new(Duration::from_secs(30), 1);
         let start = Instant::now();
         let mut in_flight = admitted(&admission, 120, start);
         store(&mut in_flight, 100, start + WINDOW / 2);
@@ -253,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_span_in_which_a_writer_waited_for_work_measures_nothing() {
-        let admission = Admission::new(Duration::from_secs(30));
+        let admission = Admission::new(Duration::from_secs(30), 1);
         let start = Instant::now();
         let mut in_flight = admitted(&admission, 30, start);
         // A quiet spell: a writer waits for work, and what is stored is not intake's pace.
@@ -277,7 +328,7 @@ mod tests {
 
     #[test]
     fn callers_without_a_deadline_wait_up_to_half_the_servers_bound() {
-        let admission = Admission::new(Duration::from_secs(10));
+        let admission = Admission::new(Duration::from_secs(10), 1);
         let start = Instant::now();
         let mut in_flight = admitted(&admission, 20, start);
         store(&mut in_flight, 10, start + WINDOW / 2);
@@ -293,13 +344,54 @@ mod tests {
 
     #[test]
     fn each_busy_span_weighs_half_in_the_rate() {
-        let admission = Admission::new(Duration::from_secs(30));
+        let admission = Admission::new(Duration::from_secs(30), 1);
         let start = Instant::now();
         let mut in_flight = admitted(&admission, 200, start);
         store(&mut in_flight, 100, start + WINDOW / 2);
         assert_eq!(admission.state.spans(start + WINDOW).per_sec, Some(100.0));
         store(&mut in_flight, 50, start + WINDOW * 3 / 2);
         assert_eq!(admission.state.spans(start + WINDOW * 2).per_sec, Some(75.0), "then 50 in a second");
+    }
+
+    #[test]
+    fn a_span_is_measured_once_it_has_stored_a_batchs_worth() {
+        let admission = Admission::new(Duration::from_secs(30), 100);
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 300, start);
+        store(&mut in_flight, 60, start + WINDOW / 2);
+        assert!(admission.state.spans(start + WINDOW).per_sec.is_none(), "60 of a batch of 100");
+        store(&mut in_flight, 60, start + WINDOW * 3 / 2);
+        // Closed by the 101st stored, a second and a half in.
+        let per_sec = admission.state.spans(start + WINDOW * 2).per_sec.expect("measured");
+        assert!((per_sec - 100.0 / 1.5).abs() < 1e-6, "{per_sec}");
+    }
+
+    #[test]
+    fn a_rate_not_measured_for_a_minute_is_forgotten() {
+        let admission = Admission::new(Duration::from_secs(30), 1);
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 30, start);
+        store(&mut in_flight, 10, start + WINDOW / 2);
+        let later = start + WINDOW + RATE_KEPT;
+        assert!(admission.admit_at(Some(Duration::from_millis(100)), start + WINDOW).is_err(), "20 ahead at 10/s");
+        let admitted = admission.admit_at(Some(Duration::from_millis(100)), later + WINDOW);
+        assert!(admitted.is_ok(), "nothing measured since: no rate to go by");
+    }
+
+    #[test]
+    fn a_refused_caller_is_told_when_the_wait_will_be_short_enough() {
+        let admission = Admission::new(Duration::from_secs(30), 1);
+        let start = Instant::now();
+        let mut in_flight = admitted(&admission, 110, start);
+        store(&mut in_flight, 100, start + WINDOW / 2);
+        let now = start + WINDOW;
+        // 10 ahead at 100/s: 100 ms of waiting, 50 ms more than a 100 ms call may wait.
+        let refused = admission.admit_at(Some(Duration::from_millis(100)), now).unwrap_err();
+        assert_eq!(refused.retry_after, RETRY_AFTER_MIN, "never sooner than 100 ms");
+        in_flight.extend(admitted(&admission, 290, now));
+        // 300 ahead: 3 s, 2.5 s more than a 1 s call may wait.
+        let refused = admission.admit_at(Some(Duration::from_secs(1)), now).unwrap_err();
+        assert!((refused.retry_after.as_secs_f64() - 2.5).abs() < 1e-6, "{:?}", refused.retry_after);
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub enum IntakeError {
     /// Intake is taking in no more than it can store within its callers' deadlines
     /// (`crate::admission`): nothing was done; the caller may retry after a while.
     #[error(
-        "intake is saturated: the {} submissions ahead of this one would take about {:.1} s, and this call allows {:.1} s; nothing was stored, retry with backoff",
-        .0.ahead, .0.wait.as_secs_f64().min(3600.0), .0.allowed.as_secs_f64()
+        "intake is saturated: the {} submissions ahead of this one would take about {:.2} s, more than half of the {:.2} s this call allows; nothing was stored, retry in {:.1} s",
+        .0.ahead, .0.wait.as_secs_f64().min(3600.0), .0.allowed.as_secs_f64(), .0.retry_after.as_secs_f64()
     )]
     Saturated(crate::admission::Saturated),
     /// The database could not be reached: nothing was done; the caller may retry.
@@ -91,8 +91,7 @@ impl ServiceError for IntakeError {
 
     fn extra_details(&self, details: &mut tonic_types::ErrorDetails) {
         if let IntakeError::Saturated(why) = self {
-            // Once the submissions ahead are answered, about.
-            details.set_retry_info(Some(why.wait.min(why.allowed)));
+            details.set_retry_info(Some(why.retry_after));
         }
         if let IntakeError::RateLimited(decision) = self {
             let rule = decision.tightest();

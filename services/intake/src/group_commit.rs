@@ -185,8 +185,14 @@ impl Writer {
         let Queue { receiver, waiting } = &mut *queue;
         loop {
             if waiting.is_empty() {
-                let _idle = self.idle.waiting();
-                waiting.push_back(receiver.recv().await?);
+                let next = match receiver.try_recv() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let _idle = self.idle.waiting();
+                        receiver.recv().await?
+                    }
+                };
+                waiting.push_back(next);
             }
             // Everything sent meanwhile, within the queue's bound (beyond it, callers wait to send).
             while waiting.len() < QUEUE_BOUND {

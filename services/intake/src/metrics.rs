@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use crs_proto::common::Category;
 use prometheus::{
-    Histogram, HistogramVec, IntCounter, IntCounterVec, register_histogram, register_histogram_vec,
-    register_int_counter, register_int_counter_vec,
+    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, register_gauge, register_histogram,
+    register_histogram_vec, register_int_counter, register_int_counter_vec,
 };
 
 use crate::error::IntakeError;
@@ -38,6 +38,16 @@ pub fn count_submission(jurisdiction: &str, category: i32, result: Result<bool, 
     };
     REQUESTS.with_label_values(&[jurisdiction, category, outcome]).inc();
 }
+
+/// Submissions intake stores a second while it never runs out of work to write, as last
+/// measured: what its admission divides the submissions in flight by (`crate::admission`).
+pub static ADMISSION_RATE: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "crs_intake_admission_stored_per_second",
+        "Submissions stored per second while intake was busy, as last measured for admission."
+    )
+    .expect("registers once")
+});
 
 /// Submissions per group-commit transaction (its `_count` is the number of transactions).
 pub static GROUP_COMMIT_SIZE: LazyLock<Histogram> = LazyLock::new(|| {

@@ -78,7 +78,7 @@ impl Intake {
                 events.notify_waiters();
             })
         };
-        let admission = crate::admission::Admission::new(call_bound);
+        let admission = crate::admission::Admission::new(call_bound, group_commit.max_batch);
         let group_commit =
             crate::group_commit::GroupCommit::start(db.clone(), group_commit, committed, admission.writers());
         let status_updates = SharedTransactions::start_deferring(db.clone(), crate::projection::record_deferred_events);

@@ -236,15 +236,6 @@ async fn a_cursor_from_before_resumes_where_it_was() {
     intake.stop().await;
 }
 
-/// Lets `agency` submit `burst` binding orders (what `valid_request` is) before it is refused.
-async fn allow_orders(intake: &Intake, agency: &str, burst: u32) {
-    use crs_proto::intake::{RateLimitOverride, SetRateLimitOverridesRequest};
-    let overrides =
-        vec![RateLimitOverride { rule: "agency_binding".into(), rate_per_second: 0.001, burst, ..Default::default() }];
-    let request = SetRateLimitOverridesRequest { agency_id: agency.into(), overrides };
-    intake.admin_client().await.set_rate_limit_overrides(request).await.unwrap();
-}
-
 fn remaining(reply: &tonic::Response<crs_proto::intake::SubmitRequestResponse>) -> Option<&str> {
     reply.metadata().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok())
 }
@@ -288,7 +279,7 @@ async fn a_submission_whose_caller_gave_up_in_the_queue_is_not_stored_on_postgre
     let abandoned_before = abandoned(intake.metrics().await);
     // Room for the first submission and one more: the retry fits only if the one given up
     // gave its share back.
-    allow_orders(&intake, &agency, 2).await;
+    intake.allow_orders(&agency, 2).await;
 
     let (blocker, first) = intake.hold_the_writer(submit_in_background(&client, valid_request())).await;
 
@@ -325,7 +316,7 @@ async fn of_two_concurrent_twins_only_the_one_stored_counts_against_the_limit_on
     let intake = Intake::start_with(Backend::Postgres, &[("CRS_GROUP_COMMIT__WRITERS", "1")]).await;
     let agency = intake.agency().await;
     let client = intake.intake(intake.as_agency(&agency)).await;
-    allow_orders(&intake, &agency, 3).await;
+    intake.allow_orders(&agency, 3).await;
     let submit = |request: SubmitRequestRequest| submit_in_background(&client, request);
 
     let (blocker, first) = intake.hold_the_writer(submit(valid_request())).await;
@@ -390,84 +381,5 @@ async fn the_newest_submissions_are_written_first_once_the_queue_stands_on_postg
     let newer = numbers(&intake, order(&newer.idempotency_key)).await[0];
     assert!(first < newer && newer < older, "written: first {first}, newer {newer}, older {older}");
 
-    intake.stop().await;
-}
-
-/// When more is in flight than intake can store within a caller's deadline, the caller is told
-/// at once (`UNAVAILABLE`, with a time to retry after) and nothing of its submission is stored;
-/// a caller without a deadline is still taken in and stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submission_that_cannot_be_stored_before_its_deadline_is_refused_at_once_on_postgres() {
-    use std::time::{Duration, Instant};
-    use tonic_types::StatusExt;
-
-    // One writer storing one submission at a time.
-    let intake = Intake::start_with_one_writer_of_one().await;
-    let shed = |metrics: String| {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("crs_requests_total{") && l.contains("outcome=\"shed\""))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum::<f64>()
-    };
-    let shed_before = shed(intake.metrics().await);
-
-    // Two and a half seconds of steady submissions from sixteen agencies, so many that the
-    // writer never waits for work: intake learns how many it stores a second. Two
-    // jurisdictions, each well within its limits.
-    let mut clients = Vec::new();
-    for jurisdiction in ["TR", "IN"].repeat(8) {
-        let agency = intake.agency_in(jurisdiction).await;
-        allow_orders(&intake, &agency, 10_000).await;
-        clients.push((jurisdiction, intake.intake(intake.as_agency(&agency)).await));
-    }
-    let mut loops = Vec::new();
-    for (jurisdiction, mut client) in clients {
-        loops.push(tokio::spawn(async move {
-            let until = Instant::now() + Duration::from_millis(2500);
-            let mut stored = 0;
-            while Instant::now() < until {
-                let request = SubmitRequestRequest { jurisdiction: jurisdiction.into(), ..valid_request() };
-                client.submit_request(request).await.expect("the steady submissions are stored");
-                stored += 1;
-            }
-            stored
-        }));
-    }
-    let mut steady = 0;
-    for l in loops {
-        steady += l.await.unwrap();
-    }
-
-    // A hundred and one wait behind a held writer: far more than it stores in 25 ms.
-    let agency = intake.agency().await;
-    let client = intake.intake(intake.as_agency(&agency)).await;
-    let (blocker, first) = intake.hold_the_writer(submit_in_background(&client, valid_request())).await;
-    let mut waiting: Vec<_> = (0..100).map(|_| submit_in_background(&client, valid_request())).collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let hurried = valid_request();
-    let mut call = tonic::Request::new(hurried.clone());
-    call.set_timeout(Duration::from_millis(50));
-    let status = client.clone().submit_request(call).await.expect_err("refused");
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("intake is saturated"), "{}", status.message());
-    assert!(status.message().contains("nothing was stored"), "{}", status.message());
-    assert!(status.get_details_retry_info().is_some(), "the caller is told when to retry");
-    assert!(shed(intake.metrics().await) > shed_before, "counted as shed in /metrics");
-
-    // Without a deadline, the server's bound of 30 s allows the wait.
-    waiting.push(submit_in_background(&client, valid_request()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    blocker.rollback().await.unwrap();
-    first.await.unwrap().expect("the held submission is stored");
-    for call in waiting {
-        call.await.unwrap().expect("every submission waiting without a deadline is stored");
-    }
-    let key = &hurried.idempotency_key;
-    let hurried_rows = format!("SELECT COUNT(*) AS n FROM requests WHERE idempotency_key = '{key}'");
-    assert_eq!(numbers(&intake, hurried_rows).await[0], 0, "the refused submission left nothing");
-    let [requests, ..] = intake.written().await;
-    assert_eq!(requests, steady + 102, "the steady ones, the held one and the 101 behind it");
     intake.stop().await;
 }

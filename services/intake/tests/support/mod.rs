@@ -145,6 +145,19 @@ impl Intake {
             .id
     }
 
+    /// Lets `agency` submit `burst` binding orders (what `valid_request` is) before it is refused.
+    pub async fn allow_orders(&self, agency: &str, burst: u32) {
+        use crs_proto::intake::{RateLimitOverride, SetRateLimitOverridesRequest};
+        let overrides = vec![RateLimitOverride {
+            rule: "agency_binding".into(),
+            rate_per_second: 0.001,
+            burst,
+            ..Default::default()
+        }];
+        let request = SetRateLimitOverridesRequest { agency_id: agency.into(), overrides };
+        self.admin_client().await.set_rate_limit_overrides(request).await.unwrap();
+    }
+
     pub fn as_agency(&self, id: &str) -> Bearer {
         self.bearer(Principal::Agency { id: id.to_owned() })
     }
