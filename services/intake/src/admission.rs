@@ -8,15 +8,16 @@
 //! intake stores them when it is busy, within half of what its call allows (Little's law: a
 //! queue of `n` drained at `r` a second is `n / r` seconds long). Its call allows its
 //! `grpc-timeout`, and at most the server's bound on a call (`server.request_timeout_secs`).
-//! Callers that set no deadline are held back only when the wait nears that bound, so a burst
-//! of thousands is still absorbed; those whose deadline is short are told at once, instead of
+//! Callers that set no deadline are held back only when the wait passes half that bound, so a
+//! burst of thousands is still absorbed; those whose deadline is short are told at once, instead of
 //! when it has passed.
 //!
 //! The rate is measured only over spans of a second or more, and of at least a batch's worth
 //! of stored submissions (`group_commit.max_batch`), in which intake never ran out of work to
 //! write (no group-commit writer found the queue empty and waited for some): a quiet hour, or
-//! a few small batches written slowly, say little of what intake can store. A rate not measured again for [`RATE_KEPT`] is forgotten. Without
-//! one, every submission is admitted, and so is one with nothing ahead of it.
+//! a few small batches written slowly, say little of what intake can store. A rate not
+//! measured again for [`RATE_KEPT`] is forgotten. Without one, every submission is admitted,
+//! and so is one with nothing ahead of it.
 //!
 //! A refused submission is answered `UNAVAILABLE` (retry with backoff): it stored nothing and
 //! took nothing from its rate limits.
@@ -63,10 +64,9 @@ struct State {
 struct Spans {
     started: Option<Instant>,
     stored: u64,
-    /// Submissions stored per second while busy; each busy span's rate weighs half.
-    per_sec: Option<f64>,
-    /// When `per_sec` was last measured.
-    measured_at: Option<Instant>,
+    /// Submissions stored per second while busy (each busy span's rate weighs half), and when
+    /// it was last measured.
+    measured: Option<(f64, Instant)>,
 }
 
 /// Whether intake ran out of work to write: how many group-commit writers wait for work now
@@ -182,8 +182,8 @@ impl Admission {
 }
 
 impl State {
-    /// The spans, the one under way closed if it has lasted [`WINDOW`]: its rate counts if
-    /// intake never ran out of work to write in it and it stored something.
+    /// The spans, the one under way closed once it has lasted [`WINDOW`] and stored a batch's
+    /// worth, or a writer waited for work in it: its rate counts if none did.
     fn spans(&self, now: Instant) -> std::sync::MutexGuard<'_, Spans> {
         let mut spans = self.spans.lock().expect("admission spans poisoned");
         match spans.started {
@@ -201,8 +201,7 @@ impl State {
                 if busy && spans.stored > 0 {
                     let rate = spans.stored as f64 / now.saturating_duration_since(started).as_secs_f64();
                     let per_sec = spans.rate(now).map_or(rate, |before| (before + rate) / 2.0);
-                    spans.per_sec = Some(per_sec);
-                    spans.measured_at = Some(now);
+                    spans.measured = Some((per_sec, now));
                     crate::metrics::ADMISSION_RATE.set(per_sec);
                 }
                 spans.started = Some(now);
@@ -217,8 +216,8 @@ impl State {
 impl Spans {
     /// The measured rate, unless it is older than [`RATE_KEPT`].
     fn rate(&self, now: Instant) -> Option<f64> {
-        let fresh = self.measured_at.is_some_and(|at| now.saturating_duration_since(at) <= RATE_KEPT);
-        self.per_sec.filter(|_| fresh)
+        let (per_sec, at) = self.measured?;
+        (now.saturating_duration_since(at) <= RATE_KEPT).then_some(per_sec)
     }
 }
 
@@ -269,6 +268,11 @@ mod tests {
         (0..n).map(|_| admission.admit_at(None, at).expect("admitted")).collect()
     }
 
+    /// The rate measured, as of `at`.
+    fn measured(admission: &Admission, at: Instant) -> Option<f64> {
+        admission.state.spans(at).measured.map(|(per_sec, _)| per_sec)
+    }
+
     /// Stores `n` of `in_flight` at `at`.
     fn store(in_flight: &mut Vec<Admitted>, n: usize, at: Instant) {
         for a in in_flight.drain(..n) {
@@ -312,17 +316,17 @@ mod tests {
         store(&mut in_flight, 25, start + WINDOW / 2);
         drop(waiting);
         let mut more = admitted(&admission, 30, start + WINDOW);
-        assert!(admission.state.spans(start + WINDOW).per_sec.is_none());
+        assert!(admission.state.spans(start + WINDOW).measured.is_none());
         assert_eq!(more.len(), 30, "all admitted: nothing to go by");
         // Busy from here on: 20 stored in a second.
         store(&mut more, 20, start + WINDOW * 3 / 2);
-        assert_eq!(admission.state.spans(start + WINDOW * 2).per_sec, Some(20.0));
+        assert_eq!(measured(&admission, start + WINDOW * 2), Some(20.0));
         // A writer that waits from before a span to past its end spoils it too.
         let waiting = admission.writers().waiting();
         store(&mut more, 2, start + WINDOW * 5 / 2);
         store(&mut more, 2, start + WINDOW * 7 / 2);
         store(&mut more, 2, start + WINDOW * 4);
-        assert_eq!(admission.state.spans(start + WINDOW * 9 / 2).per_sec, Some(20.0), "neither span measured");
+        assert_eq!(measured(&admission, start + WINDOW * 9 / 2), Some(20.0), "neither span measured");
         drop(waiting);
     }
 
@@ -348,9 +352,9 @@ mod tests {
         let start = Instant::now();
         let mut in_flight = admitted(&admission, 200, start);
         store(&mut in_flight, 100, start + WINDOW / 2);
-        assert_eq!(admission.state.spans(start + WINDOW).per_sec, Some(100.0));
+        assert_eq!(measured(&admission, start + WINDOW), Some(100.0));
         store(&mut in_flight, 50, start + WINDOW * 3 / 2);
-        assert_eq!(admission.state.spans(start + WINDOW * 2).per_sec, Some(75.0), "then 50 in a second");
+        assert_eq!(measured(&admission, start + WINDOW * 2), Some(75.0), "then 50 in a second");
     }
 
     #[test]
@@ -359,10 +363,10 @@ mod tests {
         let start = Instant::now();
         let mut in_flight = admitted(&admission, 300, start);
         store(&mut in_flight, 60, start + WINDOW / 2);
-        assert!(admission.state.spans(start + WINDOW).per_sec.is_none(), "60 of a batch of 100");
+        assert!(admission.state.spans(start + WINDOW).measured.is_none(), "60 of a batch of 100");
         store(&mut in_flight, 60, start + WINDOW * 3 / 2);
         // Closed by the 101st stored, a second and a half in.
-        let per_sec = admission.state.spans(start + WINDOW * 2).per_sec.expect("measured");
+        let per_sec = measured(&admission, start + WINDOW * 2).expect("measured");
         assert!((per_sec - 100.0 / 1.5).abs() < 1e-6, "{per_sec}");
     }
 
