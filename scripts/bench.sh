@@ -3,8 +3,8 @@
 # then bench/RESULTS.md.
 #
 #   each round: a bare tonic echo server (the gRPC ceiling), pgbench inserting one row per
-#   transaction with synchronous commit (the durable-write ceiling), and crs-bench against the
-#   four release binaries on PostgreSQL, all at the same concurrency;
+#   transaction with synchronous commit (the durable-write ceiling), crs-bench against intake
+#   alone, and against the four release binaries, on PostgreSQL, all at the same concurrency;
 #   then: an open loop at a fixed rate with a sample followed to legal review and the agency's
 #   webhook (the hops) and the outbox backlog sampled; the same closed loop on SQLite; the rate
 #   limiter (beside redis-benchmark) and SLA timer benchmarks.
@@ -56,7 +56,7 @@ trap cleanup EXIT INT TERM
   echo "postgresql: $(psql "$pg/postgres" -Atc 'show server_version') (synchronous_commit $(psql "$pg/postgres" -Atc 'show synchronous_commit'))"
   echo "redis: $(redis-cli -v 2>/dev/null || echo unknown)"
   echo "rustc: $(rustc --version)"
-  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "git: $(git describe --always --dirty 2>/dev/null || echo unknown)"
 } >"$results/machine.txt"
 
 "$bin/crsctl" keygen --key-dir "$work/data/keys" >/dev/null
@@ -66,13 +66,17 @@ trap cleanup EXIT INT TERM
 # restarts may otherwise be given the service's own port for its end, connect to itself, and hold
 # the port the service is about to listen on.
 port() { case "$1" in intake) echo 21051 ;; triage) echo 21052 ;; legal-review) echo 21053 ;; notification) echo 21054 ;; esac; }
+admin_port() { case "$1" in intake) echo 9301 ;; triage) echo 9302 ;; legal-review) echo 9303 ;; notification) echo 9304 ;; esac; }
 db_name() { echo "crs_bench_${1//-/_}"; }
 services=(intake triage legal-review notification)
 
-# Starts the four release binaries on `postgres` or `sqlite`, each on a fresh database.
+# Starts release binaries on `postgres` or `sqlite`, each on a fresh database: the four services,
+# or those named after the backend.
 start_services() {
-  local backend="$1" svc url i=0
-  for svc in "${services[@]}"; do
+  local backend="$1" svc url started
+  shift
+  started=("${@:-${services[@]}}")
+  for svc in "${started[@]}"; do
     if [ "$backend" = postgres ]; then
       psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $(db_name "$svc")" -c "CREATE DATABASE $(db_name "$svc")"
       url="$pg/$(db_name "$svc")"
@@ -80,14 +84,19 @@ start_services() {
       rm -f "$work/data/$svc.db"*
       url="sqlite://$work/data/$svc.db?mode=rwc"
     fi
-    i=$((i + 1))
     (
       cd "$work"
       export CRS_DATABASE__URL="$url"
       export CRS_SERVER__LISTEN_ADDR="127.0.0.1:$(port "$svc")"
-      export CRS_ADMIN__LISTEN_ADDR="127.0.0.1:930$i"
+      export CRS_ADMIN__LISTEN_ADDR="127.0.0.1:$(admin_port "$svc")"
       case "$svc" in
         intake)
+          # Alone, intake's relay has no triage to hand off to: each hand-off is tried once (a
+          # claim and a call, as its delivery would be) and then held past the run, not retried
+          # every few hundred milliseconds.
+          if [ "${started[*]}" = intake ]; then
+            export CRS_OUTBOX__INITIAL_BACKOFF_MS=3600000 CRS_OUTBOX__MAX_BACKOFF_MS=3600000
+          fi
           export CRS_CONFIG="$root/bench/intake.toml"
           export CRS_RATE_LIMITS__KEY_PREFIX="crs:bench:$$:$backend:rl"
           export CRS_PEERS__TRIAGE="http://127.0.0.1:$(port triage)"
@@ -108,7 +117,7 @@ start_services() {
     ) &
     pids+=("$!")
   done
-  for svc in "${services[@]}"; do
+  for svc in "${started[@]}"; do
     for _ in $(seq 150); do
       (exec 3<>"/dev/tcp/127.0.0.1/$(port "$svc")") 2>/dev/null && break
       sleep 0.2
@@ -125,7 +134,7 @@ stop_services() {
 
 # Intake's /metrics, at the end of a run: where its submissions' time went.
 intake_metrics() {
-  (exec 3<>/dev/tcp/127.0.0.1/9301 && printf 'GET /metrics HTTP/1.0\r\nHost: intake\r\n\r\n' >&3 && cat <&3) >"$1" 2>/dev/null || true
+  (exec 3<>"/dev/tcp/127.0.0.1/$(admin_port intake)" && printf 'GET /metrics HTTP/1.0\r\nHost: intake\r\n\r\n' >&3 && cat <&3) >"$1" 2>/dev/null || true
 }
 
 crs_load() {
@@ -162,6 +171,7 @@ done
 cat >"$results/commands.txt" <<EOF
 $bin/crs-bench echo --target http://127.0.0.1:20099 --clients $clients --secs $secs
 pgbench -n -M prepared -c $clients -j 2 -T $secs -f insert.sql   # INSERT INTO rows (body) VALUES (...)
+crs-bench load --clients $clients --secs $secs --agencies 16 --databases <intake's PostgreSQL database>   # intake alone
 crs-bench load --clients $clients --secs $secs --agencies 16 --databases <the four services' PostgreSQL databases>
 crs-bench load --rate $open_rate --secs $open_secs --warmup-secs 0 --follow 200 --decide
 crs-bench load --clients $clients --secs $secs   # the four services on SQLite
@@ -174,6 +184,12 @@ for round in $(seq "$rounds"); do
   echo "== round $round of $rounds"
   "$bin/crs-bench" echo --target http://127.0.0.1:20099 --clients "$clients" --secs "$secs" --json "$results/round-$round-echo.json"
   pgbench_round "$results/round-$round-pgbench.json"
+  # Intake alone: what its own path (checks, rate limits, group commit) stores while the other
+  # three services take none of the two cores; its hand-offs to triage wait in its outbox.
+  start_services postgres intake
+  crs_load --clients "$clients" --secs "$secs" --databases "$pg/$(db_name intake)" --json "$results/round-$round-intake.json"
+  intake_metrics "$results/round-$round-intake-metrics.txt"
+  stop_services
   start_services postgres
   crs_load --clients "$clients" --secs "$secs" --databases "$(pg_databases)" --json "$results/round-$round-crs.json"
   stop_services

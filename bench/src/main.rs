@@ -486,7 +486,13 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     }
     let agencies = Arc::new(agencies);
     let intake = channels(&args.intake, args.shape.channels).await?;
-    let review_channel = channels(&args.legal_review, 1).await?.remove(0);
+    // Legal review is called only to follow requests: a run that follows none (intake alone)
+    // needs it not to be there.
+    let review_channel = if args.follow > 0 {
+        channels(&args.legal_review, 1).await?.remove(0)
+    } else {
+        Endpoint::from_shared(args.legal_review.clone())?.connect_lazy()
+    };
     let reviewer = bearer(Principal::Reviewer { id: "bench-reviewer".into(), roles: vec![Role::SeniorReviewer] })?;
     let hops = Arc::new(Mutex::new(Hops::default()));
     let followers = Arc::new(Mutex::new(Vec::new()));
@@ -497,8 +503,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let (agencies2, hops2, followers2, accepted2) =
         (agencies.clone(), hops.clone(), followers.clone(), accepted.clone());
     let (mut tally, elapsed) = drive(&args.shape, move |n| {
-        let (id, jurisdiction, bearer) = agencies2[n as usize % agencies2.len()].clone();
-        let _ = id;
+        let (_, jurisdiction, bearer) = agencies2[n as usize % agencies2.len()].clone();
         let channel = intake[n as usize % intake.len()].clone();
         let mut client = IntakeServiceClient::new(InterceptedService::new(channel, bearer));
         let request = body(n, jurisdiction);

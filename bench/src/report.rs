@@ -93,6 +93,8 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
         verdict(p99 < 25.0)
     )?;
 
+    intake_alone(&mut md, dir)?;
+
     writeln!(md, "## Open loop: hops at a fixed offered rate\n")?;
     // The first row is a rate this machine keeps up with (the hops themselves); the second, the
     // target rate (what queues when it cannot). Each starts from an idle system.
@@ -215,6 +217,63 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Intake measured alone in each round, beside the same round's pgbench: how far intake's own path
+/// is from the durable-write ceiling when it has the machine to itself, and where its time went.
+fn intake_alone(md: &mut String, dir: &Path) -> anyhow::Result<()> {
+    let rounds: Vec<(Value, Value, String)> = (1..)
+        .map_while(|round| {
+            Some((
+                read_json(dir, &format!("round-{round}-pgbench.json"))?,
+                read_json(dir, &format!("round-{round}-intake.json"))?,
+                std::fs::read_to_string(dir.join(format!("round-{round}-intake-metrics.txt"))).unwrap_or_default(),
+            ))
+        })
+        .collect();
+    if rounds.is_empty() {
+        return Ok(());
+    }
+    writeln!(md, "### Intake alone\n")?;
+    writeln!(
+        md,
+        "The same closed loop against intake with the other three services stopped, in each round between pgbench \
+         and the four services: intake's own path (the agency and key lookup, validation, four rate limits in \
+         Redis, group commit, the reply after the commit) with the two cores shared only with PostgreSQL, Redis and \
+         the load generator. With no peer to hand off to, its relay tries each hand-off once (a claim and a \
+         call, as a delivery would) and holds it past the run. Stages are means per submission, from its \
+         `crs_intake_submission_stage_seconds`.\n"
+    )?;
+    writeln!(
+        md,
+        "| round | pgbench TPS | intake SubmitRequest/s | p50 / p99 ms | commits per request | intake / pgbench | checks ms | queue for a writer ms | batch's write ms | batches (mean size) | given up in the queue |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    let (mut ratios, mut p99s, mut rates) = (vec![], vec![], vec![]);
+    for (round, (pg, intake, metrics)) in rounds.iter().enumerate() {
+        let (p, i) = (num(pg, &["per_sec"]), num(intake, &["per_sec"]));
+        let p99 = num(intake, &["latency", "p99_ms"]);
+        writeln!(
+            md,
+            "| {} | {p:.0} | {i:.0} | {:.1} / {p99:.1} | {} | {:.3} | {} |",
+            round + 1,
+            num(intake, &["latency", "p50_ms"]),
+            intake["commits_per_request"],
+            i / p,
+            stage_row(metrics)
+        )?;
+        ratios.push(i / p);
+        p99s.push(p99);
+        rates.push(i);
+    }
+    writeln!(
+        md,
+        "| median | | {:.0} | p99 {:.1} | | **{:.3}** | | | | | |\n",
+        median(rates),
+        median(p99s),
+        median(ratios)
+    )?;
+    Ok(())
+}
+
 /// The value of `series` (its name and labels, as exposed) in a Prometheus text exposition.
 fn series(metrics: &str, series: &str) -> f64 {
     let value = metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
@@ -265,5 +324,36 @@ crs_intake_submissions_abandoned_total 1
         assert!(series(metrics, "crs_intake_group_commit_size").is_nan(), "a series is named whole");
         let none_given_up = metrics.replace("crs_intake_submissions_abandoned_total 1\n", "");
         assert_eq!(stage_row(&none_given_up), "2.5 | 0.5 | 7.5 | 3 (1.3) | 0");
+    }
+
+    #[test]
+    fn intake_alone_stands_beside_its_rounds_pgbench() {
+        let dir = std::env::temp_dir().join(format!("crs-bench-report-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, body: &str| std::fs::write(dir.join(name), body).unwrap();
+        let mut md = String::new();
+        intake_alone(&mut md, &dir).unwrap();
+        assert_eq!(md, "", "a run without intake alone reports nothing of it");
+
+        write("round-1-pgbench.json", r#"{"per_sec": 8000.0}"#);
+        write(
+            "round-1-intake.json",
+            r#"{"per_sec": 2000.0, "latency": {"p50_ms": 30.0, "p99_ms": 61.5}, "commits_per_request": 0.02}"#,
+        );
+        write("round-2-pgbench.json", r#"{"per_sec": 5000.0}"#);
+        write(
+            "round-2-intake.json",
+            r#"{"per_sec": 2500.0, "latency": {"p50_ms": 25.0, "p99_ms": 40.0}, "commits_per_request": 0.03}"#,
+        );
+        // A third round's pgbench alone: the round was cut short and is left out.
+        write("round-3-pgbench.json", r#"{"per_sec": 9000.0}"#);
+        intake_alone(&mut md, &dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert!(md.contains("| 1 | 8000 | 2000 | 30.0 / 61.5 | 0.02 | 0.250 |"), "{md}");
+        assert!(md.contains("| 2 | 5000 | 2500 | 25.0 / 40.0 | 0.03 | 0.500 |"), "{md}");
+        assert!(!md.contains("| 3 |"), "{md}");
+        // The median of two is the larger, as for the four services' rounds.
+        assert!(md.contains("| median | | 2500 | p99 61.5 | | **0.500** |"), "{md}");
     }
 }
