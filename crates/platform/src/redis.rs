@@ -23,6 +23,11 @@ impl std::fmt::Debug for RedisHandle {
 
 impl RedisHandle {
     pub fn new(url: &str) -> anyhow::Result<Self> {
+        // Nagle stays on for this connection, unlike the database's (crates/platform/tests/nodelay.rs):
+        // Redis answers every command, and that answer carries the acknowledgement a held-back
+        // write waits for, so nothing waits for a delayed ACK. What Nagle does here is join the
+        // small writes of concurrent callers: with it the limiter's benchmark made 10-20 % more
+        // decisions a second, at a lower p50 and p99, than with TCP_NODELAY.
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid redis.url: {e}"))?;
         Ok(Self { client, manager: Arc::new(OnceCell::new()) })
     }
