@@ -112,7 +112,9 @@ struct LoadArgs {
     /// The agencies' rate-limit tier (`make bench` configures intake with a wide `bench` tier).
     #[arg(long, default_value = "bench")]
     tier: String,
-    /// Follows every Nth accepted request to legal review (0: none).
+    /// Follows every Nth accepted request to legal review (0: none), once the warm-up is over:
+    /// the hops are those of a running system, not of one whose connections and caches are
+    /// still being filled.
     #[arg(long, default_value_t = 0)]
     follow: u64,
     /// Also decides each followed case and waits for the agency's webhook.
@@ -284,6 +286,7 @@ fn report(shape: &Shape, mode: &str, tally: &mut Tally, elapsed: f64, extra: ser
         "offered_per_sec": shape.rate,
         "channels": shape.channels,
         "secs": elapsed,
+        "warmup_secs": shape.warmup_secs,
         "ok": ok,
         "per_sec": rps,
         "latency": latency,
@@ -498,6 +501,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let followers = Arc::new(Mutex::new(Vec::new()));
     let before = if args.databases.is_empty() { None } else { Some(commits(&args.databases).await?) };
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let measured_from = Instant::now() + Duration::from_secs_f64(args.shape.warmup_secs);
 
     let (follow, decide, deadline_ms) = (args.follow, args.decide, args.deadline_ms);
     let (agencies2, hops2, followers2, accepted2) =
@@ -519,6 +523,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
             let seen = accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if follow > 0
                 && seen % follow == 0
+                && replied >= measured_from
                 && let Some(request) = reply.request
             {
                 let task =

@@ -97,7 +97,8 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
 
     writeln!(md, "## Open loop: hops at a fixed offered rate\n")?;
     // The first row is a rate this machine keeps up with (the hops themselves); the second, the
-    // target rate (what queues when it cannot). Each starts from an idle system.
+    // target rate (what queues when it cannot). Each starts from an idle system; the first warms
+    // it up before its requests are followed (the warm-up column).
     let light = read_json(dir, "open-light.json");
     let open = read_json(dir, "open.json");
     if light.is_none() && open.is_none() {
@@ -105,25 +106,11 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
     } else {
         writeln!(
             md,
-            "| offered/s | answered/s | p50 / p99 ms | errors | reply → claimable case p50 / p99 ms | decision → agency webhook p50 / p99 ms | followed to their case | given up on |"
+            "| offered/s | warm-up s | answered/s | p50 / p99 ms | errors | reply → claimable case p50 / p99 ms | decision → agency webhook p50 / p99 ms | followed to their case | given up on |"
         )?;
-        writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
         for run in [&light, &open].into_iter().flatten() {
-            writeln!(
-                md,
-                "| {} | {:.0} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
-                run["offered_per_sec"],
-                num(run, &["per_sec"]),
-                num(run, &["latency", "p50_ms"]),
-                num(run, &["latency", "p99_ms"]),
-                run["errors"],
-                num(run, &["hops", "reply_to_case", "p50_ms"]),
-                num(run, &["hops", "reply_to_case", "p99_ms"]),
-                num(run, &["hops", "decision_to_webhook", "p50_ms"]),
-                num(run, &["hops", "decision_to_webhook", "p99_ms"]),
-                run["hops"]["reply_to_case"]["n"],
-                run["followed_lost"],
-            )?;
+            writeln!(md, "{}", open_loop_row(run))?;
         }
         writeln!(md)?;
         writeln!(
@@ -219,6 +206,26 @@ pub fn write(dir: &Path, out: &Path) -> anyhow::Result<()> {
 
 /// Intake measured alone in each round, beside the same round's pgbench: how far intake's own path
 /// is from the durable-write ceiling when it has the machine to itself, and where its time went.
+/// One open loop's row: what was offered, how long the system warmed up before it was measured
+/// (0 where the run does not say), and what came of it.
+fn open_loop_row(run: &Value) -> String {
+    format!(
+        "| {} | {:.0} | {:.0} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
+        run["offered_per_sec"],
+        run["warmup_secs"].as_f64().unwrap_or(0.0),
+        num(run, &["per_sec"]),
+        num(run, &["latency", "p50_ms"]),
+        num(run, &["latency", "p99_ms"]),
+        run["errors"],
+        num(run, &["hops", "reply_to_case", "p50_ms"]),
+        num(run, &["hops", "reply_to_case", "p99_ms"]),
+        num(run, &["hops", "decision_to_webhook", "p50_ms"]),
+        num(run, &["hops", "decision_to_webhook", "p99_ms"]),
+        run["hops"]["reply_to_case"]["n"],
+        run["followed_lost"],
+    )
+}
+
 fn intake_alone(md: &mut String, dir: &Path) -> anyhow::Result<()> {
     let rounds: Vec<(Value, Value, String)> = (1..)
         .map_while(|round| {
@@ -324,6 +331,21 @@ crs_intake_submissions_abandoned_total 1
         assert!(series(metrics, "crs_intake_group_commit_size").is_nan(), "a series is named whole");
         let none_given_up = metrics.replace("crs_intake_submissions_abandoned_total 1\n", "");
         assert_eq!(stage_row(&none_given_up), "2.5 | 0.5 | 7.5 | 3 (1.3) | 0");
+    }
+
+    #[test]
+    fn an_open_loop_says_how_long_it_warmed_up() {
+        let run = |json: &str| open_loop_row(&serde_json::from_str(json).unwrap());
+        let hops = r#""hops": {"reply_to_case": {"n": 75, "p50_ms": 12.0, "p99_ms": 48.25},
+                    "decision_to_webhook": {"n": 75, "p50_ms": 9.0, "p99_ms": 30.0}}, "followed_lost": 0"#;
+        let warmed = format!(
+            r#"{{"offered_per_sec": 100.0, "warmup_secs": 5.0, "per_sec": 99.9, "errors": {{}},
+                "latency": {{"p50_ms": 8.0, "p99_ms": 20.0}}, {hops}}}"#
+        );
+        assert_eq!(run(&warmed), "| 100.0 | 5 | 100 | 8.0 / 20.0 | {} | 12.0 / 48.2 | 9.0 / 30.0 | 75 | 0 |");
+        // Runs written before the warm-up was recorded had none.
+        let cold = warmed.replace(r#""warmup_secs": 5.0, "#, "");
+        assert!(run(&cold).starts_with("| 100.0 | 0 | 100 |"), "{}", run(&cold));
     }
 
     #[test]

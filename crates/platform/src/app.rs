@@ -144,10 +144,12 @@ impl Platform {
         let redis = RedisHandle::new(&cfg.redis().url)?;
         let mut outbox = Outbox::new(db.clone());
         if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // One more, held by the relay's LISTEN for other replicas' wake-ups.
+            let relay_connections = cfg.outbox().relay_connections.max(1) + 1;
             let relay = DatabaseConfig {
                 migrate: false,
-                // One more, held by the relay's LISTEN for other replicas' wake-ups.
-                max_connections: cfg.outbox().relay_connections.max(1) + 1,
+                max_connections: relay_connections,
+                min_connections: cfg.database().min_connections.min(relay_connections),
                 ..cfg.database().clone()
             };
             outbox = outbox.with_relay_connections(crate::db::connect::<M>(&relay).await?);
@@ -157,6 +159,7 @@ impl Platform {
                 crate::db::connect::<M>(&DatabaseConfig {
                     migrate: false,
                     max_connections: 1,
+                    min_connections: cfg.database().min_connections.min(1),
                     ..cfg.database().clone()
                 })
                 .await?
@@ -387,7 +390,8 @@ pub fn check(cfg: &impl ServiceConfig, migrate_only: bool) -> anyhow::Result<()>
 
 /// Connects, applies the pending migrations of `M` and answers how many there were.
 async fn migrate<M: MigratorTrait>(database: &DatabaseConfig) -> anyhow::Result<usize> {
-    let db = crate::db::connect::<M>(&DatabaseConfig { migrate: false, ..database.clone() }).await?;
+    let db =
+        crate::db::connect::<M>(&DatabaseConfig { migrate: false, min_connections: 0, ..database.clone() }).await?;
     let pending = M::get_pending_migrations(&db).await.map_err(|e| anyhow::anyhow!("cannot read migrations: {e}"))?;
     M::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     crate::db::refresh_statistics(&db).await?;

@@ -45,6 +45,12 @@ pub struct AdminConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// PostgreSQL connections opened before the service listens and kept open while idle, at
+    /// most `max_connections` (a larger figure means all of them): a connection opened on demand
+    /// costs PostgreSQL a new backend, a TLS handshake and cold caches, and the first requests
+    /// after a start or a quiet spell would wait for them.
+    #[serde(default)]
+    pub min_connections: u32,
     /// The longest a call waits to connect or for a free connection before it fails
     /// UNAVAILABLE.
     pub acquire_timeout_ms: u64,
@@ -157,6 +163,7 @@ request_timeout_secs = 30
 
 [database]
 max_connections = 10
+min_connections = 10
 acquire_timeout_ms = 3000
 migrate = true
 

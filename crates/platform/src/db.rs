@@ -25,6 +25,15 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
     // SQLite allows one writer at a time; a single pooled connection serialises writers in the
     // pool instead of surfacing SQLITE_BUSY when a reading transaction upgrades to writing.
     options.max_connections(if sqlite { 1 } else { cfg.max_connections });
+    if !sqlite {
+        let kept_open = cfg.min_connections.min(cfg.max_connections);
+        // Opened before `connect` returns, so before the service starts serving.
+        options.min_connections(kept_open);
+        // A connection handed out again within a second is not asked first whether it still
+        // works: under load that question was a round trip to PostgreSQL for every transaction.
+        // One idle for longer is, as it may have been dropped by the server or a proxy since.
+        options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
+    }
     let db = Database::connect(options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the database at {}: {e}", redact(&cfg.url)))?;
@@ -37,6 +46,10 @@ pub async fn connect<M: MigratorTrait>(cfg: &DatabaseConfig) -> anyhow::Result<D
     }
     Ok(db)
 }
+
+/// How long a pooled PostgreSQL connection may have been idle and still be handed out without a
+/// ping first (see [`connect`]).
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Refreshes the planner's statistics (PostgreSQL `ANALYZE`), after migrations: a new index or
 /// table without them can make the planner pick a plan that reads thousands of rows where it

@@ -54,7 +54,13 @@ fn port_of(url: &str) -> u16 {
 #[tokio::test]
 async fn connections_to_postgresql_send_small_writes_at_once() {
     let url = support::admin_url();
-    let cfg = DatabaseConfig { url: url.clone(), max_connections: 2, acquire_timeout_ms: 5_000, migrate: false };
+    let cfg = DatabaseConfig {
+        url: url.clone(),
+        max_connections: 2,
+        min_connections: 0,
+        acquire_timeout_ms: 5_000,
+        migrate: false,
+    };
     let db = crs_platform::db::connect::<NoMigrations>(&cfg).await.expect("PostgreSQL");
     db.execute_unprepared("SELECT 1").await.expect("a statement");
 

@@ -47,6 +47,9 @@ impl ServiceEnv {
             ("CRS_SERVER__SHUTDOWN_GRACE_SECS", "2".to_owned()),
             ("CRS_ADMIN__LISTEN_ADDR", "127.0.0.1:0".to_owned()),
             ("CRS_DATABASE__URL", db.url.clone()),
+            // Tests run many services at once on one PostgreSQL server (100 connections by
+            // default): each opens connections as it needs them, not a warm pool's worth.
+            ("CRS_DATABASE__MIN_CONNECTIONS", "0".to_owned()),
             ("CRS_REDIS__URL", crate::redis::shared_url()),
             ("CRS_OUTBOX__POLL_INTERVAL_MS", "200".to_owned()),
             ("CRS_OUTBOX__INITIAL_BACKOFF_MS", "100".to_owned()),

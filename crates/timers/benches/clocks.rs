@@ -116,6 +116,7 @@ fn main() {
         let db = crs_platform::db::connect::<Migrator>(&DatabaseConfig {
             url: format!("sqlite://{}/clocks.db?mode=rwc", dir.display()),
             max_connections: 1,
+            min_connections: 0,
             acquire_timeout_ms: 3000,
             migrate: true,
         })

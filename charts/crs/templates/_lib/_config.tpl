@@ -73,7 +73,7 @@ webhookSecretKeyFile: /var/run/secrets/crs/webhooks/secret.key
 {{- $cfg := dict
   "server" (dict "listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.grpc)) "shutdown_grace_secs" (include "crs.shutdownGraceSeconds" $ctx | int))
   "admin" (dict "listen_addr" (include "crs.listenAddr" (dict "ctx" $ctx "port" $ports.metrics)))
-  "database" (dict "max_connections" ($v.database.maxConnections | int))
+  "database" (dict "max_connections" ($v.database.maxConnections | int) "min_connections" ($v.database.minConnections | int))
   "auth" (include "crs.authConfig" . | fromYaml)
   "telemetry" $telemetry
 -}}
