@@ -6,7 +6,8 @@ mod support;
 
 use std::collections::HashSet;
 
-use crs_proto::intake::SubmitRequestRequest;
+use crs_proto::common::ContentItem;
+use crs_proto::intake::{GetRequestRequest, SubmitRequestRequest};
 use sea_orm::{ConnectionTrait, Statement};
 use support::{Backend, Intake, submit_in_background, valid_request};
 
@@ -50,21 +51,54 @@ async fn next_update(
     next.await.expect("an update in time").unwrap().unwrap()
 }
 
+/// A valid request with `n` items of its own (URLs and content ids in turn).
+fn with_items(n: usize) -> SubmitRequestRequest {
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    let items = (0..n)
+        .map(|k| ContentItem {
+            url: if k % 2 == 0 { format!("https://social.example/posts/{key}/{k}") } else { String::new() },
+            content_id: if k % 2 == 1 { format!("video_{key}_{k}") } else { String::new() },
+            description: format!("item {k} of {key}, with a quote: 'it's here'"),
+        })
+        .collect();
+    SubmitRequestRequest { items, ..valid_request() }
+}
+
 async fn concurrent(backend: Backend) {
     let intake = Intake::start(backend).await;
     let agencies = [intake.agency().await, intake.agency().await, intake.agency().await];
-    let bursts = agencies.iter().map(|agency| submit_all(&intake, agency, (0..20).map(|_| valid_request()).collect()));
+    // 1 to 4 items each: batches of different numbers of items.
+    let intake_ref = &intake;
+    let bursts = agencies.iter().map(|agency| {
+        let requests: Vec<_> = (0..20).map(|i| with_items(i % 4 + 1)).collect();
+        let sent = requests.clone();
+        async move { submit_all(intake_ref, agency, requests).await.into_iter().zip(sent).collect::<Vec<_>>() }
+    });
     let answers: Vec<_> = futures::future::join_all(bursts).await.into_iter().flatten().collect();
 
     let mut ids = HashSet::new();
-    for answer in answers {
+    let mut client = intake.intake(intake.admin()).await;
+    for (answer, sent) in answers {
         let answer = answer.expect("every submission is accepted");
         assert!(!answer.replayed);
-        ids.insert(answer.request.unwrap().id);
+        let id = answer.request.unwrap().id;
+        // Read back from the database: every item where it was sent, as it was sent.
+        let stored = client.get_request(GetRequestRequest { request_id: id.clone() }).await.unwrap().into_inner();
+        let stored: Vec<_> = stored
+            .request
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|i| {
+                (i.index as usize, ContentItem { url: i.url, content_id: i.content_id, description: i.description })
+            })
+            .collect();
+        assert_eq!(stored, sent.items.into_iter().enumerate().collect::<Vec<_>>(), "the items of {id}");
+        ids.insert(id);
     }
     assert_eq!(ids.len(), 60, "each submission is its own request");
     let [requests, items, events, _] = intake.written().await;
-    assert_eq!((requests, items, events), (60, 120, 60), "every request stored whole");
+    assert_eq!((requests, items, events), (60, 150, 60), "every request stored whole");
     for agency in &agencies {
         assert_eq!(events_of(&intake, agency).await, (20, 20), "one event per request");
     }
