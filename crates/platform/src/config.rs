@@ -45,7 +45,7 @@ pub struct AdminConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
-    /// PostgreSQL connections opened before the service listens and kept open while idle, at
+    /// PostgreSQL connections opened before the service serves and kept open while idle, at
     /// most `max_connections` (a larger figure means all of them): a connection opened on demand
     /// costs PostgreSQL a new backend, a TLS handshake and cold caches, and the first requests
     /// after a start or a quiet spell would wait for them.
