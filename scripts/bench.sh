@@ -227,9 +227,9 @@ fi
 echo "== open loop at a rate this machine keeps up with: $light_rate/s for $light_secs s"
 stop_services
 start_services postgres
-# Its first seconds warm the services up, unfollowed: the hops of a service's first second after
-# its start (new PostgreSQL backends with cold caches, statements prepared on each connection)
-# are several times those of the seconds after it.
+# Its first seconds warm the services up, unfollowed: in a service's first second its statements
+# are prepared on each connection and PostgreSQL's caches are filled, and before the pools were
+# opened at start (`database.min_connections`) that second held most of the hops' slow tail.
 crs_load --rate "$light_rate" --secs "$light_secs" --warmup-secs 5 --follow 20 --decide --json "$results/open-light.json" || true
 intake_metrics "$results/open-light-intake-metrics.txt"
 
