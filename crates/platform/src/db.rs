@@ -250,6 +250,49 @@ pub fn span(db: &impl sea_orm::ConnectionTrait, operation: &'static str) -> trac
     )
 }
 
+/// A batch of rows sent to PostgreSQL as one array per column, for a statement that reads the
+/// batch as `UNNEST($1::text[], $2::int4[], ...)`. Its text is the same whatever the batch's
+/// size, so each connection prepares it once. A `VALUES` list with a row of placeholders per
+/// row is a new statement for every size a batch comes in, parsed, analyzed and planned afresh:
+/// that was most of the parsing and planning in PostgreSQL's profile under load.
+///
+/// An array's elements cannot be NULL (they are bound as `Vec<T>`); a nullable column travels
+/// as a value the column never holds, turned back into NULL by the statement (`NULLIF`), or
+/// beside an array of flags saying which rows have one.
+pub mod arrays {
+    use sea_orm::Value;
+    use sea_orm::sea_query::ArrayType;
+
+    fn array(ty: ArrayType, values: impl IntoIterator<Item = Value>) -> Value {
+        Value::Array(ty, Some(Box::new(values.into_iter().collect())))
+    }
+
+    /// A `text[]` (also read into `varchar` columns).
+    pub fn texts<S: Into<String>>(values: impl IntoIterator<Item = S>) -> Value {
+        array(ArrayType::String, values.into_iter().map(|v| Value::from(v.into())))
+    }
+
+    /// An `int4[]`.
+    pub fn ints(values: impl IntoIterator<Item = i32>) -> Value {
+        array(ArrayType::Int, values.into_iter().map(Value::from))
+    }
+
+    /// An `int8[]`.
+    pub fn bigints(values: impl IntoIterator<Item = i64>) -> Value {
+        array(ArrayType::BigInt, values.into_iter().map(Value::from))
+    }
+
+    /// A `bool[]`.
+    pub fn flags(values: impl IntoIterator<Item = bool>) -> Value {
+        array(ArrayType::Bool, values.into_iter().map(Value::from))
+    }
+
+    /// A `bytea[]`.
+    pub fn bytes(values: impl IntoIterator<Item = Vec<u8>>) -> Value {
+        array(ArrayType::Bytes, values.into_iter().map(|v| Value::Bytes(Some(v))))
+    }
+}
+
 /// Commit order without a lock: a history that readers follow with a cursor (intake's status
 /// events, notification's stream) records with each row the id of the transaction that wrote it,
 /// and is read in `(transaction id, row number)` order below the [`horizon`]. Every transaction
@@ -268,7 +311,7 @@ pub mod commit_order {
     }
 
     /// PostgreSQL's expression for the id of the current transaction, as a `bigint`.
-    const CURRENT_TXID_SQL: &str = "pg_current_xact_id()::text::bigint";
+    pub const CURRENT_TXID_SQL: &str = "pg_current_xact_id()::text::bigint";
 
     /// The id of the writing transaction as a value of the statement that writes a row (0 on
     /// SQLite): the row carries it without a statement of its own to ask for it.

@@ -181,14 +181,35 @@ impl OutboxBatch {
         self.rows.is_empty()
     }
 
-    /// Inserts every row within the caller's transaction, a thousand rows per statement.
+    /// Inserts every row within the caller's transaction: on PostgreSQL in one statement whose
+    /// text never changes ([`crate::db::arrays`]), on SQLite a thousand rows per statement.
     pub async fn write<C: ConnectionTrait>(self, conn: &C) -> Result<(), DbErr> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
         let backend = conn.get_database_backend();
         let now = now_millis();
+        let span = || crate::db::span(conn, "outbox enqueue batch");
+        if backend == DbBackend::Postgres {
+            use crate::db::arrays;
+            let rows = self.rows;
+            // No row is without a trace context's place: '' stands for none.
+            let values = vec![
+                now.into(),
+                arrays::texts(rows.iter().map(|r| r.id.clone())),
+                arrays::texts(rows.iter().map(|r| r.topic)),
+                arrays::texts(rows.iter().map(|r| r.traceparent.clone().unwrap_or_default())),
+                arrays::bytes(rows.into_iter().map(|r| r.payload)),
+            ];
+            conn.execute_raw(Statement::from_sql_and_values(backend, INSERT_OUTBOX_ROWS, values))
+                .instrument(span())
+                .await?;
+            return Ok(());
+        }
         let mut rows = self.rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<PendingRow> = rows.by_ref().take(BATCH_INSERT_ROWS).collect();
-            let mut values = Vec::with_capacity(chunk.len() * 5 + 1);
+            let mut values = Vec::with_capacity(chunk.len() * 4 + 1);
             values.push(Value::from(now));
             let tuples: Vec<String> = chunk
                 .into_iter()
@@ -206,13 +227,17 @@ impl OutboxBatch {
                 "INSERT INTO outbox (id, topic, payload, trace_context, created_at, available_at, attempts) VALUES {}",
                 tuples.join(", ")
             );
-            conn.execute_raw(statement(backend, &sql, values))
-                .instrument(crate::db::span(conn, "outbox enqueue batch"))
-                .await?;
+            conn.execute_raw(statement(backend, &sql, values)).instrument(span()).await?;
         }
         Ok(())
     }
 }
+
+/// A batch of outbox rows on PostgreSQL: `$1` the time, then the rows' ids, topics, trace
+/// contexts ('' for none) and payloads as arrays.
+const INSERT_OUTBOX_ROWS: &str = "INSERT INTO outbox (id, topic, payload, trace_context, created_at, available_at, attempts) \
+     SELECT id, topic, payload, NULLIF(trace_context, ''), $1, $1, 0 \
+     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bytea[]) AS batch (id, topic, trace_context, payload)";
 
 /// The producer's side: enqueue inside a transaction, wake after commit.
 #[derive(Clone, Debug)]
@@ -786,15 +811,28 @@ pub async fn inbox_record_new<'a, C: ConnectionTrait>(
 ) -> Result<HashSet<String>, DbErr> {
     // In one order, so two transactions recording some of the same events do not deadlock.
     let event_ids: std::collections::BTreeSet<&str> = event_ids.collect();
+    if event_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
     let now = now_millis();
+    let span = || crate::db::span(conn, "inbox record");
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // One statement whose text never changes, however many events (`crate::db::arrays`).
+        let values = vec![now.into(), crate::db::arrays::texts(event_ids)];
+        let stmt = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO inbox (event_id, applied_at) SELECT event_id, $1 FROM UNNEST($2::text[]) AS batch (event_id) \
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            values,
+        );
+        let recorded = conn.query_all_raw(stmt).instrument(span()).await?;
+        return recorded.iter().map(|r| r.try_get::<String>("", "event_id")).collect();
+    }
     let mut values: Vec<Value> = Vec::new();
     let mut rows = Vec::new();
     for id in event_ids {
         rows.push(format!("(${}, ${})", values.len() + 1, values.len() + 2));
         values.extend([id.into(), now.into()]);
-    }
-    if rows.is_empty() {
-        return Ok(HashSet::new());
     }
     let stmt = statement(
         conn.get_database_backend(),
@@ -804,7 +842,7 @@ pub async fn inbox_record_new<'a, C: ConnectionTrait>(
         ),
         values,
     );
-    let recorded = conn.query_all_raw(stmt).instrument(crate::db::span(conn, "inbox record")).await?;
+    let recorded = conn.query_all_raw(stmt).instrument(span()).await?;
     recorded.iter().map(|r| r.try_get::<String>("", "event_id")).collect()
 }
 

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use crs_platform::config::OutboxConfig;
 use crs_platform::outbox::{
-    HandoffError, Outbox, OutboxClaimOrder, OutboxDeadLetters, OutboxMigration, Relay, VACUUM_AFTER_ROWS,
+    HandoffError, Outbox, OutboxBatch, OutboxClaimOrder, OutboxDeadLetters, OutboxMigration, Relay, VACUUM_AFTER_ROWS,
     claim_statement, handler, inbox_first_time,
 };
+use crs_proto::InternalCall;
+use prost::Message;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
@@ -165,6 +167,51 @@ async fn two_relays_on_postgres_deliver_every_row_exactly_once() {
     assert_eq!(seen.len(), 300, "every row delivered");
     assert!(seen.values().all(|n| *n == 1), "no row delivered twice");
     drop_postgres(&name).await;
+}
+
+/// Hand-offs gathered in a batch are stored row for row as sent, however many there are (more
+/// than one SQLite statement takes, too); one sent outside any trace has no trace context: NULL,
+/// not an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_hand_offs_is_stored_row_for_row() {
+    use crs_proto::intake::UpdateStatusRequest;
+    for (db, pg_name) in both().await {
+        for n in [1usize, 3, 1_200] {
+            let mut batch = OutboxBatch::default();
+            let mut sent = Vec::new();
+            for i in 0..n {
+                let message = UpdateStatusRequest { request_id: format!("request-{i}"), ..Default::default() };
+                let id = batch.send(&message);
+                sent.push((id, UpdateStatusRequest::METHOD.to_owned(), message.encode_to_vec(), None::<String>));
+            }
+            let txn = db.begin().await.unwrap();
+            batch.write(&txn).await.unwrap();
+            txn.commit().await.unwrap();
+
+            let backend = db.get_database_backend();
+            let sql =
+                "SELECT id, topic, payload, trace_context, attempts, created_at, available_at FROM outbox ORDER BY id";
+            let rows = db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap();
+            let stored: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    let (created, available): (i64, i64) =
+                        (r.try_get("", "created_at").unwrap(), r.try_get("", "available_at").unwrap());
+                    assert_eq!((r.try_get::<i32>("", "attempts").unwrap(), created), (0, available), "due at once");
+                    (
+                        r.try_get::<String>("", "id").unwrap(),
+                        r.try_get::<String>("", "topic").unwrap(),
+                        r.try_get::<Vec<u8>>("", "payload").unwrap(),
+                        r.try_get::<Option<String>>("", "trace_context").unwrap(),
+                    )
+                })
+                .collect();
+            sent.sort();
+            assert_eq!(stored, sent, "{n} rows on {backend:?}");
+            db.execute_unprepared("DELETE FROM outbox").await.unwrap();
+        }
+        release(db, pg_name).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,11 @@
 //! order by `WatchRequests` (`crs_platform::db::commit_order`), without any lock that writers of
 //! one agency wait on: each event carries the id of the transaction that wrote it (`txid`).
 
-use crs_platform::db::commit_order::current_txid_value;
+use crs_platform::db::commit_order::{CURRENT_TXID_SQL, current_txid_value};
 pub(crate) use crs_platform::db::commit_order::{Position, horizon, readable_after};
 use crs_proto::common::RequestStatus;
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
 use crate::entities::{request, status_event};
 use crate::service::Result;
@@ -22,11 +22,13 @@ pub(crate) async fn record_event<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Events per `INSERT` (7 values each, within SQLite's bound on parameters).
+/// Events per `INSERT` on SQLite (7 values each, within its bound on parameters).
 const EVENT_ROWS_PER_INSERT: usize = 1000;
 
-/// Appends status events (the request, its new status, the note) in a statement per thousand, inside
-/// the caller's transaction. Each carries the id of that transaction, taken by the statement itself.
+/// Appends status events (the request, its new status, the note) inside the caller's
+/// transaction, numbered in the order given: on PostgreSQL in one statement whose text never changes
+/// ([`crs_platform::db::arrays`]), on SQLite a statement per thousand. Each carries the id of
+/// that transaction, taken by the statement itself.
 pub(crate) async fn record_events<C: ConnectionTrait>(
     conn: &C,
     events: &[(&request::Model, RequestStatus, &str)],
@@ -34,8 +36,26 @@ pub(crate) async fn record_events<C: ConnectionTrait>(
     if events.is_empty() {
         return Ok(());
     }
-    use status_event::Column;
     let backend = conn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        use crs_platform::db::arrays;
+        let values = vec![
+            arrays::texts(events.iter().map(|(row, _, _)| row.agency_id.clone())),
+            arrays::texts(events.iter().map(|(row, _, _)| row.id.clone())),
+            arrays::ints(events.iter().map(|(_, status, _)| *status as i32)),
+            arrays::texts(events.iter().map(|(_, _, note)| *note)),
+            arrays::bigints(events.iter().map(|(row, _, _)| row.status_at)),
+        ];
+        let sql = format!(
+            "INSERT INTO status_events (agency_id, request_id, status, note, occurred_at, agency_seq, txid) \
+             SELECT agency_id, request_id, status, note, occurred_at, 0, {CURRENT_TXID_SQL} \
+             FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[]) WITH ORDINALITY \
+             AS batch (agency_id, request_id, status, note, occurred_at, position) ORDER BY position"
+        );
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        return Ok(());
+    }
+    use status_event::Column;
     for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
         let mut insert = Query::insert();
         insert.into_table(status_event::Entity).columns([

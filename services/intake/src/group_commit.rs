@@ -32,13 +32,13 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crs_platform::db::arrays;
 use crs_platform::outbox::OutboxBatch;
 use crs_proto::common::RequestStatus;
 use crs_ratelimit::Charge;
-use sea_orm::sea_query::ArrayType;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement,
-    TransactionTrait, TryInsertResult, Value,
+    TransactionTrait, TryInsertResult,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument;
@@ -336,14 +336,7 @@ async fn store_together(
     submissions: &[&Submission],
 ) -> std::result::Result<HashSet<String>, DbErr> {
     let txn = db.begin().await?;
-    let inserted = request::Entity::insert_many(submissions.iter().map(|s| request::ActiveModel::from(s.row.clone())))
-        .on_conflict_do_nothing_on([request::Column::AgencyId, request::Column::IdempotencyKey])
-        .exec_with_returning_keys(&txn)
-        .await?;
-    let stored_ids: HashSet<String> = match inserted {
-        TryInsertResult::Inserted(ids) => ids.into_iter().collect(),
-        TryInsertResult::Conflicted | TryInsertResult::Empty => HashSet::new(),
-    };
+    let stored_ids = insert_requests(&txn, submissions).await?;
     let (stored, taken): (Vec<&Submission>, Vec<&Submission>) =
         submissions.iter().copied().partition(|s| stored_ids.contains(&s.row.id));
     let taken: HashSet<String> = taken.into_iter().map(|s| s.row.id.clone()).collect();
@@ -351,7 +344,7 @@ async fn store_together(
         return Ok(taken);
     }
 
-    insert_items(&txn, stored.iter().flat_map(|s| s.items.iter())).await?;
+    insert_items(&txn, stored.iter().flat_map(|s| s.items.iter()).collect()).await?;
 
     // Every event of the batch is ordered by this transaction (see `crate::events`).
     let events: Vec<_> = stored.iter().map(|s| (&s.row, RequestStatus::Received, "received")).collect();
@@ -366,6 +359,75 @@ async fn store_together(
     Ok(taken)
 }
 
+/// Inserts a batch's requests, but none whose agency and idempotency key another request holds;
+/// returns the ids of those inserted. On PostgreSQL in one statement whose text is the same for
+/// every batch ([`INSERT_REQUESTS`], see [`crs_platform::db::arrays`]).
+async fn insert_requests(
+    txn: &DatabaseTransaction,
+    submissions: &[&Submission],
+) -> std::result::Result<HashSet<String>, DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let inserted =
+            request::Entity::insert_many(submissions.iter().map(|s| request::ActiveModel::from(s.row.clone())))
+                .on_conflict_do_nothing_on([request::Column::AgencyId, request::Column::IdempotencyKey])
+                .exec_with_returning_keys(txn)
+                .await?;
+        return Ok(match inserted {
+            TryInsertResult::Inserted(ids) => ids.into_iter().collect(),
+            TryInsertResult::Conflicted | TryInsertResult::Empty => HashSet::new(),
+        });
+    }
+    let rows: Vec<&request::Model> = submissions.iter().map(|s| &s.row).collect();
+    let texts = |column: fn(&request::Model) -> &String| arrays::texts(rows.iter().map(|r| column(r).clone()));
+    let ints = |column: fn(&request::Model) -> i32| arrays::ints(rows.iter().map(|r| column(r)));
+    let bigints = |column: fn(&request::Model) -> i64| arrays::bigints(rows.iter().map(|r| column(r)));
+    let values = vec![
+        texts(|r| &r.id),
+        texts(|r| &r.agency_id),
+        texts(|r| &r.idempotency_key),
+        texts(|r| &r.body_hash),
+        texts(|r| &r.jurisdiction),
+        texts(|r| &r.keywords),
+        texts(|r| &r.legal_basis),
+        texts(|r| &r.justification),
+        texts(|r| &r.reference),
+        texts(|r| &r.issuing_authority),
+        texts(|r| &r.status_note),
+        texts(|r| &r.pending_question),
+        ints(|r| r.legal_instrument),
+        ints(|r| r.category),
+        ints(|r| r.requested_action),
+        ints(|r| r.status),
+        bigints(|r| r.status_at),
+        bigints(|r| r.status_version),
+        bigints(|r| r.received_at),
+        bigints(|r| r.updated_at),
+        arrays::flags(rows.iter().map(|r| r.deadline.is_some())),
+        arrays::bytes(rows.iter().map(|r| r.deadline.clone().unwrap_or_default())),
+    ];
+    let inserted =
+        txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, INSERT_REQUESTS, values)).await?;
+    inserted.iter().map(|row| row.try_get::<String>("", "id")).collect()
+}
+
+/// A batch's requests on PostgreSQL: each column's values as one array, `UNNEST`ed into rows.
+/// A deadline travels beside a flag saying whether the request has one, since an array holds no
+/// NULL and an empty encoding is a deadline.
+const INSERT_REQUESTS: &str = "INSERT INTO requests (id, agency_id, idempotency_key, body_hash, jurisdiction, \
+     keywords, legal_basis, justification, reference, issuing_authority, status_note, pending_question, \
+     legal_instrument, category, requested_action, status, status_at, status_version, received_at, updated_at, \
+     deadline) \
+     SELECT id, agency_id, idempotency_key, body_hash, jurisdiction, keywords, legal_basis, justification, \
+     reference, issuing_authority, status_note, pending_question, legal_instrument, category, requested_action, \
+     status, status_at, status_version, received_at, updated_at, CASE WHEN has_deadline THEN deadline END \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+     $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::int4[], $15::int4[], $16::int4[], \
+     $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::bool[], $22::bytea[]) \
+     AS batch (id, agency_id, idempotency_key, body_hash, jurisdiction, keywords, legal_basis, justification, \
+     reference, issuing_authority, status_note, pending_question, legal_instrument, category, requested_action, \
+     status, status_at, status_version, received_at, updated_at, has_deadline, deadline) \
+     ON CONFLICT (agency_id, idempotency_key) DO NOTHING RETURNING id";
+
 /// A batch's items on PostgreSQL: each column's values as one array, `UNNEST`ed into rows.
 const INSERT_ITEMS: &str = "INSERT INTO request_items \
      (request_id, item_index, url, content_id, description, content_key, outcome, no_action_reason, explanation) \
@@ -373,16 +435,16 @@ const INSERT_ITEMS: &str = "INSERT INTO request_items \
      $8::int4[], $9::text[])";
 
 /// Inserts a batch's items. On PostgreSQL in one statement whose text is the same for every
-/// batch ([`INSERT_ITEMS`]). A `VALUES` list with a row of
-/// placeholders per item (about ten a submission, nine columns each) is a new statement for
-/// every number of items, parsed and analyzed afresh each time, and was most of the parsing in
-/// PostgreSQL's profile under intake alone; this one each connection prepares once.
-async fn insert_items<'a>(
-    txn: &DatabaseTransaction,
-    items: impl Iterator<Item = &'a request_item::Model>,
-) -> std::result::Result<(), DbErr> {
+/// batch ([`INSERT_ITEMS`]); a `VALUES` list with a row of placeholders per item (about ten a
+/// submission, nine columns each) was most of the parsing in PostgreSQL's profile under intake
+/// alone.
+async fn insert_items(txn: &DatabaseTransaction, items: Vec<&request_item::Model>) -> std::result::Result<(), DbErr> {
+    if items.is_empty() {
+        return Ok(());
+    }
     if txn.get_database_backend() != DbBackend::Postgres {
-        let items: Vec<request_item::ActiveModel> = items.cloned().map(request_item::ActiveModel::from).collect();
+        let items: Vec<request_item::ActiveModel> =
+            items.into_iter().cloned().map(request_item::ActiveModel::from).collect();
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let chunk: Vec<_> = items.by_ref().take(ITEM_ROWS_PER_INSERT).collect();
@@ -390,27 +452,19 @@ async fn insert_items<'a>(
         }
         return Ok(());
     }
-    let mut texts: [Vec<Value>; 6] = Default::default();
-    let mut numbers: [Vec<Value>; 3] = Default::default();
-    for item in items {
-        let text =
-            [&item.request_id, &item.url, &item.content_id, &item.description, &item.content_key, &item.explanation];
-        for (column, value) in texts.iter_mut().zip(text) {
-            column.push(Value::from(value.clone()));
-        }
-        for (column, value) in numbers.iter_mut().zip([item.item_index, item.outcome, item.no_action_reason]) {
-            column.push(Value::from(value));
-        }
-    }
-    if texts[0].is_empty() {
-        return Ok(());
-    }
-    let [request_id, url, content_id, description, content_key, explanation] =
-        texts.map(|column| Value::Array(ArrayType::String, Some(Box::new(column))));
-    let [item_index, outcome, no_action_reason] =
-        numbers.map(|column| Value::Array(ArrayType::Int, Some(Box::new(column))));
-    let values =
-        [request_id, item_index, url, content_id, description, content_key, outcome, no_action_reason, explanation];
+    let texts = |column: fn(&request_item::Model) -> &String| arrays::texts(items.iter().map(|i| column(i).clone()));
+    let ints = |column: fn(&request_item::Model) -> i32| arrays::ints(items.iter().map(|i| column(i)));
+    let values = vec![
+        texts(|i| &i.request_id),
+        ints(|i| i.item_index),
+        texts(|i| &i.url),
+        texts(|i| &i.content_id),
+        texts(|i| &i.description),
+        texts(|i| &i.content_key),
+        ints(|i| i.outcome),
+        ints(|i| i.no_action_reason),
+        texts(|i| &i.explanation),
+    ];
     txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, INSERT_ITEMS, values)).await?;
     Ok(())
 }
@@ -428,6 +482,90 @@ mod tests {
 
     fn numbers(batch: Vec<(u32, Instant)>) -> Vec<u32> {
         batch.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// A request as intake stores it, with a value of its own in every column.
+    fn request_row(n: u8, deadline: Option<Vec<u8>>) -> request::Model {
+        let text = |field: &str| format!("{field} {n}");
+        request::Model {
+            id: text("id"),
+            agency_id: "agency".into(),
+            idempotency_key: text("key"),
+            body_hash: text("hash"),
+            jurisdiction: "DE".into(),
+            legal_instrument: i32::from(n) + 1,
+            category: i32::from(n) + 2,
+            keywords: format!("[{n}]"),
+            requested_action: i32::from(n) + 3,
+            legal_basis: text("basis"),
+            justification: text("why"),
+            reference: text("ref"),
+            issuing_authority: text("authority"),
+            status: i32::from(n) + 4,
+            status_at: 1_000 + i64::from(n),
+            status_note: text("note"),
+            pending_question: text("question"),
+            deadline,
+            status_version: 2_000 + i64::from(n),
+            received_at: 3_000 + i64::from(n),
+            updated_at: 4_000 + i64::from(n),
+        }
+    }
+
+    fn submission(row: request::Model) -> Submission {
+        let items = (0..2)
+            .map(|i| request_item::Model {
+                request_id: row.id.clone(),
+                item_index: i,
+                url: format!("https://social.example/{}/{i}", row.id),
+                content_id: format!("content {i}"),
+                description: format!("description {i}"),
+                content_key: format!("key {}/{i}", row.id),
+                outcome: i + 1,
+                no_action_reason: i + 2,
+                explanation: format!("explanation {i}"),
+            })
+            .collect();
+        Submission { row, items, handoffs: OutboxBatch::default() }
+    }
+
+    /// Every column of a batch's requests and items is stored as given, a deadline as given too
+    /// (none, an empty encoding, or bytes), and a request whose key is taken is left out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_stored_column_for_column() {
+        use sea_orm::{EntityTrait, QueryOrder};
+        use sea_orm_migration::MigratorTrait;
+        for backend in crs_testkit::db::Backend::ALL {
+            let test_db = crs_testkit::TestDb::fresh(backend, "group_commit_columns").await.unwrap();
+            let db = test_db.connect().await.unwrap();
+            crate::migration::Migrator::up(&db, None).await.unwrap();
+            let batch: Vec<Submission> = [None, Some(vec![]), Some(vec![8, 0, 16, 1])]
+                .into_iter()
+                .zip(1..)
+                .map(|(d, n)| submission(request_row(n, d)))
+                .collect();
+            let taken = store_together(&db, &batch.iter().collect::<Vec<_>>()).await.unwrap();
+            assert!(taken.is_empty(), "{backend:?}");
+            // The same key again, in a batch with a new request.
+            let again = request::Model { id: "id 9".into(), ..request_row(1, None) };
+            let later = [submission(again), submission(request_row(4, None))];
+            let taken = store_together(&db, &later.iter().collect::<Vec<_>>()).await.unwrap();
+            assert_eq!(taken, HashSet::from(["id 9".to_owned()]), "{backend:?}");
+
+            let stored = request::Entity::find().order_by_asc(request::Column::Id).all(&db).await.unwrap();
+            let expected: Vec<_> = batch.iter().chain(&later[1..]).map(|s| s.row.clone()).collect();
+            assert_eq!(stored, expected, "{backend:?}");
+            let items = request_item::Entity::find()
+                .order_by_asc(request_item::Column::RequestId)
+                .order_by_asc(request_item::Column::ItemIndex)
+                .all(&db)
+                .await
+                .unwrap();
+            let expected: Vec<_> = batch.iter().chain(&later[1..]).flat_map(|s| s.items.clone()).collect();
+            assert_eq!(items, expected, "{backend:?}");
+            db.close().await.unwrap();
+            test_db.drop_now().await.unwrap();
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ mod support;
 
 use std::collections::HashSet;
 
-use crs_proto::common::ContentItem;
-use crs_proto::intake::{GetRequestRequest, SubmitRequestRequest};
+use crs_proto::common::{ContentItem, Keyword, RequestStatus};
+use crs_proto::intake::{GetRequestRequest, GovernmentRequest, SubmitRequestRequest};
 use sea_orm::{ConnectionTrait, Statement};
 use support::{Backend, Intake, submit_in_background, valid_request};
 
@@ -51,7 +51,8 @@ async fn next_update(
     next.await.expect("an update in time").unwrap().unwrap()
 }
 
-/// A valid request with `n` items of its own (URLs and content ids in turn).
+/// A valid request with `n` items of its own (URLs and content ids in turn), and text of its own
+/// in every field, so that a value stored in another's column is seen.
 fn with_items(n: usize) -> SubmitRequestRequest {
     let key = uuid::Uuid::new_v4().simple().to_string();
     let items = (0..n)
@@ -61,7 +62,45 @@ fn with_items(n: usize) -> SubmitRequestRequest {
             description: format!("item {k} of {key}, with a quote: 'it's here'"),
         })
         .collect();
-    SubmitRequestRequest { items, ..valid_request() }
+    let keywords = if n.is_multiple_of(2) { vec![Keyword::HateSpeech as i32] } else { vec![] };
+    SubmitRequestRequest {
+        items,
+        keywords,
+        legal_basis: format!("Law {key}, Art. {n}"),
+        justification: format!("Why {key} is unlawful."),
+        reference: format!("REF-{key}"),
+        issuing_authority: format!("Court of {key}"),
+        ..valid_request()
+    }
+}
+
+/// What the agency sees of a stored request, beside what it sent: each field's column.
+fn as_sent(sent: &SubmitRequestRequest) -> (String, i32, i32, Vec<i32>, i32, String, String, String, String) {
+    (
+        sent.jurisdiction.clone(),
+        sent.legal_instrument,
+        sent.category,
+        sent.keywords.clone(),
+        sent.requested_action,
+        sent.legal_basis.clone(),
+        sent.justification.clone(),
+        sent.reference.clone(),
+        sent.issuing_authority.clone(),
+    )
+}
+
+fn as_stored(stored: &GovernmentRequest) -> (String, i32, i32, Vec<i32>, i32, String, String, String, String) {
+    (
+        stored.jurisdiction.clone(),
+        stored.legal_instrument,
+        stored.category,
+        stored.keywords.clone(),
+        stored.requested_action,
+        stored.legal_basis.clone(),
+        stored.justification.clone(),
+        stored.reference.clone(),
+        stored.issuing_authority.clone(),
+    )
 }
 
 async fn concurrent(backend: Backend) {
@@ -81,12 +120,16 @@ async fn concurrent(backend: Backend) {
     for (answer, sent) in answers {
         let answer = answer.expect("every submission is accepted");
         assert!(!answer.replayed);
-        let id = answer.request.unwrap().id;
-        // Read back from the database: every item where it was sent, as it was sent.
+        let answered = answer.request.unwrap();
+        let (id, answer_received_at) = (answered.id, answered.received_at);
+        // Read back from the database: the request and every item where it was sent, as it was sent.
         let stored = client.get_request(GetRequestRequest { request_id: id.clone() }).await.unwrap().into_inner();
+        let stored = stored.request.unwrap();
+        assert_eq!(as_stored(&stored), as_sent(&sent), "the request {id}");
+        assert_eq!(stored.status, RequestStatus::Received as i32, "{id}");
+        assert_eq!((stored.received_at, stored.updated_at.is_some()), (answer_received_at, true), "{id}");
+        assert_eq!((stored.deadline, stored.pending_question.as_str()), (None, ""), "{id}");
         let stored: Vec<_> = stored
-            .request
-            .unwrap()
             .items
             .into_iter()
             .map(|i| {

@@ -61,11 +61,37 @@ pub fn taken(actions: Vec<Action>, at: i64) -> Taken {
     Taken { actions, trace_id: crs_platform::telemetry::current_trace_id().unwrap_or_default(), at }
 }
 
-/// Entries per `INSERT` (6 values each, within SQLite's bound on parameters).
+/// Entries per `INSERT` on SQLite (6 values each, within its bound on parameters).
 const ENTRIES_PER_INSERT: usize = 1000;
 
-/// Records the actions of several commands inside `txn`, in order, in a statement per thousand.
+/// Pending entries on PostgreSQL, a column's values per array, numbered in the arrays' order.
+const INSERT_PENDING: &str = "INSERT INTO audit_pending (case_id, actor, action, details, trace_id, at) \
+     SELECT case_id, actor, action, details, trace_id, at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) WITH ORDINALITY \
+     AS batch (case_id, actor, action, details, trace_id, at, position) ORDER BY position";
+
+/// Records the actions of several commands inside `txn`, in order: on PostgreSQL in one
+/// statement whose text never changes however many commands share the transaction
+/// (`crs_platform::db::arrays`), on SQLite a statement per thousand.
 pub async fn append_all(txn: &DatabaseTransaction, taken: Vec<Taken>) -> Result<(), sea_orm::DbErr> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        use crs_platform::db::arrays;
+        let entries: Vec<(&Action, &str, i64)> =
+            taken.iter().flat_map(|t| t.actions.iter().map(move |a| (a, t.trace_id.as_str(), t.at))).collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let values = vec![
+            arrays::texts(entries.iter().map(|(a, _, _)| a.case_id.clone())),
+            arrays::texts(entries.iter().map(|(a, _, _)| a.actor.clone())),
+            arrays::texts(entries.iter().map(|(a, _, _)| a.action)),
+            arrays::texts(entries.iter().map(|(a, _, _)| a.details.to_string())),
+            arrays::texts(entries.iter().map(|(_, trace_id, _)| *trace_id)),
+            arrays::bigints(entries.iter().map(|(_, _, at)| *at)),
+        ];
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_PENDING, values)).await?;
+        return Ok(());
+    }
     let rows: Vec<audit_pending::ActiveModel> = taken
         .into_iter()
         .flat_map(|t| {

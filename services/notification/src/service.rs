@@ -15,8 +15,8 @@ use crs_proto::notification::notification_internal_service_server::NotificationI
 use crs_proto::notification::notification_service_server::NotificationService;
 use crs_proto::notification::*;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 use tonic::{Request, Response, Status};
 
@@ -43,13 +43,110 @@ struct Recorded {
     request_id: String,
     /// Its messages and their deliveries, written with those of the notifications sharing its
     /// transaction.
-    message_rows: Vec<message::ActiveModel>,
-    delivery_rows: Vec<delivery::ActiveModel>,
+    message_rows: Vec<message::Model>,
+    delivery_rows: Vec<delivery::Model>,
 }
 
-/// The most rows inserted by one statement (messages have 10 values each, deliveries 16: within
-/// SQLite's bound on parameters).
+/// The most rows inserted by one statement on SQLite (messages have 10 values each, deliveries
+/// 16: within its bound on parameters).
 const ROWS_PER_INSERT: usize = 1000;
+
+/// Inserts the messages and deliveries of the notifications sharing a transaction: on PostgreSQL
+/// one statement each whose text never changes (`crs_platform::db::arrays`), however many
+/// notifications share it; on SQLite a statement per thousand rows.
+async fn insert_records(
+    txn: &DatabaseTransaction,
+    messages: Vec<message::Model>,
+    deliveries: Vec<delivery::Model>,
+) -> std::result::Result<(), sea_orm::DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let messages: Vec<message::ActiveModel> = messages.into_iter().map(Into::into).collect();
+        for chunk in messages.chunks(ROWS_PER_INSERT) {
+            message::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        }
+        let deliveries: Vec<delivery::ActiveModel> = deliveries.into_iter().map(Into::into).collect();
+        for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+            delivery::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        }
+        return Ok(());
+    }
+    use crs_platform::db::arrays;
+    // A nullable number travels beside a flag saying whether the row has one (an array holds
+    // no NULL); a trace context as '' when there is none.
+    fn optional(values: impl Iterator<Item = Option<i64>> + Clone) -> [sea_orm::Value; 2] {
+        [arrays::flags(values.clone().map(|v| v.is_some())), arrays::bigints(values.map(Option::unwrap_or_default))]
+    }
+    if !messages.is_empty() {
+        let m = &messages;
+        let [has_seq, seq] = optional(m.iter().map(|m| m.stream_seq));
+        let values = vec![
+            arrays::texts(m.iter().map(|m| m.notification_id.clone())),
+            arrays::ints(m.iter().map(|m| m.audience)),
+            arrays::ints(m.iter().map(|m| m.kind)),
+            arrays::texts(m.iter().map(|m| m.request_id.clone())),
+            arrays::texts(m.iter().map(|m| m.agency_id.clone())),
+            arrays::texts(m.iter().map(|m| m.schema.clone())),
+            arrays::texts(m.iter().map(|m| m.payload.clone())),
+            has_seq,
+            seq,
+            arrays::bigints(m.iter().map(|m| m.stream_txid)),
+            arrays::bigints(m.iter().map(|m| m.created_at)),
+        ];
+        txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, INSERT_MESSAGES, values)).await?;
+    }
+    if !deliveries.is_empty() {
+        let d = &deliveries;
+        let [has_delivered, delivered] = optional(d.iter().map(|d| d.delivered_at));
+        let [has_next, next] = optional(d.iter().map(|d| d.next_attempt_at));
+        let [has_lock, lock] = optional(d.iter().map(|d| d.locked_until));
+        let values = vec![
+            arrays::texts(d.iter().map(|d| d.id.clone())),
+            arrays::texts(d.iter().map(|d| d.notification_id.clone())),
+            arrays::ints(d.iter().map(|d| d.audience)),
+            arrays::ints(d.iter().map(|d| d.channel)),
+            arrays::texts(d.iter().map(|d| d.subscription_id.clone())),
+            arrays::texts(d.iter().map(|d| d.endpoint.clone())),
+            arrays::ints(d.iter().map(|d| d.state)),
+            arrays::ints(d.iter().map(|d| d.attempts)),
+            has_delivered,
+            delivered,
+            arrays::texts(d.iter().map(|d| d.last_error.clone())),
+            arrays::texts(d.iter().map(|d| d.failure.clone())),
+            has_next,
+            next,
+            has_lock,
+            lock,
+            arrays::bigints(d.iter().map(|d| d.retry_from)),
+            arrays::texts(d.iter().map(|d| d.trace_context.clone().unwrap_or_default())),
+            arrays::bigints(d.iter().map(|d| d.created_at)),
+        ];
+        txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, INSERT_DELIVERIES, values)).await?;
+    }
+    Ok(())
+}
+
+/// Messages on PostgreSQL, a column's values per array.
+const INSERT_MESSAGES: &str = "INSERT INTO messages (notification_id, audience, kind, request_id, agency_id, \
+     schema, payload, stream_seq, stream_txid, created_at) \
+     SELECT notification_id, audience, kind, request_id, agency_id, schema, payload, \
+     CASE WHEN has_seq THEN seq END, stream_txid, created_at \
+     FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], \
+     $9::int8[], $10::int8[], $11::int8[]) \
+     AS batch (notification_id, audience, kind, request_id, agency_id, schema, payload, has_seq, seq, \
+     stream_txid, created_at)";
+
+/// Deliveries on PostgreSQL, a column's values per array.
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, notification_id, audience, channel, subscription_id, \
+     endpoint, state, attempts, delivered_at, last_error, failure, next_attempt_at, locked_until, retry_from, \
+     trace_context, created_at) \
+     SELECT id, notification_id, audience, channel, subscription_id, endpoint, state, attempts, \
+     CASE WHEN has_delivered THEN delivered END, last_error, failure, CASE WHEN has_next THEN next END, \
+     CASE WHEN has_lock THEN lock END, retry_from, NULLIF(trace_context, ''), created_at \
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int4[], $5::text[], $6::text[], $7::int4[], $8::int4[], \
+     $9::bool[], $10::int8[], $11::text[], $12::text[], $13::bool[], $14::int8[], $15::bool[], $16::int8[], \
+     $17::int8[], $18::text[], $19::int8[]) \
+     AS batch (id, notification_id, audience, channel, subscription_id, endpoint, state, attempts, has_delivered, \
+     delivered, last_error, failure, has_next, next, has_lock, lock, retry_from, trace_context, created_at)";
 
 #[derive(Clone)]
 pub struct Notifications {
@@ -77,19 +174,11 @@ impl Notifications {
         // Nothing in the transaction reads the messages or deliveries back: they go in one
         // statement each.
         let notices = SharedTransactions::start_deferring(db.clone(), |txn, recorded: &mut [Recorded]| {
-            let messages: Vec<message::ActiveModel> =
+            let messages: Vec<message::Model> =
                 recorded.iter_mut().flat_map(|r| std::mem::take(&mut r.message_rows)).collect();
-            let deliveries: Vec<delivery::ActiveModel> =
+            let deliveries: Vec<delivery::Model> =
                 recorded.iter_mut().flat_map(|r| std::mem::take(&mut r.delivery_rows)).collect();
-            Box::pin(async move {
-                for chunk in messages.chunks(ROWS_PER_INSERT) {
-                    message::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
-                }
-                for chunk in deliveries.chunks(ROWS_PER_INSERT) {
-                    delivery::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
-                }
-                Ok(())
-            })
+            Box::pin(async move { Ok(insert_records(txn, messages, deliveries).await?) })
         });
         Self { db, channels, subscriptions, scheduler, stream, appeal, transparency, notices }
     }
@@ -206,7 +295,7 @@ impl Notifications {
                 false => (0, None),
             };
             published |= on_stream;
-            messages.push(message::ActiveModel::from(message::Model {
+            messages.push(message::Model {
                 notification_id: id.clone(),
                 audience: *audience as i32,
                 kind: kind as i32,
@@ -217,17 +306,10 @@ impl Notifications {
                 stream_seq,
                 stream_txid,
                 created_at: now,
-            }));
+            });
             for sub in subs {
                 let complete = self.channels.get(sub.channel).is_some_and(|c| c.complete_when_recorded());
-                rows.push(delivery::ActiveModel::from(delivery::Model::new(
-                    &id,
-                    *audience as i32,
-                    &sub,
-                    complete,
-                    now,
-                    trace_context.clone(),
-                )));
+                rows.push(delivery::Model::new(&id, *audience as i32, &sub, complete, now, trace_context.clone()));
                 deliveries += 1;
             }
         }
@@ -528,5 +610,76 @@ impl NotificationInternalService for Notifications {
             return Err(NotificationError::invalid("audience", "intake sets agencies' subscriptions only").into());
         }
         Ok(Response::new(self.subscriptions.put(req, Source::Intake).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{EntityTrait, QueryOrder};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::*;
+
+    fn message_row(n: i64, stream_seq: Option<i64>) -> message::Model {
+        message::Model {
+            notification_id: format!("notification {n}"),
+            audience: n as i32,
+            kind: n as i32 + 1,
+            request_id: format!("request {n}"),
+            agency_id: format!("agency {n}"),
+            schema: format!("schema {n}"),
+            payload: format!("{{\"n\": {n}}}"),
+            stream_seq,
+            stream_txid: 100 + n,
+            created_at: 200 + n,
+        }
+    }
+
+    fn delivery_row(n: i64, optional: Option<i64>, trace_context: Option<String>) -> delivery::Model {
+        delivery::Model {
+            id: format!("delivery {n}"),
+            notification_id: format!("notification {n}"),
+            audience: n as i32,
+            channel: n as i32 + 1,
+            subscription_id: format!("subscription {n}"),
+            endpoint: format!("https://agency.example/{n}"),
+            state: n as i32 + 2,
+            attempts: n as i32 + 3,
+            delivered_at: optional.map(|v| v + 1),
+            last_error: format!("error {n}"),
+            failure: format!("failure {n}"),
+            next_attempt_at: optional.map(|v| v + 2),
+            locked_until: optional.map(|v| v + 3),
+            retry_from: 300 + n,
+            trace_context,
+            created_at: 400 + n,
+        }
+    }
+
+    /// The messages and deliveries of notifications sharing a transaction are stored column for
+    /// column, each nullable column NULL or as given.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shared_records_are_stored_column_for_column() {
+        for backend in crs_testkit::db::Backend::ALL {
+            let test_db = crs_testkit::TestDb::fresh(backend, "notification_records").await.unwrap();
+            let db = test_db.connect().await.unwrap();
+            crate::migration::Migrator::up(&db, None).await.unwrap();
+            let messages = vec![message_row(1, None), message_row(2, Some(7)), message_row(3, Some(0))];
+            let deliveries = vec![
+                delivery_row(1, None, None),
+                delivery_row(2, Some(50), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into())),
+                delivery_row(3, Some(0), None),
+            ];
+            let txn = db.begin().await.unwrap();
+            insert_records(&txn, messages.clone(), deliveries.clone()).await.unwrap();
+            txn.commit().await.unwrap();
+
+            let stored = message::Entity::find().order_by_asc(message::Column::NotificationId).all(&db).await.unwrap();
+            assert_eq!(stored, messages, "{backend:?}");
+            let stored = delivery::Entity::find().order_by_asc(delivery::Column::Id).all(&db).await.unwrap();
+            assert_eq!(stored, deliveries, "{backend:?}");
+            db.close().await.unwrap();
+            test_db.drop_now().await.unwrap();
+        }
     }
 }
