@@ -626,6 +626,7 @@ async fn a_claim_reads_what_it_claims_however_long_the_backlog_on_postgres() {
     let (db, name) = postgres().await;
     crs_platform::db::refresh_statistics(&db).await.unwrap();
     backlog(&db).await;
+    older_transactions_ended(&db).await;
     // One connection, as a relay's: PostgreSQL keeps the claim's plans per session.
     let txn = db.begin().await.unwrap();
     let now = 1_000_000;
@@ -653,6 +654,25 @@ async fn a_claim_reads_what_it_claims_however_long_the_backlog_on_postgres() {
     }
     txn.rollback().await.unwrap();
     release(db, Some(name)).await;
+}
+
+/// Waits until every transaction the server ran when this was called has ended, in any of its
+/// databases. Until then PostgreSQL may count a transaction that ended after the oldest of them
+/// (the backlog's removal) as still running, and a scan that steps over the rows it removed
+/// leaves them unmarked in the index: other tests' transactions, in databases of their own,
+/// would then decide what the claims read.
+async fn older_transactions_ended(db: &DatabaseConnection) {
+    let number = |sql: &'static str| async move {
+        let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    };
+    // A transaction of its own, begun after every one that must end.
+    let after = number("SELECT pg_current_xact_id()::text::bigint").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while number("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").await <= after {
+        assert!(tokio::time::Instant::now() < deadline, "a transaction of the server has run for 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The rows the first node of an `EXPLAIN ANALYZE` plan returned (`actual ... rows=R`; newer
