@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::OutboxConfig;
+use crate::db::arrays;
 use crate::time::now_millis;
 
 /// One claimed outbox row.
@@ -191,7 +192,6 @@ impl OutboxBatch {
         let now = now_millis();
         let span = || crate::db::span(conn, "outbox enqueue batch");
         if backend == DbBackend::Postgres {
-            use crate::db::arrays;
             let rows = self.rows;
             // No row is without a trace context's place: '' stands for none.
             let values = vec![
@@ -666,14 +666,24 @@ impl Relay {
         retries
     }
 
-    /// Removes delivered rows, 500 per statement.
+    /// Removes delivered rows, 500 per statement: on PostgreSQL their ids as one array, in a
+    /// statement whose text is the same however many there are (see [`arrays::one_of`]).
     async fn remove(&self, ids: &[String]) {
         let backend = self.db.get_database_backend();
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
-            let values = chunk.iter().map(|id| id.clone().into()).collect();
-            match self.db.execute_raw(statement(backend, &sql, values)).await {
+            let removal = match backend {
+                DbBackend::Postgres => statement(
+                    backend,
+                    "DELETE FROM outbox WHERE id = ANY($1)",
+                    vec![arrays::texts(chunk.iter().cloned())],
+                ),
+                _ => {
+                    let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
+                    statement(backend, &sql, chunk.iter().map(|id| id.clone().into()).collect())
+                }
+            };
+            match self.db.execute_raw(removal).await {
                 Ok(done) => {
                     self.turned_over.fetch_add(done.rows_affected(), Ordering::Relaxed);
                 }

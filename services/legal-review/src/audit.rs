@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crs_domain::audit::{Entry, Verification, Verifier};
+use crs_platform::db::arrays::one_of;
 use crs_platform::outbox::statement;
 use sea_orm::{ColumnTrait, DatabaseConnection, Set, TransactionTrait};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -158,7 +159,10 @@ pub async fn seal(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
         }
         sealed += rows.len() as u64;
         audit_entry::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-        audit_pending::Entity::delete_many().filter(audit_pending::Column::Id.is_in(ids)).exec(&txn).await?;
+        audit_pending::Entity::delete_many()
+            .filter(one_of(txn.get_database_backend(), audit_pending::Column::Id, ids))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
         if !full {
             return Ok(sealed);

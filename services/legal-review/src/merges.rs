@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crs_domain::state::{Command, State};
 use crs_platform::auth::Principal;
+use crs_platform::db::arrays::one_of;
 use crs_platform::time::{millis_from_timestamp, timestamp_from_millis};
 use crs_proto::common::{Assessment, ItemDecision, RequestStatus, Submission};
 use crs_proto::convert::{self, wire};
@@ -126,7 +127,7 @@ impl LegalReview {
             }
             let holders: BTreeSet<String> = open_content::Entity::find()
                 .filter(open_content::Column::Jurisdiction.eq(s.jurisdiction.clone()))
-                .filter(open_content::Column::ContentKey.is_in(keys.clone()))
+                .filter(one_of(txn.get_database_backend(), open_content::Column::ContentKey, keys.clone()))
                 .all(txn)
                 .await?
                 .into_iter()
@@ -527,7 +528,11 @@ async fn hand_over_content(txn: &DatabaseTransaction, id: &str) -> Result<()> {
         return Ok(());
     }
     let naming = case_content::Entity::find()
-        .filter(case_content::Column::ContentKey.is_in(released.iter().map(|r| r.content_key.clone())))
+        .filter(one_of(
+            txn.get_database_backend(),
+            case_content::Column::ContentKey,
+            released.iter().map(|r| r.content_key.clone()),
+        ))
         .filter(case_content::Column::CaseId.ne(id))
         .all(txn)
         .await?;
@@ -537,7 +542,7 @@ async fn hand_over_content(txn: &DatabaseTransaction, id: &str) -> Result<()> {
     let open: Vec<i32> =
         crs_domain::Status::ALL.iter().filter(|s| s.is_open()).map(|s| wire::<RequestStatus, _>(*s)).collect();
     let oldest_first: Vec<String> = case::Entity::find()
-        .filter(case::Column::Id.is_in(naming.iter().map(|c| c.case_id.clone())))
+        .filter(one_of(txn.get_database_backend(), case::Column::Id, naming.iter().map(|c| c.case_id.clone())))
         .filter(case::Column::Status.is_in(open))
         .order_by_asc(case::Column::CreatedAt)
         .all(txn)
@@ -650,7 +655,7 @@ pub(crate) async fn merged_requests<C: ConnectionTrait>(
 ) -> Result<HashMap<String, Vec<MergedRequest>>> {
     let mut out: HashMap<String, Vec<MergedRequest>> = HashMap::new();
     let rows = merged_request::Entity::find()
-        .filter(merged_request::Column::CaseId.is_in(ids.iter().cloned()))
+        .filter(one_of(conn.get_database_backend(), merged_request::Column::CaseId, ids.iter().cloned()))
         .order_by_asc(merged_request::Column::MergedAt)
         .all(conn)
         .await?;
@@ -658,7 +663,11 @@ pub(crate) async fn merged_requests<C: ConnectionTrait>(
         return Ok(out);
     }
     let case_items: HashMap<(String, String), u32> = case_content::Entity::find()
-        .filter(case_content::Column::CaseId.is_in(rows.iter().map(|m| m.case_id.clone())))
+        .filter(one_of(
+            conn.get_database_backend(),
+            case_content::Column::CaseId,
+            rows.iter().map(|m| m.case_id.clone()),
+        ))
         .all(conn)
         .await?
         .into_iter()
@@ -700,7 +709,7 @@ pub(crate) async fn held_elsewhere<C: ConnectionTrait>(
     }
     let holders: HashMap<String, String> = open_content::Entity::find()
         .filter(open_content::Column::Jurisdiction.eq(s.jurisdiction.clone()))
-        .filter(open_content::Column::ContentKey.is_in(keys))
+        .filter(one_of(conn.get_database_backend(), open_content::Column::ContentKey, keys))
         .filter(open_content::Column::CaseId.ne(row.id.clone()))
         .all(conn)
         .await?
@@ -722,7 +731,7 @@ pub(crate) async fn related_cases<C: ConnectionTrait>(conn: &C, row: &case::Mode
     }
     let mut shared: BTreeMap<String, Vec<case_content::Model>> = BTreeMap::new();
     for c in case_content::Entity::find()
-        .filter(case_content::Column::ContentKey.is_in(keys))
+        .filter(one_of(conn.get_database_backend(), case_content::Column::ContentKey, keys))
         .filter(case_content::Column::CaseId.ne(row.id.clone()))
         .all(conn)
         .await?
@@ -731,7 +740,7 @@ pub(crate) async fn related_cases<C: ConnectionTrait>(conn: &C, row: &case::Mode
     }
     let mut out = Vec::new();
     let others = case::Entity::find()
-        .filter(case::Column::Id.is_in(shared.keys().cloned()))
+        .filter(one_of(conn.get_database_backend(), case::Column::Id, shared.keys().cloned()))
         .order_by_desc(case::Column::CreatedAt)
         .all(conn)
         .await?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crs_domain::case::{Case, Claim};
 use crs_domain::state::State;
+use crs_platform::db::arrays::one_of;
 use crs_proto::common::{Assessment, Submission};
 use crs_timers::{Clock, ClockStore};
 use prost::Message;
@@ -84,7 +85,7 @@ pub async fn around<C: ConnectionTrait>(conn: &C, ids: &[String]) -> Result<Arou
         return Ok(out);
     }
     for d in decision::Entity::find()
-        .filter(decision::Column::CaseId.is_in(ids.iter().cloned()))
+        .filter(one_of(conn.get_database_backend(), decision::Column::CaseId, ids.iter().cloned()))
         .order_by_asc(decision::Column::ItemIndex)
         .all(conn)
         .await?
@@ -92,7 +93,7 @@ pub async fn around<C: ConnectionTrait>(conn: &C, ids: &[String]) -> Result<Arou
         out.decisions.entry(d.case_id.clone()).or_default().push(d);
     }
     for i in information::Entity::find()
-        .filter(information::Column::CaseId.is_in(ids.iter().cloned()))
+        .filter(one_of(conn.get_database_backend(), information::Column::CaseId, ids.iter().cloned()))
         .order_by_asc(information::Column::Round)
         .all(conn)
         .await?

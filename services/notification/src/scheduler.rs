@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crs_platform::db::arrays::{self, one_of};
 use crs_platform::db::select_prefixed;
 use crs_platform::outbox::statement;
 use crs_platform::time::now_millis;
@@ -315,18 +316,28 @@ async fn mark_delivered_at<C: ConnectionTrait>(
     lease: i64,
     ids: &[&str],
 ) -> Result<(), DbErr> {
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+    let backend = conn.get_database_backend();
     let mut values: Vec<sea_orm::Value> =
         vec![(DeliveryState::Delivered as i32).into(), now_millis().into(), endpoint.into(), lease.into()];
-    values.extend(ids.iter().map(|id| (*id).into()));
+    // On PostgreSQL the ids as one array: one statement's text whatever their number.
+    let ids_sql = match backend {
+        DbBackend::Postgres => {
+            values.push(arrays::texts(ids.iter().copied()));
+            "= ANY($5)".to_owned()
+        }
+        _ => {
+            values.extend(ids.iter().map(|id| (*id).into()));
+            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+            format!("IN ({})", placeholders.join(", "))
+        }
+    };
     let written = conn
         .query_all_raw(statement(
-            conn.get_database_backend(),
+            backend,
             &format!(
                 "UPDATE deliveries SET state = $1, delivered_at = $2, next_attempt_at = NULL, \
                  locked_until = NULL, last_error = '', failure = '', endpoint = $3 \
-                 WHERE locked_until = $4 AND id IN ({}) RETURNING id",
-                placeholders.join(", ")
+                 WHERE locked_until = $4 AND id {ids_sql} RETURNING id"
             ),
             values,
         ))
@@ -371,7 +382,7 @@ fn messages_and_subscription(backend: DbBackend, notification_ids: Vec<String>, 
             s.clone(),
             Expr::col((s, subscription::Column::Id)).eq(subscription_id),
         )
-        .and_where(Expr::col((m, message::Column::NotificationId)).is_in(notification_ids));
+        .and_where(one_of(backend, (m, message::Column::NotificationId), notification_ids));
     backend.build(&select)
 }
 

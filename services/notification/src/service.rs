@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crs_platform::auth::{self, Principal, Role};
+use crs_platform::db::arrays::one_of;
 use crs_platform::error::FieldViolations;
 use crs_platform::paging;
 use crs_platform::shared_txn::{self, SharedTransactions};
@@ -395,8 +396,11 @@ impl Notifications {
         let more = rows.len() as u64 > size;
         let rows: Vec<notification::Model> = rows.into_iter().take(size as usize).collect();
         // The page's deliveries in one query, not one per notification.
-        let mut deliveries =
-            delivery::Entity::find().filter(delivery::Column::NotificationId.is_in(rows.iter().map(|r| r.id.clone())));
+        let mut deliveries = delivery::Entity::find().filter(one_of(
+            self.db.get_database_backend(),
+            delivery::Column::NotificationId,
+            rows.iter().map(|r| r.id.clone()),
+        ));
         if agency {
             deliveries = deliveries.filter(delivery::Column::Audience.eq(Audience::Agency as i32));
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crs_platform::auth::{self, Role};
+use crs_platform::db::arrays;
 use crs_platform::outbox::{Outbox, OutboxBatch, inbox_first_time, statement};
 use crs_platform::shared_txn::{self, SharedTransactions};
 use crs_platform::time::{millis_from_timestamp, now_millis};
@@ -15,7 +16,8 @@ use crs_proto::triage::*;
 use prost::Message;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryTrait, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryTrait, TransactionTrait,
+    Value,
 };
 use tonic::{Request, Response, Status};
 
@@ -280,14 +282,24 @@ async fn context(db: &impl ConnectionTrait, s: &Submission, recent_days: u32, no
          FROM agency_history WHERE agency_id = $1",
     );
     if !s.items.is_empty() {
-        let keys: Vec<String> = (0..s.items.len()).map(|i| format!("${}", i + 4)).collect();
-        let keys = keys.join(", ");
-        values.extend(s.items.iter().map(|i| Value::from(i.content_key.clone())));
+        // On PostgreSQL the keys go as one array, so the statement's text is the same whatever
+        // the number of items: one statement to prepare and plan, not one per count.
+        let keys = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                values.push(arrays::texts(s.items.iter().map(|i| i.content_key.clone())));
+                "= ANY($4)".to_owned()
+            }
+            _ => {
+                values.extend(s.items.iter().map(|i| Value::from(i.content_key.clone())));
+                let placeholders: Vec<String> = (0..s.items.len()).map(|i| format!("${}", i + 4)).collect();
+                format!("IN ({})", placeholders.join(", "))
+            }
+        };
         sql.push_str(&format!(
             " UNION ALL SELECT 'earlier', content_key, request_id, NULL, NULL, NULL \
-              FROM content_index WHERE content_key IN ({keys}) AND request_id <> $2 \
+              FROM content_index WHERE content_key {keys} AND request_id <> $2 \
               UNION ALL SELECT 'decision', content_key, case_id, jurisdiction, outcome, decided_at \
-              FROM content_decisions WHERE content_key IN ({keys}) AND decided_at >= $3"
+              FROM content_decisions WHERE content_key {keys} AND decided_at >= $3"
         ));
     }
     let rows = db.query_all_raw(statement(db.get_database_backend(), &sql, values)).await?;
