@@ -332,6 +332,25 @@ pub mod arrays {
             _ => Expr::col(column).is_in(values.collect::<Vec<Value>>()),
         }
     }
+
+    /// [`one_of`] for a statement written by hand: adds `values` to the statement's `params` and
+    /// answers what follows the column, their placeholders numbered on from those already in
+    /// `params`. On PostgreSQL `= ANY($n)`, the values one array; elsewhere `IN ($n, ...)`.
+    pub fn one_of_sql<V: sea_orm::sea_query::ValueType + Into<Value>>(
+        backend: sea_orm::DbBackend,
+        params: &mut Vec<Value>,
+        values: impl IntoIterator<Item = V>,
+    ) -> String {
+        let first = params.len() + 1;
+        let values = values.into_iter().map(Into::into);
+        if backend == sea_orm::DbBackend::Postgres {
+            params.push(array(V::array_type(), values));
+            return format!("= ANY(${first})");
+        }
+        params.extend(values);
+        let placeholders: Vec<String> = (first..=params.len()).map(|i| format!("${i}")).collect();
+        format!("IN ({})", placeholders.join(", "))
+    }
 }
 
 /// Commit order without a lock: a history that readers follow with a cursor (intake's status
@@ -530,5 +549,13 @@ mod tests {
         let sqlite = lookup(DbBackend::Sqlite, vec![7, 8, 9]);
         assert_eq!(sqlite.sql, r#"SELECT "id" FROM "t" WHERE "id" IN (?, ?, ?)"#);
         assert_eq!(sqlite.values.unwrap().0, vec![7i64.into(), 8i64.into(), 9i64.into()]);
+
+        // Written by hand, numbered on from the parameters before.
+        let mut params: Vec<sea_orm::Value> = vec![1.into()];
+        assert_eq!(arrays::one_of_sql(DbBackend::Postgres, &mut params, ["a", "b"].map(String::from)), "= ANY($2)");
+        assert_eq!(params, vec![1.into(), arrays::texts(["a", "b"])]);
+        let mut params: Vec<sea_orm::Value> = vec![1.into()];
+        assert_eq!(arrays::one_of_sql(DbBackend::Sqlite, &mut params, ["a", "b"].map(String::from)), "IN ($2, $3)");
+        assert_eq!(params, vec![1.into(), "a".into(), "b".into()]);
     }
 }

@@ -667,22 +667,13 @@ impl Relay {
     }
 
     /// Removes delivered rows, 500 per statement: on PostgreSQL their ids as one array, in a
-    /// statement whose text is the same however many there are (see [`arrays::one_of`]).
+    /// statement whose text is the same however many there are (see [`arrays::one_of_sql`]).
     async fn remove(&self, ids: &[String]) {
         let backend = self.db.get_database_backend();
         for chunk in ids.chunks(500) {
-            let removal = match backend {
-                DbBackend::Postgres => statement(
-                    backend,
-                    "DELETE FROM outbox WHERE id = ANY($1)",
-                    vec![arrays::texts(chunk.iter().cloned())],
-                ),
-                _ => {
-                    let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-                    let sql = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
-                    statement(backend, &sql, chunk.iter().map(|id| id.clone().into()).collect())
-                }
-            };
+            let mut params = Vec::with_capacity(1);
+            let ids = arrays::one_of_sql(backend, &mut params, chunk.iter().cloned());
+            let removal = statement(backend, &format!("DELETE FROM outbox WHERE id {ids}"), params);
             match self.db.execute_raw(removal).await {
                 Ok(done) => {
                     self.turned_over.fetch_add(done.rows_affected(), Ordering::Relaxed);

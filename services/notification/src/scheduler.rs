@@ -320,17 +320,7 @@ async fn mark_delivered_at<C: ConnectionTrait>(
     let mut values: Vec<sea_orm::Value> =
         vec![(DeliveryState::Delivered as i32).into(), now_millis().into(), endpoint.into(), lease.into()];
     // On PostgreSQL the ids as one array: one statement's text whatever their number.
-    let ids_sql = match backend {
-        DbBackend::Postgres => {
-            values.push(arrays::texts(ids.iter().copied()));
-            "= ANY($5)".to_owned()
-        }
-        _ => {
-            values.extend(ids.iter().map(|id| (*id).into()));
-            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
-            format!("IN ({})", placeholders.join(", "))
-        }
-    };
+    let ids_sql = arrays::one_of_sql(backend, &mut values, ids.iter().map(|id| id.to_string()));
     let written = conn
         .query_all_raw(statement(
             backend,

@@ -16,8 +16,7 @@ use crs_proto::triage::*;
 use prost::Message;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryTrait, TransactionTrait,
-    Value,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryTrait, TransactionTrait, Value,
 };
 use tonic::{Request, Response, Status};
 
@@ -284,17 +283,8 @@ async fn context(db: &impl ConnectionTrait, s: &Submission, recent_days: u32, no
     if !s.items.is_empty() {
         // On PostgreSQL the keys go as one array, so the statement's text is the same whatever
         // the number of items: one statement to prepare and plan, not one per count.
-        let keys = match db.get_database_backend() {
-            DbBackend::Postgres => {
-                values.push(arrays::texts(s.items.iter().map(|i| i.content_key.clone())));
-                "= ANY($4)".to_owned()
-            }
-            _ => {
-                values.extend(s.items.iter().map(|i| Value::from(i.content_key.clone())));
-                let placeholders: Vec<String> = (0..s.items.len()).map(|i| format!("${}", i + 4)).collect();
-                format!("IN ({})", placeholders.join(", "))
-            }
-        };
+        let keys =
+            arrays::one_of_sql(db.get_database_backend(), &mut values, s.items.iter().map(|i| i.content_key.clone()));
         sql.push_str(&format!(
             " UNION ALL SELECT 'earlier', content_key, request_id, NULL, NULL, NULL \
               FROM content_index WHERE content_key {keys} AND request_id <> $2 \
